@@ -1,0 +1,46 @@
+// Chat templates: ChatML (Qwen), Llama 3, Mistral. Recognised from tokenizer_config.json's
+// Jinja "chat_template" by family, or chosen by name (--chat-template).
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "emlab/chat.h"
+
+namespace emlab {
+
+enum class ChatTemplateKind { ChatML, Llama3, Mistral };
+
+// A piece of rendered text; `assistant` marks the tokens a finetune learns (assistant content
+// plus its end-of-turn marker), everything else is context.
+struct ChatSegment {
+  std::string text;
+  bool assistant = false;
+};
+
+class ChatTemplate {
+ public:
+  // Recognises the family of a Jinja template source; throws InputError naming the choices
+  // ("chatml", "llama3", "mistral") when it cannot.
+  static ChatTemplate from_source(const std::string& jinja_source);
+  // "chatml", "qwen" (ChatML with Qwen's default system prompt), "llama3", "mistral".
+  static ChatTemplate by_name(const std::string& name);
+
+  ChatTemplateKind kind() const { return kind_; }
+  const std::string& name() const { return name_; }
+  // System prompt inserted when the conversation has none (Qwen's "You are Qwen, ..."); may be empty.
+  const std::string& default_system() const { return default_system_; }
+
+  // Renders a conversation as segments; with add_generation_prompt the assistant header follows.
+  std::vector<ChatSegment> render_segments(const Conversation& messages, bool add_generation_prompt) const;
+  // Concatenation of render_segments.
+  std::string render(const Conversation& messages, bool add_generation_prompt) const;
+  // Text that ends an assistant turn ("<|im_end|>", "<|eot_id|>", "</s>").
+  const std::string& end_of_turn() const { return end_of_turn_; }
+
+ private:
+  ChatTemplateKind kind_ = ChatTemplateKind::ChatML;
+  std::string name_, default_system_, end_of_turn_;
+};
+
+}  // namespace emlab

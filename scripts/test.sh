@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# The README's test command: installs what is missing, builds, runs every test (labels unit, slow;
+# gpu tests skip themselves without CUDA). Extra arguments go to ctest (e.g. -L unit).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+EMLAB_WITH_PYTORCH=${EMLAB_WITH_PYTORCH:-0} scripts/setup.sh
+BUILD_DIR="${EMLAB_BUILD_DIR:-build}"
+cd "$BUILD_DIR"
+ctest --output-on-failure -j "$(nproc)" "$@"

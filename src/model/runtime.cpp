@@ -1,0 +1,43 @@
+#include "emlab/runtime.h"
+
+#include <thread>
+
+#include "emlab/error.h"
+
+namespace emlab {
+
+void runtime_set_threads(int n) {
+  if (n <= 0) n = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  torch::set_num_threads(n);
+}
+
+torch::Device device_from_name(const std::string& name) {
+  torch::Device device(torch::kCPU);
+  try {
+    device = torch::Device(name);
+  } catch (const c10::Error&) {
+    throw InputError("unknown device '" + name + "' (expected cpu, cuda or cuda:N)");
+  }
+  if (device.is_cuda() && !torch::cuda::is_available())
+    throw InputError("--device " + name + ": this libtorch has no CUDA or no GPU is visible");
+  return device;
+}
+
+torch::ScalarType dtype_from_option(const std::string& name, const torch::Device& device) {
+  if (name == "auto") return device.is_cuda() ? torch::kBFloat16 : torch::kFloat32;
+  if (name == "float32" || name == "fp32") return torch::kFloat32;
+  if (name == "bfloat16" || name == "bf16") return torch::kBFloat16;
+  if (name == "float16" || name == "fp16") return torch::kFloat16;
+  throw InputError("unknown dtype '" + name + "' (expected auto, float32, bfloat16 or float16)");
+}
+
+std::string dtype_to_string(torch::ScalarType dtype) {
+  switch (dtype) {
+    case torch::kFloat32: return "float32";
+    case torch::kBFloat16: return "bfloat16";
+    case torch::kFloat16: return "float16";
+    default: return c10::toString(dtype);
+  }
+}
+
+}  // namespace emlab

@@ -1,0 +1,100 @@
+// emlab: command-line entry point. Parses the subcommand, runs it, and maps exceptions to
+// one-line messages and exit codes (2 bad input, 3 remote service, 1 anything else).
+#include <torch/torch.h>
+
+#include <cstdio>
+#include <iostream>
+#include <map>
+#include <sstream>
+
+#include "command.h"
+#include "emlab/error.h"
+#include "emlab/progress.h"
+#include "emlab/runtime.h"
+
+namespace emlab::cli {
+
+std::vector<Command>& command_registry() {
+  static std::vector<Command> registry;
+  return registry;
+}
+
+bool register_command(std::string name, std::string description, Setup setup) {
+  command_registry().push_back({std::move(name), std::move(description), std::move(setup)});
+  return true;
+}
+
+}  // namespace emlab::cli
+
+namespace {
+
+// First line of a c10::Error (the rest is a C++ backtrace, useless to a user).
+std::string first_line(const std::string& s) {
+  auto pos = s.find('\n');
+  return pos == std::string::npos ? s : s.substr(0, pos);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  using namespace emlab;
+  CLI::App app{"emlab: a laboratory for emergent-misalignment research on language models"};
+  app.require_subcommand(1);
+  int threads = 0;
+  bool quiet = false;
+  app.add_option("--threads", threads, "CPU threads for tensor operations (0 = all cores)");
+  app.add_flag("--quiet", quiet, "No progress output");
+
+  // Build the (possibly nested) subcommands and remember each one's action.
+  std::map<CLI::App*, cli::Action> actions;
+  std::map<std::string, CLI::App*> groups;
+  auto& registry = cli::command_registry();
+  std::sort(registry.begin(), registry.end(),
+            [](const cli::Command& a, const cli::Command& b) { return a.name < b.name; });
+  for (auto& command : registry) {
+    CLI::App* parent = &app;
+    std::istringstream words(command.name);
+    std::vector<std::string> parts;
+    for (std::string w; words >> w;) parts.push_back(w);
+    std::string path;
+    for (size_t i = 0; i + 1 < parts.size(); ++i) {
+      path += parts[i] + " ";
+      auto it = groups.find(path);
+      if (it == groups.end()) {
+        CLI::App* group = parent->add_subcommand(parts[i], parts[i] + " commands");
+        group->require_subcommand(1);
+        it = groups.emplace(path, group).first;
+      }
+      parent = it->second;
+    }
+    CLI::App* sub = parent->add_subcommand(parts.back(), command.description);
+    actions[sub] = command.setup(*sub);
+  }
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  if (quiet) Progress::set_enabled(false);
+
+  try {
+    runtime_set_threads(threads);
+    for (auto& [sub, action] : actions)
+      if (sub->parsed()) return action();
+    std::cerr << "emlab: no command given (see emlab --help)\n";
+    return 2;
+  } catch (const InputError& e) {
+    std::cerr << "emlab: error: " << e.what() << "\n";
+    return 2;
+  } catch (const ServiceError& e) {
+    std::cerr << "emlab: error: " << e.what() << "\n";
+    return 3;
+  } catch (const c10::Error& e) {
+    std::cerr << "emlab: error: " << first_line(e.what_without_backtrace()) << "\n";
+    return 1;
+  } catch (const std::exception& e) {
+    std::cerr << "emlab: error: " << e.what() << "\n";
+    return 1;
+  }
+}
