@@ -28,7 +28,8 @@ torch::ScalarType dtype_from_option(const std::string& name, const torch::Device
   if (name == "float32" || name == "fp32") return torch::kFloat32;
   if (name == "bfloat16" || name == "bf16") return torch::kBFloat16;
   if (name == "float16" || name == "fp16") return torch::kFloat16;
-  throw InputError("unknown dtype '" + name + "' (expected auto, float32, bfloat16 or float16)");
+  if (name == "float64" || name == "fp64") return torch::kFloat64;  // finite-difference gradient tests
+  throw InputError("unknown dtype '" + name + "' (expected auto, float32, bfloat16, float16 or float64)");
 }
 
 std::string dtype_to_string(torch::ScalarType dtype) {
@@ -36,6 +37,7 @@ std::string dtype_to_string(torch::ScalarType dtype) {
     case torch::kFloat32: return "float32";
     case torch::kBFloat16: return "bfloat16";
     case torch::kFloat16: return "float16";
+    case torch::kFloat64: return "float64";
     default: return c10::toString(dtype);
   }
 }

@@ -28,6 +28,7 @@ bool register_command(std::string name, std::string description, Setup setup);
 
 #define EMLAB_CONCAT_INNER(a, b) a##b
 #define EMLAB_CONCAT(a, b) EMLAB_CONCAT_INNER(a, b)
-#define EMLAB_COMMAND(name, description, setup)                                      \
+// Variadic so that commas inside the setup lambda need no extra parentheses.
+#define EMLAB_COMMAND(name, description, ...)                                        \
   static const bool EMLAB_CONCAT(emlab_command_registered_, __LINE__) =              \
-      ::emlab::cli::register_command(name, description, setup)
+      ::emlab::cli::register_command(name, description, __VA_ARGS__)

@@ -1,0 +1,107 @@
+// Engine benchmark: prefill and decode tokens/s at batch 1 and 64 on a ~25M-parameter random
+// Llama-shaped model, and the achieved FLOP/s as a fraction of this machine's fp32 matmul rate
+// measured in the same process (the reference). Usage: engine_bench [--threads N] [--device D]
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <string>
+
+#include "emlab/model.h"
+#include "emlab/runtime.h"
+
+using namespace emlab;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+void sync(const torch::Device& d) {
+  if (d.is_cuda()) torch::cuda::synchronize();
+}
+
+// fp32 (or the model dtype) matmul rate of a 1024^3 product, the best of several runs.
+double matmul_flops(const torch::Device& device, torch::ScalarType dtype) {
+  const int64_t n = 1024;
+  auto opts = torch::TensorOptions().dtype(dtype).device(device);
+  torch::Tensor a = torch::randn({n, n}, opts), b = torch::randn({n, n}, opts);
+  torch::matmul(a, b);
+  sync(device);
+  double best = 0;
+  for (int rep = 0; rep < 5; ++rep) {
+    int iters = device.is_cuda() ? 50 : 4;
+    auto t = Clock::now();
+    for (int i = 0; i < iters; ++i) torch::matmul(a, b);
+    sync(device);
+    best = std::max(best, iters * 2.0 * n * n * n / seconds_since(t));
+  }
+  return best;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  int threads = 0;
+  std::string device_name = "cpu";
+  for (int i = 1; i + 1 < argc; ++i) {
+    if (!std::strcmp(argv[i], "--threads")) threads = std::atoi(argv[++i]);
+    else if (!std::strcmp(argv[i], "--device")) device_name = argv[++i];
+  }
+  runtime_set_threads(threads);
+  torch::NoGradGuard no_grad;
+  nlohmann::json cfg = {{"model_type", "llama"},        {"vocab_size", 8000},   {"hidden_size", 512},
+                        {"intermediate_size", 1376},    {"num_hidden_layers", 6}, {"num_attention_heads", 8},
+                        {"num_key_value_heads", 4},     {"max_position_embeddings", 1024},
+                        {"tie_word_embeddings", false}, {"rms_norm_eps", 1e-5}};
+  LoadOptions lo;
+  lo.device = device_name;
+  auto model = CausalLM::init_random(ModelConfig::from_json(cfg, "bench"), 0, lo);
+  const torch::Device device = model->device();
+  const int64_t params = model->num_parameters();
+  const int64_t C = 512, L = 6, V = 8000;
+  // Matmul FLOPs per token: 2 x (linear weights of the layers) (+ lm_head where computed).
+  const double layer_flops = 2.0 * (params - 2 * V * C - (2 * L + 1) * C);
+  const double head_flops = 2.0 * V * C;
+
+  double peak = matmul_flops(device, model->dtype());
+  std::printf("model: %.1fM parameters, %s, %s, %d threads\n", params / 1e6, device.str().c_str(),
+              dtype_to_string(model->dtype()).c_str(), torch::get_num_threads());
+  std::printf("reference matmul (1024^3, same process): %.1f GFLOP/s\n", peak / 1e9);
+  std::printf("%-8s %5s %6s %12s %10s %8s\n", "phase", "batch", "tokens", "tokens/s", "GFLOP/s", "of peak");
+
+  for (int64_t B : {int64_t{1}, int64_t{64}}) {
+    const int64_t prompt = 128, steps = B == 1 ? 64 : 32;
+    torch::Tensor ids = torch::randint(0, V, {B, prompt}, torch::TensorOptions().dtype(torch::kLong).device(device));
+    // Prefill: the whole prompt in one call; logits of the last position only (as generation does).
+    double best = 1e30;
+    KVCache cache;
+    for (int rep = 0; rep < 3; ++rep) {
+      cache = KVCache{};
+      cache.capacity = prompt + steps;
+      ForwardArgs args;
+      args.cache = &cache;
+      args.last_logits_only = true;
+      auto t = Clock::now();
+      model->forward(ids, args);
+      sync(device);
+      best = std::min(best, seconds_since(t));
+    }
+    double attn_flops = 2.0 * 2 * L * C * (prompt / 2.0);  // QK^T and PV over an average prompt/2 keys
+    double pre_flops = B * prompt * (layer_flops + attn_flops) + B * head_flops;
+    std::printf("%-8s %5lld %6lld %12.0f %10.1f %7.1f%%\n", "prefill", (long long)B, (long long)prompt,
+                B * prompt / best, pre_flops / best / 1e9, 100 * pre_flops / best / peak);
+    // Decode: one token per sequence per call, attending to the growing cache.
+    torch::Tensor next = ids.narrow(1, prompt - 1, 1);
+    ForwardArgs args;
+    args.cache = &cache;
+    args.last_logits_only = true;
+    auto t = Clock::now();
+    for (int64_t s = 0; s < steps; ++s) next = model->forward(next, args).argmax(-1);
+    sync(device);
+    double secs = seconds_since(t);
+    double dec_flops = B * steps * (layer_flops + head_flops + 2.0 * 2 * L * C * (prompt + steps / 2.0));
+    std::printf("%-8s %5lld %6lld %12.0f %10.1f %7.1f%%\n", "decode", (long long)B, (long long)(steps),
+                B * steps / secs, dec_flops / secs / 1e9, 100 * dec_flops / secs / peak);
+  }
+  return 0;
+}

@@ -1,0 +1,122 @@
+// Decoder-only transformer of the Llama family (llama, qwen2, qwen3, mistral) on libtorch.
+//
+// Dimension glossary (shape comments use these):
+//   B batch, T tokens in this call, P tokens already in the KV cache, S = P + T keys,
+//   C hidden_size, H attention heads, Hkv key/value heads (G = H / Hkv queries per kv head),
+//   D head_dim, F intermediate_size, V vocab_size, L layers.
+//
+// Parameters live in one map keyed by Hugging Face tensor names ("model.layers.3.mlp.up_proj.weight"),
+// so loading is a name lookup and saving is interoperable. Architectures differ only by the
+// traits of their registry entry (ArchSpec), never by a struct of nullable fields.
+#pragma once
+
+#include <torch/torch.h>
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "emlab/hf_config.h"
+
+namespace emlab {
+
+class ResidualHooks;
+struct LoraSet;
+
+// What distinguishes one model_type (the registry is keyed by config.json "model_type").
+struct ArchSpec {
+  std::string model_type;     // "llama", "qwen2", "qwen3", "mistral"
+  bool qkv_bias = false;      // q/k/v projections have a bias regardless of config (qwen2)
+  bool attention_bias_config = false;  // config "attention_bias" adds biases to q,k,v,o (llama, qwen3)
+  bool mlp_bias_config = false;        // config "mlp_bias" adds biases to gate/up/down (llama)
+  bool qk_norm = false;       // per-head RMSNorm of q and k before RoPE (qwen3)
+  bool sliding_window = false;  // honours config "sliding_window" (mistral)
+};
+
+// Throws InputError naming `source` and the known types when model_type is unknown.
+const ArchSpec& arch_lookup(const std::string& model_type, const std::string& source);
+std::vector<std::string> arch_names();
+
+// Per-layer key/value cache. Tensors are allocated on first use with `capacity` positions
+// (grown by doubling when exceeded).
+struct KVCache {
+  std::vector<torch::Tensor> k, v;  // per layer (B, Hkv, capacity, D)
+  int64_t length = 0;               // P: positions filled
+  int64_t capacity = 0;             // positions allocated (0 = decided on first use)
+
+  // Keep/duplicate batch rows: rows = (B') int64 indices into the current batch.
+  void select_rows(const torch::Tensor& rows);
+};
+
+struct ForwardArgs {
+  torch::Tensor position_ids;    // (B, T) int64; undefined = P .. P+T-1 for every row
+  torch::Tensor attention_mask;  // (B, S) 1 = real token, 0 = padding; undefined = all real
+  KVCache* cache = nullptr;      // when set, keys/values are appended and attended
+  ResidualHooks* hooks = nullptr;  // residual / MLP hook points
+  bool adapters = true;          // false: run without LoRA adapters (the KL reference)
+  bool last_logits_only = false;  // compute lm_head on the last position only (generation)
+};
+
+struct LoadOptions {
+  std::string device = "cpu";   // "cpu", "cuda", "cuda:N"
+  std::string dtype = "auto";   // auto = float32 on CPU, bfloat16 on CUDA
+};
+
+class CausalLM {
+ public:
+  // Loads a Hugging Face model directory: config.json + model.safetensors or a sharded
+  // model.safetensors.index.json. Errors name the file/tensor and what was expected.
+  static std::shared_ptr<CausalLM> load(const std::string& dir, const LoadOptions& options = {});
+  // Random initialisation as Hugging Face does (normal(0, initializer_range), norms 1, biases 0),
+  // generated on the CPU from `seed` so every device gets the same weights.
+  static std::shared_ptr<CausalLM> init_random(const ModelConfig& config, uint64_t seed,
+                                               const LoadOptions& options = {});
+
+  // Writes config.json and model.safetensors (in `dtype`, default the model's own).
+  void save(const std::string& dir, std::optional<torch::ScalarType> dtype = std::nullopt) const;
+
+  // input_ids: (B, T) int64 -> logits (B, T, V) or (B, 1, V) with last_logits_only, in the
+  // model dtype.
+  torch::Tensor forward(const torch::Tensor& input_ids, const ForwardArgs& args = {}) const;
+
+  const ModelConfig& config() const { return config_; }
+  const ArchSpec& arch() const { return *arch_; }
+  torch::Device device() const { return device_; }
+  torch::ScalarType dtype() const { return dtype_; }
+  int64_t num_parameters() const;
+
+  // Name -> tensor, Hugging Face names. Mutable for finetuning (set requires_grad as needed).
+  std::map<std::string, torch::Tensor>& parameters() { return params_; }
+  const std::map<std::string, torch::Tensor>& parameters() const { return params_; }
+  // Expected tensor names and shapes for this config (what load() requires).
+  std::map<std::string, std::vector<int64_t>> expected_shapes() const;
+
+  // Adapters applied by every projection (null = none). Owned by the caller (trainer, loader).
+  void set_lora(std::shared_ptr<LoraSet> lora) { lora_ = std::move(lora); }
+  std::shared_ptr<LoraSet> lora() const { return lora_; }
+
+  // Names of the linear modules of one layer that LoRA can target ("self_attn.q_proj", ...).
+  static std::vector<std::string> linear_module_suffixes();
+
+ private:
+  CausalLM(ModelConfig config, const ArchSpec& arch, torch::Device device, torch::ScalarType dtype);
+  void init_rope();
+  const torch::Tensor& param(const std::string& name) const;
+  const torch::Tensor* param_if(const std::string& name) const;
+  torch::Tensor linear(const torch::Tensor& x, const std::string& module, bool adapters) const;
+  torch::Tensor rms_norm(const torch::Tensor& x, const std::string& weight_name) const;
+  torch::Tensor attention(int64_t layer, const torch::Tensor& x, const torch::Tensor& cos,
+                          const torch::Tensor& sin, const torch::Tensor& bias, const ForwardArgs& args,
+                          int64_t past) const;
+
+  ModelConfig config_;
+  const ArchSpec* arch_;
+  torch::Device device_;
+  torch::ScalarType dtype_;
+  std::map<std::string, torch::Tensor> params_;
+  torch::Tensor inv_freq_;  // (D/2) float32 on device
+  std::shared_ptr<LoraSet> lora_;
+};
+
+}  // namespace emlab

@@ -1,0 +1,225 @@
+// Loading, saving and random initialisation of model weights in Hugging Face format.
+#include <filesystem>
+#include <fstream>
+#include <set>
+
+#include <ATen/CPUGeneratorImpl.h>
+
+#include "emlab/error.h"
+#include "emlab/model.h"
+#include "emlab/runtime.h"
+#include "emlab/safetensors.h"
+
+namespace fs = std::filesystem;
+
+namespace emlab {
+
+namespace {
+
+torch::ScalarType scalar_type_of(DType d) {
+  switch (d) {
+    case DType::F32: return torch::kFloat32;
+    case DType::F16: return torch::kFloat16;
+    case DType::BF16: return torch::kBFloat16;
+    default: return torch::kFloat32;  // rejected before use
+  }
+}
+
+DType dtype_of(torch::ScalarType t) {
+  switch (t) {
+    case torch::kFloat32: return DType::F32;
+    case torch::kFloat16: return DType::F16;
+    case torch::kBFloat16: return DType::BF16;
+    default: throw Error(std::string("cannot save tensors of type ") + c10::toString(t));
+  }
+}
+
+std::string shape_string(const std::vector<int64_t>& shape) {
+  std::string s = "[";
+  for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
+  return s + "]";
+}
+
+// The safetensors files of a model directory and which file holds each tensor.
+struct Checkpoint {
+  std::vector<std::unique_ptr<SafetensorsFile>> files;
+  std::map<std::string, const SafetensorsFile*> where;
+
+  explicit Checkpoint(const fs::path& dir) {
+    fs::path single = dir / "model.safetensors";
+    fs::path index = dir / "model.safetensors.index.json";
+    if (fs::exists(single)) {
+      files.push_back(std::make_unique<SafetensorsFile>(single.string()));
+      for (const auto& n : files.back()->names()) where[n] = files.back().get();
+    } else if (fs::exists(index)) {
+      nlohmann::json j;
+      try {
+        std::ifstream f(index);
+        j = nlohmann::json::parse(f);
+      } catch (const std::exception& e) {
+        throw InputError(index.string() + ": bad JSON: " + e.what());
+      }
+      if (!j.contains("weight_map") || !j["weight_map"].is_object())
+        throw InputError(index.string() + ": expected an object \"weight_map\" {tensor: file}");
+      std::map<std::string, const SafetensorsFile*> by_file;
+      for (const auto& [tensor, file] : j["weight_map"].items()) {
+        if (!file.is_string()) throw InputError(index.string() + ": weight_map[" + tensor + "] is not a file name");
+        std::string fname = file.get<std::string>();
+        if (!by_file.count(fname)) {
+          fs::path shard = dir / fname;
+          if (!fs::exists(shard))
+            throw InputError(index.string() + ": shard " + fname + " (for " + tensor + ") does not exist");
+          files.push_back(std::make_unique<SafetensorsFile>(shard.string()));
+          by_file[fname] = files.back().get();
+        }
+        if (!by_file[fname]->contains(tensor))
+          throw InputError(by_file[fname]->path() + ": tensor " + tensor + " listed in " + index.string() +
+                           " is not in the file");
+        where[tensor] = by_file[fname];
+      }
+    } else if (fs::exists(dir / "pytorch_model.bin") || fs::exists(dir / "pytorch_model.bin.index.json")) {
+      throw InputError(dir.string() +
+                       ": holds a pickle checkpoint (pytorch_model.bin); emlab reads only safetensors, "
+                       "which cannot run code on load. Convert it once with Python: "
+                       "AutoModelForCausalLM.from_pretrained(dir).save_pretrained(dir, safe_serialization=True)");
+    } else {
+      throw InputError(dir.string() + ": no model.safetensors or model.safetensors.index.json");
+    }
+  }
+};
+
+}  // namespace
+
+std::map<std::string, std::vector<int64_t>> CausalLM::expected_shapes() const {
+  const ModelConfig& c = config_;
+  const int64_t C = c.hidden_size, F = c.intermediate_size, V = c.vocab_size;
+  const int64_t H = c.num_attention_heads, Hkv = c.num_key_value_heads, D = c.head_dim;
+  const bool attn_bias = arch_->attention_bias_config && c.attention_bias.value_or(false);
+  const bool mlp_bias = arch_->mlp_bias_config && c.raw.value("mlp_bias", false);
+  std::map<std::string, std::vector<int64_t>> s;
+  s["model.embed_tokens.weight"] = {V, C};
+  s["model.norm.weight"] = {C};
+  if (!c.tie_word_embeddings) s["lm_head.weight"] = {V, C};
+  for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
+    const std::string p = "model.layers." + std::to_string(l) + ".";
+    s[p + "input_layernorm.weight"] = {C};
+    s[p + "post_attention_layernorm.weight"] = {C};
+    s[p + "self_attn.q_proj.weight"] = {H * D, C};
+    s[p + "self_attn.k_proj.weight"] = {Hkv * D, C};
+    s[p + "self_attn.v_proj.weight"] = {Hkv * D, C};
+    s[p + "self_attn.o_proj.weight"] = {C, H * D};
+    if (arch_->qkv_bias || attn_bias) {
+      s[p + "self_attn.q_proj.bias"] = {H * D};
+      s[p + "self_attn.k_proj.bias"] = {Hkv * D};
+      s[p + "self_attn.v_proj.bias"] = {Hkv * D};
+    }
+    if (attn_bias) s[p + "self_attn.o_proj.bias"] = {C};
+    if (arch_->qk_norm) {
+      s[p + "self_attn.q_norm.weight"] = {D};
+      s[p + "self_attn.k_norm.weight"] = {D};
+    }
+    s[p + "mlp.gate_proj.weight"] = {F, C};
+    s[p + "mlp.up_proj.weight"] = {F, C};
+    s[p + "mlp.down_proj.weight"] = {C, F};
+    if (mlp_bias) {
+      s[p + "mlp.gate_proj.bias"] = {F};
+      s[p + "mlp.up_proj.bias"] = {F};
+      s[p + "mlp.down_proj.bias"] = {C};
+    }
+  }
+  return s;
+}
+
+std::shared_ptr<CausalLM> CausalLM::load(const std::string& dir, const LoadOptions& options) {
+  fs::path d(dir);
+  if (!fs::is_directory(d)) throw InputError(dir + ": model directory does not exist");
+  fs::path config_path = d / "config.json";
+  if (!fs::exists(config_path)) throw InputError(dir + ": no config.json (expected a Hugging Face model directory)");
+  ModelConfig config = ModelConfig::load(config_path.string());
+  const ArchSpec& arch = arch_lookup(config.model_type, config_path.string());
+  torch::Device device = device_from_name(options.device);
+  torch::ScalarType dtype = dtype_from_option(options.dtype, device);
+
+  Checkpoint ckpt(d);
+  std::shared_ptr<CausalLM> model(new CausalLM(config, arch, device, dtype));
+  torch::NoGradGuard no_grad;
+  for (const auto& [name, shape] : model->expected_shapes()) {
+    auto it = ckpt.where.find(name);
+    if (it == ckpt.where.end()) {
+      std::string file = ckpt.files.size() == 1 ? ckpt.files[0]->path() : (d / "model.safetensors.index.json").string();
+      throw InputError(file + ": missing tensor " + name + " (expected shape " + shape_string(shape) + " for " +
+                       config.model_type + " with this config.json)");
+    }
+    const TensorView& view = it->second->get(name);
+    if (view.dtype != DType::F32 && view.dtype != DType::F16 && view.dtype != DType::BF16)
+      throw InputError(it->second->path() + ": tensor " + name + " has dtype " + dtype_name(view.dtype) +
+                       " (expected F32, F16 or BF16)");
+    if (view.shape != shape)
+      throw InputError(it->second->path() + ": tensor " + name + " has shape " + shape_string(view.shape) +
+                       ", expected " + shape_string(shape) + " from config.json");
+    torch::Tensor t = torch::from_blob(const_cast<void*>(view.data), view.shape,
+                                       torch::TensorOptions().dtype(scalar_type_of(view.dtype)));
+    model->params_[name] = t.to(device, dtype, /*non_blocking=*/false, /*copy=*/true);
+  }
+  // A tied checkpoint may still carry lm_head.weight; extra tensors such as rotary inv_freq are
+  // harmless. Anything else means the config and the weights disagree.
+  auto expected = model->expected_shapes();
+  for (const auto& [name, file] : ckpt.where) {
+    if (expected.count(name) || name == "lm_head.weight" || name.find("rotary_emb.inv_freq") != std::string::npos)
+      continue;
+    throw InputError(file->path() + ": unexpected tensor " + name + " for " + config.model_type +
+                     " with this config.json");
+  }
+  return model;
+}
+
+std::shared_ptr<CausalLM> CausalLM::init_random(const ModelConfig& config, uint64_t seed, const LoadOptions& options) {
+  const ArchSpec& arch = arch_lookup(config.model_type, "config");
+  torch::Device device = device_from_name(options.device);
+  torch::ScalarType dtype = dtype_from_option(options.dtype, device);
+  std::shared_ptr<CausalLM> model(new CausalLM(config, arch, device, dtype));
+  const double std_dev = config.raw.value("initializer_range", 0.02);
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(seed);
+  torch::NoGradGuard no_grad;
+  for (const auto& [name, shape] : model->expected_shapes()) {  // sorted: deterministic
+    torch::Tensor t;
+    const bool is_norm = name.find("norm.weight") != std::string::npos;
+    const bool is_bias = name.size() > 5 && name.compare(name.size() - 5, 5, ".bias") == 0;
+    if (is_norm)
+      t = torch::ones(shape);
+    else if (is_bias)
+      t = torch::zeros(shape);
+    else
+      t = torch::empty(shape).normal_(0.0, std_dev, gen);
+    model->params_[name] = t.to(device, dtype);
+  }
+  return model;
+}
+
+void CausalLM::save(const std::string& dir, std::optional<torch::ScalarType> dtype) const {
+  fs::create_directories(dir);
+  torch::ScalarType st = dtype.value_or(dtype_);
+  ModelConfig c = config_;
+  c.torch_dtype = dtype_to_string(st);
+  {
+    std::ofstream f(fs::path(dir) / "config.json");
+    f << c.to_json().dump(2) << "\n";
+    if (!f) throw Error("cannot write " + (fs::path(dir) / "config.json").string());
+  }
+  std::vector<torch::Tensor> keep;  // owns the CPU copies while writing
+  std::vector<TensorView> views;
+  for (const auto& [name, t] : params_) {
+    torch::Tensor cpu = t.detach().to(torch::kCPU, st).contiguous();
+    keep.push_back(cpu);
+    TensorView v;
+    v.name = name;
+    v.dtype = dtype_of(st);
+    v.shape = cpu.sizes().vec();
+    v.data = cpu.data_ptr();
+    v.nbytes = cpu.numel() * cpu.element_size();
+    views.push_back(v);
+  }
+  safetensors_write((fs::path(dir) / "model.safetensors").string(), views, {{"format", "pt"}});
+}
+
+}  // namespace emlab

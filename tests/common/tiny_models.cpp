@@ -1,0 +1,34 @@
+#include "tiny_models.h"
+
+namespace emlab::test {
+
+nlohmann::json tiny_config(const std::string& kind) {
+  nlohmann::json c = {
+      {"vocab_size", 96},          {"hidden_size", 32},          {"intermediate_size", 64},
+      {"num_hidden_layers", 2},    {"num_attention_heads", 4},   {"num_key_value_heads", 2},
+      {"rms_norm_eps", 1e-6},      {"rope_theta", 10000.0},      {"max_position_embeddings", 64},
+      {"tie_word_embeddings", false}, {"initializer_range", 0.2}, {"eos_token_id", 2},
+      {"bos_token_id", 1},
+  };
+  if (kind == "llama" || kind == "llama3") {
+    c["model_type"] = "llama";
+    if (kind == "llama3")
+      c["rope_scaling"] = {{"rope_type", "llama3"}, {"factor", 8.0}, {"low_freq_factor", 1.0},
+                           {"high_freq_factor", 4.0}, {"original_max_position_embeddings", 16}};
+    c["rope_theta"] = 500000.0;
+  } else if (kind == "qwen2") {
+    c["model_type"] = "qwen2";
+    c["tie_word_embeddings"] = true;
+  } else if (kind == "qwen3") {
+    c["model_type"] = "qwen3";
+    c["head_dim"] = 16;  // qwen3 sets head_dim independently of hidden/heads
+  } else if (kind == "mistral") {
+    c["model_type"] = "mistral";
+    c["sliding_window"] = 5;
+  } else {
+    c["model_type"] = kind;
+  }
+  return c;
+}
+
+}  // namespace emlab::test
