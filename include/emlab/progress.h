@@ -34,7 +34,7 @@ class Progress {
 
   std::string label_, unit_, extra_;
   int64_t total_ = 0, done_ = 0, start_done_ = 0;
-  bool tty_ = false, finished_ = false;
+  bool tty_ = false, finished_ = false, started_ = false;
   std::chrono::steady_clock::time_point start_, last_print_;
   std::mutex mu_;
 };

@@ -38,6 +38,7 @@ Progress::~Progress() {
 
 void Progress::advance(int64_t n, const std::string& extra) {
   std::lock_guard<std::mutex> lock(mu_);
+  started_ = true;
   done_ += n;
   if (!extra.empty()) extra_ = extra;
   print(false);
@@ -45,7 +46,8 @@ void Progress::advance(int64_t n, const std::string& extra) {
 
 void Progress::set(int64_t done, const std::string& extra) {
   std::lock_guard<std::mutex> lock(mu_);
-  if (done_ == 0 && start_done_ == 0) start_done_ = done;
+  if (!started_) start_done_ = done;  // resumed work: the rate counts from here
+  started_ = true;
   done_ = done;
   if (!extra.empty()) extra_ = extra;
   print(false);
