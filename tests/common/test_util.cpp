@@ -44,8 +44,13 @@ fs::path source_dir() {
 
 std::string emlab_binary() {
   const char* env = std::getenv("EMLAB_BINARY");
-  if (!env || !*env) throw std::runtime_error("EMLAB_BINARY is not set (run the tests through ctest)");
-  return env;
+  if (env && *env) return env;
+  // Run by hand: the CLI sits in the build folder, one level above tests/.
+  std::error_code ec;
+  fs::path exe = fs::read_symlink("/proc/self/exe", ec);
+  fs::path guess = exe.parent_path().parent_path() / "emlab";
+  if (!ec && fs::exists(guess)) return guess.string();
+  throw std::runtime_error("EMLAB_BINARY is not set and no emlab next to tests/ (run the tests through ctest)");
 }
 
 fs::path temp_dir(const std::string& tag) {
