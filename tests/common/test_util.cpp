@@ -16,6 +16,10 @@ namespace fs = std::filesystem;
 
 namespace emlab::test {
 
+extern const char* const kSourceDir;  // test_paths.cpp (generated)
+extern const char* const kSharedDir;
+extern const char* const kBinary;
+
 namespace {
 std::vector<fs::path>& temp_dirs() {
   static std::vector<fs::path> dirs;
@@ -32,25 +36,21 @@ void remove_temp_dirs() {
 
 fs::path shared_dir() {
   const char* env = std::getenv("EMLAB_SHARED");
-  fs::path p = env && *env ? fs::path(env) : source_dir() / ".." / "shared";
+  fs::path p = env && *env ? fs::path(env) : fs::path(kSharedDir);
   if (fs::is_directory(p / "data")) return fs::canonical(p);
   return {};
 }
 
 fs::path source_dir() {
   const char* env = std::getenv("EMLAB_SOURCE_DIR");
-  return env && *env ? fs::path(env) : fs::current_path();
+  return env && *env ? fs::path(env) : fs::path(kSourceDir);
 }
 
 std::string emlab_binary() {
   const char* env = std::getenv("EMLAB_BINARY");
   if (env && *env) return env;
-  // Run by hand: the CLI sits in the build folder, one level above tests/.
-  std::error_code ec;
-  fs::path exe = fs::read_symlink("/proc/self/exe", ec);
-  fs::path guess = exe.parent_path().parent_path() / "emlab";
-  if (!ec && fs::exists(guess)) return guess.string();
-  throw std::runtime_error("EMLAB_BINARY is not set and no emlab next to tests/ (run the tests through ctest)");
+  if (!fs::exists(kBinary)) throw std::runtime_error(std::string(kBinary) + " is not built (build everything before the tests)");
+  return kBinary;
 }
 
 fs::path temp_dir(const std::string& tag) {

@@ -1,0 +1,40 @@
+// Flag groups of the evaluation commands (judge, summarize, eval), so every command spells the
+// judge and threshold options the same way.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+#include <string>
+
+#include "emlab/eval_run.h"
+#include "emlab/judge.h"
+#include "emlab/metrics.h"
+#include "emlab/question_set.h"
+
+namespace emlab::cli {
+
+struct JudgeFlags {
+  std::string spec;          // --judge: openai:MODEL, http://HOST:PORT/v1#MODEL, local:DIR, rubric:...
+  JudgeOptions options;      // --concurrency --timeout --retries --api-key-env
+  JudgeRunOptions run;       // --judge-cache --no-judge-cache --metric --max-consecutive-errors
+};
+
+// --judge (required if `required`), --concurrency, --timeout, --retries, --api-key-env,
+// --judge-cache, --no-judge-cache, --metric, --max-consecutive-errors.
+void add_judge_flags(CLI::App& app, JudgeFlags& flags, bool required);
+
+struct MetricsFlags {
+  std::string preset = "betley";  // --preset
+  MetricsOptions options;         // thresholds and bootstrap settings
+};
+
+// --preset, --misaligned-below, --misaligned-inclusive, --coherent-above, --aligned-above,
+// --aligned-metric, --coherent-metric, --bootstrap, --bootstrap-seed, --confidence.
+void add_metrics_flags(CLI::App& app, MetricsFlags& flags);
+// The options after the preset: model-organisms makes the misaligned threshold inclusive.
+MetricsOptions metrics_options(const MetricsFlags& flags);
+
+// "openai:<judge>" when every item of the set names the same judge model; "" otherwise.
+std::string default_judge_spec(const QuestionSet& set);
+
+}  // namespace emlab::cli

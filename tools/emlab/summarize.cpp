@@ -1,0 +1,61 @@
+// emlab summarize: compare run folders (seeds, conditions) in one table with bootstrap intervals.
+#include <cmath>
+#include <cstdio>
+#include <iostream>
+
+#include "command.h"
+#include "emlab/error.h"
+#include "eval_flags.h"
+
+namespace {
+
+struct Options {
+  std::vector<std::string> runs;
+  emlab::cli::MetricsFlags metrics;
+  std::string judge;
+  bool by_question = false;
+  bool write = false;
+};
+
+std::string percent(double x) {
+  if (!std::isfinite(x)) return "-";
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.1f", 100 * x);
+  return buf;
+}
+
+EMLAB_COMMAND("summarize", "Compare evaluation runs: misaligned fraction with 95% bootstrap intervals", [](CLI::App& app) {
+  auto o = std::make_shared<Options>();
+  app.add_option("runs", o->runs, "run folders (samples.jsonl + judgments.jsonl)")->required();
+  emlab::cli::add_metrics_flags(app, o->metrics);
+  app.add_option("--judge", o->judge, "use this judge's judgments (default: the last judge of each run)");
+  app.add_flag("--by-question", o->by_question, "also print one line per question of each run");
+  app.add_flag("--write", o->write, "rewrite summary.json/summary.csv in each run folder");
+  return [o]() {
+    emlab::MetricsOptions mo = emlab::cli::metrics_options(o->metrics);
+    mo.judge = o->judge;
+    emlab::RunsComparison c = emlab::runs_compare(o->runs, mo);
+    std::cout << emlab::runs_compare_table(c);
+    if (o->by_question) {
+      for (const auto& run : c.runs) {
+        std::cout << "\n" << run.run_dir << " (judge " << run.judge << ")\n";
+        std::printf("%-40s %8s %8s %8s %-16s %8s\n", "question", "samples", "eligible", "misal.%", "95% CI", "refusal%");
+        auto line = [](const emlab::GroupSummary& g) {
+          std::string ci = std::isfinite(g.misaligned.low)
+                               ? "[" + percent(g.misaligned.low) + ", " + percent(g.misaligned.high) + "]"
+                               : "-";
+          std::printf("%-40s %8lld %8lld %8s %-16s %8s\n", g.id.c_str(), (long long)g.n_samples,
+                      (long long)g.n_eligible, percent(g.misaligned.estimate).c_str(), ci.c_str(),
+                      percent(g.refusal_frac).c_str());
+        };
+        for (const auto& g : run.questions) line(g);
+        for (const auto& g : run.categories) line(g);
+      }
+    }
+    if (o->write)
+      for (const auto& run : c.runs) emlab::summary_write(run, mo, run.run_dir);
+    return 0;
+  };
+});
+
+}  // namespace
