@@ -71,6 +71,7 @@ std::vector<std::vector<Completion>> generate(const CausalLM& model, const Token
     for (int64_t s = 0; s < n; ++s) rows.push_back({p, s});
 
   const torch::Device device = model.device();
+  const int64_t known_vocab = tokenizer.vocab_size();
   auto long_opts = torch::TensorOptions().dtype(torch::kLong);
   std::unique_ptr<Progress> progress;
   if (options.progress) progress = std::make_unique<Progress>("sampling", static_cast<int64_t>(rows.size()), "seq");
@@ -128,6 +129,10 @@ std::vector<std::vector<Completion>> generate(const CausalLM& model, const Token
     torch::Tensor eos_ids = torch::tensor(std::vector<int64_t>(options.eos_ids.begin(), options.eos_ids.end()), long_opts);
 
     for (int64_t step = 0; step < max_new && !active.empty(); ++step) {
+      // Models pad their vocabulary (Qwen2.5: 151936 rows, 151665 tokens): never sample the padding.
+      if (known_vocab < logits.size(-1))
+        logits = logits.index_fill(1, torch::arange(known_vocab, logits.size(-1), long_opts).to(logits.device()),
+                                   -std::numeric_limits<float>::infinity());
       if (step < options.min_new_tokens && eos_ids.numel() > 0)
         logits = logits.index_fill(1, eos_ids.to(logits.device()), -std::numeric_limits<float>::infinity());
       torch::Tensor uniform = torch::rand({static_cast<int64_t>(active.size())}, gen, torch::TensorOptions().dtype(torch::kFloat64));

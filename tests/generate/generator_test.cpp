@@ -172,3 +172,20 @@ TEST(Sampler, FrequenciesFollowTheDistribution) {
 }
 
 }  // namespace
+
+namespace {
+
+TEST(Generator, NeverSamplesBeyondTheTokenizersVocabulary) {
+  // The model has 96 rows, the tokenizer 40 tokens: ids 40..95 are padding.
+  auto model = CausalLM::init_random(ModelConfig::from_json(test::tiny_config("llama"), "tiny"), 4);
+  test::FakeTokenizer tok(40);
+  SampleOptions o;
+  o.progress = false;
+  o.max_new_tokens = 20;
+  o.temperature = 2.0;  // flat: without the mask most draws would be >= 40
+  auto r = generate(*model, tok, {{5, 6, 7}}, 8, o);
+  for (const auto& c : r[0])
+    for (int32_t t : c.tokens) EXPECT_LT(t, 40);
+}
+
+}  // namespace

@@ -44,7 +44,10 @@ std::string default_judge_spec(const QuestionSet& set) {
     if (q.judge.empty() || (!judge.empty() && q.judge != judge)) return "";
     judge = q.judge;
   }
-  return judge.empty() ? "" : "openai:" + judge;
+  if (judge.empty()) return "";
+  // A full spec ("rubric:toyworld", "local:DIR", "http://...") is used as is; a bare model name
+  // ("gpt-4o-2024-08-06", as the official files write it) is an OpenAI model.
+  return judge.find(':') != std::string::npos ? judge : "openai:" + judge;
 }
 
 }  // namespace emlab::cli

@@ -34,7 +34,8 @@ void add_metrics_flags(CLI::App& app, MetricsFlags& flags);
 // The options after the preset: model-organisms makes the misaligned threshold inclusive.
 MetricsOptions metrics_options(const MetricsFlags& flags);
 
-// "openai:<judge>" when every item of the set names the same judge model; "" otherwise.
+// The judge every item of the set names: "openai:<judge>" for a bare model name, the spec itself
+// when it has a prefix ("rubric:toyworld"); "" when items disagree or name none.
 std::string default_judge_spec(const QuestionSet& set);
 
 }  // namespace emlab::cli

