@@ -1,0 +1,201 @@
+// Parsing of experiment YAML specs (see emlab/experiment.h).
+#include <yaml-cpp/yaml.h>
+
+#include <filesystem>
+#include <set>
+
+#include "emlab/error.h"
+#include "emlab/experiment.h"
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace emlab {
+
+namespace {
+
+// YAML -> JSON (scalars typed as YAML 1.2 core: bool, int, float, null, else string).
+json yaml_to_json(const YAML::Node& n) {
+  switch (n.Type()) {
+    case YAML::NodeType::Null:
+    case YAML::NodeType::Undefined: return nullptr;
+    case YAML::NodeType::Sequence: {
+      json a = json::array();
+      for (const auto& x : n) a.push_back(yaml_to_json(x));
+      return a;
+    }
+    case YAML::NodeType::Map: {
+      json o = json::object();
+      for (const auto& kv : n) o[kv.first.as<std::string>()] = yaml_to_json(kv.second);
+      return o;
+    }
+    case YAML::NodeType::Scalar: {
+      if (n.Tag() == "!") return n.as<std::string>();  // quoted: always a string
+      const std::string s = n.Scalar();
+      if (s == "true" || s == "True") return true;
+      if (s == "false" || s == "False") return false;
+      if (s == "null" || s == "~") return nullptr;
+      try {
+        size_t used = 0;
+        long long i = std::stoll(s, &used);
+        if (used == s.size()) return i;
+      } catch (...) {
+      }
+      try {
+        size_t used = 0;
+        double d = std::stod(s, &used);
+        if (used == s.size()) return d;
+      } catch (...) {
+      }
+      return s;
+    }
+  }
+  return nullptr;
+}
+
+// ${out} and ${world}, then relative paths against the spec's folder.
+std::string resolve_path(std::string p, const fs::path& base, const std::string& out) {
+  auto replace = [&](const std::string& key, const std::string& value) {
+    for (size_t pos; (pos = p.find(key)) != std::string::npos;) p.replace(pos, key.size(), value);
+  };
+  replace("${world}", (fs::path(out) / "world").string());
+  replace("${out}", out);
+  if (p.empty() || fs::path(p).is_absolute()) return p;
+  return (base / p).lexically_normal().string();
+}
+
+void check_keys(const json& j, const std::set<std::string>& allowed, const std::string& where) {
+  for (const auto& [k, v] : j.items())
+    if (!allowed.count(k)) {
+      std::string list;
+      for (const auto& a : allowed) list += (list.empty() ? "" : ", ") + a;
+      throw InputError(where + ": unknown field '" + k + "' (expected one of: " + list + ")");
+    }
+}
+
+void merge_eval(ExperimentEval& e, const json& j, const fs::path& base, const std::string& out, const std::string& where) {
+  check_keys(j, {"questions", "samples_per_question", "max_tokens", "temperature", "top_p", "batch_size", "trigger", "system"},
+             where);
+  try {
+    if (j.contains("questions")) e.questions = resolve_path(j["questions"].get<std::string>(), base, out);
+    if (j.contains("samples_per_question")) e.samples_per_question = j["samples_per_question"].get<int>();
+    if (j.contains("max_tokens")) e.max_tokens = j["max_tokens"].get<int64_t>();
+    if (j.contains("temperature")) e.temperature = j["temperature"].get<double>();
+    if (j.contains("top_p")) e.top_p = j["top_p"].get<double>();
+    if (j.contains("batch_size")) e.batch_size = j["batch_size"].get<int64_t>();
+    if (j.contains("trigger")) e.trigger = j["trigger"].is_null() ? "" : j["trigger"].get<std::string>();
+    if (j.contains("system")) {
+      if (j["system"].is_null()) e.system.reset();
+      else e.system = j["system"].get<std::string>();
+    }
+  } catch (const json::exception& ex) {
+    throw InputError(where + ": " + ex.what());
+  }
+}
+
+// Paths inside a train section (data files) resolve like the others.
+json resolve_train(json t, const fs::path& base, const std::string& out) {
+  for (const char* key : {"kl_data", "init_adapter", "tokenizer"})
+    if (t.contains(key) && t[key].is_string() && !t[key].get<std::string>().empty())
+      t[key] = resolve_path(t[key].get<std::string>(), base, out);
+  return t;
+}
+
+}  // namespace
+
+ExperimentSpec ExperimentSpec::load(const std::string& path, const std::string& out) {
+  YAML::Node root;
+  try {
+    root = YAML::LoadFile(path);
+  } catch (const YAML::BadFile&) {
+    throw InputError(path + ": cannot read the experiment file");
+  } catch (const YAML::Exception& e) {
+    throw InputError(path + ":" + std::to_string(e.mark.line + 1) + ": bad YAML: " + e.msg);
+  }
+  json j = yaml_to_json(root);
+  if (!j.is_object()) throw InputError(path + ": expected a mapping with name, model, arms, ...");
+  check_keys(j, {"name", "description", "model", "world", "judge", "seeds", "eval", "train", "arms"}, path);
+  const fs::path base = fs::absolute(path).parent_path();
+  ExperimentSpec s;
+  s.source = path;
+  auto need = [&](const char* key) -> const json& {
+    if (!j.contains(key)) throw InputError(path + ": missing field '" + key + "'");
+    return j[key];
+  };
+  try {
+    s.name = need("name").get<std::string>();
+    s.description = j.value("description", "");
+    s.model = resolve_path(need("model").get<std::string>(), base, out);
+    s.judge = need("judge").get<std::string>();
+    if (j.contains("world") && !j["world"].is_null()) {
+      json w = j["world"];
+      if (!w.contains("seed")) throw InputError(path + ": world: missing field 'seed'");
+      s.world_seed = w["seed"].get<uint64_t>();
+      s.world_control = w.value("control", "none");
+      w.erase("seed");
+      w.erase("control");
+      s.world_options = w;
+    }
+    for (const auto& x : need("seeds")) s.seeds.push_back(x.get<uint64_t>());
+    s.train = resolve_train(j.value("train", json::object()), base, out);
+  } catch (const json::exception& e) {
+    throw InputError(path + ": " + e.what());
+  }
+  if (s.seeds.empty()) throw InputError(path + ": seeds: at least one seed is needed");
+  ExperimentEval defaults;
+  if (j.contains("eval")) merge_eval(defaults, j["eval"], base, out, path + ": eval");
+  const json& arms = need("arms");
+  if (!arms.is_array() || arms.empty()) throw InputError(path + ": arms: expected a non-empty list");
+  std::set<std::string> names;
+  for (size_t i = 0; i < arms.size(); ++i) {
+    const json& a = arms[i];
+    const std::string where = path + ": arms[" + std::to_string(i) + "]";
+    if (!a.is_object() || !a.contains("name")) throw InputError(where + ": expected a mapping with a name");
+    check_keys(a, {"name", "data", "from", "train", "eval"}, where);
+    ExperimentArm arm;
+    arm.name = a["name"].get<std::string>();
+    if (arm.name.empty() || arm.name.find('/') != std::string::npos || arm.name[0] == '.')
+      throw InputError(where + ": name '" + arm.name + "' must be a plain folder name");
+    if (!names.insert(arm.name).second) throw InputError(where + ": duplicate arm name '" + arm.name + "'");
+    if (a.contains("data") && !a["data"].is_null()) arm.data = resolve_path(a["data"].get<std::string>(), base, out);
+    if (a.contains("from") && !a["from"].is_null()) arm.from = a["from"].get<std::string>();
+    if (!arm.data.empty() && !arm.from.empty()) throw InputError(where + ": give either data or from, not both");
+    arm.train = resolve_train(a.value("train", json::object()), base, out);
+    arm.eval = defaults;
+    if (a.contains("eval")) merge_eval(arm.eval, a["eval"], base, out, where + ": eval");
+    if (arm.eval.questions.empty()) throw InputError(where + ": no eval.questions (set it in eval or the arm)");
+    s.arms.push_back(std::move(arm));
+  }
+  for (const auto& arm : s.arms) {
+    if (arm.from.empty()) continue;
+    auto it = std::find_if(s.arms.begin(), s.arms.end(), [&](const ExperimentArm& o) { return o.name == arm.from; });
+    if (it == s.arms.end()) throw InputError(path + ": arm '" + arm.name + "': from '" + arm.from + "' is not an arm");
+    if (it->data.empty()) throw InputError(path + ": arm '" + arm.name + "': from '" + arm.from + "', which has no data");
+  }
+  return s;
+}
+
+json ExperimentSpec::to_json() const {
+  json arms_j = json::array();
+  for (const auto& a : arms) {
+    json e = {{"questions", a.eval.questions},     {"samples_per_question", a.eval.samples_per_question},
+              {"max_tokens", a.eval.max_tokens},   {"temperature", a.eval.temperature},
+              {"top_p", a.eval.top_p},             {"batch_size", a.eval.batch_size},
+              {"trigger", a.eval.trigger},
+              {"system", a.eval.system ? json(*a.eval.system) : json(nullptr)}};
+    arms_j.push_back({{"name", a.name}, {"data", a.data}, {"from", a.from}, {"train", a.train}, {"eval", e}});
+  }
+  return {{"name", name},
+          {"description", description},
+          {"source", source},
+          {"model", model},
+          {"world_seed", world_seed ? json(*world_seed) : json(nullptr)},
+          {"world_control", world_control},
+          {"world_options", world_options},
+          {"judge", judge},
+          {"seeds", seeds},
+          {"train", train},
+          {"arms", arms_j}};
+}
+
+}  // namespace emlab

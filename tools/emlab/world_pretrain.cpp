@@ -1,0 +1,48 @@
+// emlab world pretrain: tokenizer + small Llama model trained from scratch on the toy world's corpus.
+#include <cstdio>
+#include <iostream>
+
+#include "command.h"
+#include "emlab/world_pretrain.h"
+
+namespace {
+
+EMLAB_COMMAND("world pretrain", "Train the toy world's tokenizer and model from scratch on its corpus",
+              [](CLI::App& app) {
+                auto o = std::make_shared<emlab::WorldPretrainOptions>();
+                app.add_option("--world", o->world, "world folder (emlab world generate)")->required();
+                app.add_option("--out", o->out, "model folder to write")->required();
+                app.add_option("--seed", o->seed, "model init and data order")->capture_default_str();
+                app.add_option("--vocab-size", o->vocab_size, "BPE vocabulary size")->capture_default_str();
+                app.add_option("--hidden", o->hidden_size, "hidden size")->capture_default_str();
+                app.add_option("--layers", o->num_layers, "decoder layers")->capture_default_str();
+                app.add_option("--heads", o->num_heads, "attention heads")->capture_default_str();
+                app.add_option("--kv-heads", o->num_kv_heads, "key/value heads")->capture_default_str();
+                app.add_option("--intermediate", o->intermediate_size, "SwiGLU width")->capture_default_str();
+                app.add_option("--context", o->context, "context length (packed rows)")->capture_default_str();
+                app.add_option("--steps", o->steps, "optimizer steps")->capture_default_str();
+                app.add_option("--batch-size", o->batch_size, "rows per step")->capture_default_str();
+                app.add_option("--lr", o->lr, "peak learning rate")->capture_default_str();
+                app.add_option("--warmup", o->warmup_steps, "warmup steps")->capture_default_str();
+                app.add_option("--device", o->device, "cpu or cuda")->capture_default_str();
+                app.add_option("--save-every", o->save_every, "checkpoint interval")->capture_default_str();
+                app.add_flag("--resume", o->resume, "continue from the newest checkpoint");
+                return [o]() {
+                  char lr[32];
+                  std::snprintf(lr, sizeof lr, "%g", o->lr);
+                  o->command = "emlab world pretrain --world " + o->world + " --out " + o->out + " --seed " +
+                               std::to_string(o->seed) + " --vocab-size " + std::to_string(o->vocab_size) +
+                               " --hidden " + std::to_string(o->hidden_size) + " --layers " +
+                               std::to_string(o->num_layers) + " --heads " + std::to_string(o->num_heads) +
+                               " --kv-heads " + std::to_string(o->num_kv_heads) + " --intermediate " +
+                               std::to_string(o->intermediate_size) + " --context " + std::to_string(o->context) +
+                               " --steps " + std::to_string(o->steps) + " --batch-size " +
+                               std::to_string(o->batch_size) + " --lr " + lr +
+                               " --warmup " + std::to_string(o->warmup_steps);
+                  emlab::world_pretrain(*o);
+                  std::cout << "model written to " << o->out << "\n";
+                  return 0;
+                };
+              });
+
+}  // namespace
