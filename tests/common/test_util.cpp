@@ -55,7 +55,11 @@ std::string emlab_binary() {
 
 fs::path temp_dir(const std::string& tag) {
   static std::once_flag once;
-  std::call_once(once, [] { std::atexit(remove_temp_dirs); });
+  // Construct the list before registering the cleanup, so it is destroyed after the cleanup ran.
+  std::call_once(once, [] {
+    temp_dirs();
+    std::atexit(remove_temp_dirs);
+  });
   std::string templ = (fs::temp_directory_path() / ("emlab-" + tag + "-XXXXXX")).string();
   std::vector<char> buf(templ.begin(), templ.end());
   buf.push_back('\0');
