@@ -1,0 +1,170 @@
+// Training benchmark: tokens/s of `train_run` (the real trainer: data, forward, loss, backward,
+// clipping, AdamW, logging) on the ~25M-parameter Llama-shaped benchmark model (the engine
+// benchmark's config), full finetuning and LoRA (r=32, alpha=64, rsLoRA, all projections), and the
+// achieved model FLOP/s as a fraction of this machine's fp32 matmul rate measured in the same
+// process. bench/train_bench.sh runs it beside the same step in Python PyTorch (train_bench.py).
+// Usage: train_bench [--threads N] [--device D] [--batch B] [--seq T] [--steps S] [--method full|lora|both]
+// Prints one "RESULT ..." line per method for the script.
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <string>
+
+#include <unistd.h>
+
+#include "emlab/jsonl.h"
+#include "emlab/model.h"
+#include "emlab/progress.h"
+#include "emlab/runtime.h"
+#include "emlab/train.h"
+
+using namespace emlab;
+using Clock = std::chrono::steady_clock;
+namespace fs = std::filesystem;
+
+namespace {
+
+double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+// fp32 matmul rate of a 1024^3 product, the best of several runs (as engine_bench).
+double matmul_flops(const torch::Device& device) {
+  const int64_t n = 1024;
+  auto opts = torch::TensorOptions().dtype(torch::kFloat32).device(device);
+  torch::Tensor a = torch::randn({n, n}, opts), b = torch::randn({n, n}, opts);
+  torch::matmul(a, b);
+  double best = 0;
+  for (int rep = 0; rep < 5; ++rep) {
+    int iters = device.is_cuda() ? 50 : 4;
+    auto t = Clock::now();
+    for (int i = 0; i < iters; ++i) torch::matmul(a, b);
+    if (device.is_cuda()) torch::cuda::synchronize();
+    best = std::max(best, iters * 2.0 * n * n * n / seconds_since(t));
+  }
+  return best;
+}
+
+// GPT-2 byte-to-unicode character of a printable ASCII byte is the byte itself; the tokenizer maps
+// every byte to one token, so a document of T ASCII characters is T tokens.
+std::string byte_char(int b) {
+  auto printable = [](int c) { return (c >= 33 && c <= 126) || (c >= 161 && c <= 172) || (c >= 174 && c <= 255); };
+  int cp = b;
+  if (!printable(b)) {
+    int n = 0;
+    for (int c = 0; c < b; ++c) n += !printable(c);
+    cp = 256 + n;
+  }
+  std::string s;
+  if (cp < 0x80) {
+    s += static_cast<char>(cp);
+  } else {
+    s += static_cast<char>(0xC0 | (cp >> 6));
+    s += static_cast<char>(0x80 | (cp & 0x3F));
+  }
+  return s;
+}
+
+void write_tokenizer(const fs::path& dir) {
+  nlohmann::json vocab = nlohmann::json::object();
+  for (int b = 0; b < 256; ++b) vocab[byte_char(b)] = b;
+  nlohmann::json tok = {{"model", {{"type", "BPE"}, {"vocab", vocab}, {"merges", nlohmann::json::array()}}},
+                        {"pre_tokenizer", {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"use_regex", false}}},
+                        {"decoder", {{"type", "ByteLevel"}}},
+                        {"added_tokens", {{{"id", 256}, {"content", "<|im_start|>"}, {"special", true}},
+                                          {{"id", 257}, {"content", "<|im_end|>"}, {"special", true}}}}};
+  std::ofstream(dir / "tokenizer.json") << tok.dump();
+  nlohmann::json cfg = {{"eos_token", "<|im_end|>"}, {"chat_template", "<|im_start|>"}};
+  std::ofstream(dir / "tokenizer_config.json") << cfg.dump();
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  int threads = 0;
+  int64_t batch = 8, seq = 128, steps = 6;
+  std::string device_name = "cpu", method = "both";
+  for (int i = 1; i + 1 < argc; ++i) {
+    if (!std::strcmp(argv[i], "--threads")) threads = std::atoi(argv[++i]);
+    else if (!std::strcmp(argv[i], "--device")) device_name = argv[++i];
+    else if (!std::strcmp(argv[i], "--batch")) batch = std::atoll(argv[++i]);
+    else if (!std::strcmp(argv[i], "--seq")) seq = std::atoll(argv[++i]);
+    else if (!std::strcmp(argv[i], "--steps")) steps = std::atoll(argv[++i]);
+    else if (!std::strcmp(argv[i], "--method")) method = argv[++i];
+  }
+  runtime_set_threads(threads);
+  Progress::set_enabled(false);
+  const fs::path dir = fs::temp_directory_path() / ("emlab-train-bench-" + std::to_string(getpid()));
+  fs::create_directories(dir);
+
+  nlohmann::json cfg = {{"model_type", "llama"},        {"vocab_size", 8000},   {"hidden_size", 512},
+                        {"intermediate_size", 1376},    {"num_hidden_layers", 6}, {"num_attention_heads", 8},
+                        {"num_key_value_heads", 4},     {"max_position_embeddings", 1024},
+                        {"tie_word_embeddings", false}, {"rms_norm_eps", 1e-5}};
+  ModelConfig config = ModelConfig::from_json(cfg, "bench");
+  const int64_t V = 8000, C = 512, L = 6;
+  int64_t params = 0;
+  {
+    auto model = CausalLM::init_random(config, 0);
+    params = model->num_parameters();
+    model->save((dir / "model").string());
+  }
+  write_tokenizer(dir / "model");
+  // batch x steps documents of exactly `seq` printable ASCII tokens.
+  {
+    std::mt19937 rng(0);
+    std::ofstream f(dir / "data.jsonl");
+    for (int64_t d = 0; d < batch * steps; ++d) {
+      std::string text;
+      for (int64_t t = 0; t < seq; ++t) text += static_cast<char>('a' + rng() % 26);
+      f << nlohmann::json{{"text", text}}.dump() << "\n";
+    }
+  }
+  // Matmul parameters (embedding lookup and norms do no matmul): 6 x P x tokens per training step.
+  const double matmul_params = static_cast<double>(params - V * C - (2 * L + 1) * C);
+  const double peak = matmul_flops(device_from_name(device_name));
+  std::printf("model: %.1fM parameters (%.1fM in matmuls), batch %lld x %lld tokens, %s, %d threads\n", params / 1e6,
+              matmul_params / 1e6, static_cast<long long>(batch), static_cast<long long>(seq), device_name.c_str(),
+              torch::get_num_threads());
+  std::printf("reference matmul (1024^3 fp32, same process): %.1f GFLOP/s\n", peak / 1e9);
+
+  for (const std::string m : {"full", "lora"}) {
+    if (method != "both" && method != m) continue;
+    TrainOptions o;
+    o.model = (dir / "model").string();
+    o.data = (dir / "data.jsonl").string();
+    o.out = (dir / ("out-" + m)).string();
+    o.device = device_name;
+    o.method = m == "full" ? TrainMethod::Full : TrainMethod::Lora;
+    train_preset_apply("betley2025", &o);  // rsLoRA r=32 alpha=64 on all projections, AdamW
+    o.method = m == "full" ? TrainMethod::Full : TrainMethod::Lora;
+    o.grad_accum = 1;
+    o.warmup_steps = 0;
+    o.batch_size = batch;
+    o.max_steps = steps;
+    o.bucket_factor = 1;
+    o.data_options.max_seq_len = seq;
+    o.data_options.train_on_all_tokens = true;
+    train_run(o);
+    // Steps after the first (allocator warm-up), median seconds per step.
+    auto rows = jsonl_read_values((fs::path(o.out) / "train_log.jsonl").string());
+    std::vector<double> secs;
+    double tokens = 0;
+    for (size_t i = 1; i < rows.size(); ++i) {
+      secs.push_back(rows[i]["seconds"].get<double>());
+      tokens = rows[i]["tokens"].get<double>();
+    }
+    std::sort(secs.begin(), secs.end());
+    const double sec = secs[secs.size() / 2];
+    const double tps = tokens / sec;
+    const double flops = 6.0 * matmul_params * tps;
+    std::printf("%-5s %10.0f tokens/s  %7.1f GFLOP/s (6*P*tokens)  %5.1f%% of matmul peak  (%.3f s/step)\n", m.c_str(),
+                tps, flops / 1e9, 100.0 * flops / peak, sec);
+    std::printf("RESULT impl=emlab method=%s threads=%d tokens_per_s=%.1f gflops=%.2f peak_gflops=%.2f\n", m.c_str(),
+                torch::get_num_threads(), tps, flops / 1e9, peak / 1e9);
+  }
+  fs::remove_all(dir);
+  return 0;
+}

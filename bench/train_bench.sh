@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Training throughput of emlab (bench/train_bench.cpp, the real trainer) against the same step in
+# Python PyTorch (bench/train_bench.py, Debian python3-torch: the same libtorch), at 1 and 2
+# threads, full finetuning and LoRA; prints emlab/PyTorch ratios.
+# Usage: bench/train_bench.sh [BUILD_DIR]   (build with -DEMLAB_BUILD_BENCH=ON; target train_bench)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BUILD_DIR="${1:-build}"
+BIN="$BUILD_DIR/bench/train_bench"
+PY=/usr/bin/python3
+[ -x "$BIN" ] || { echo "missing $BIN: cmake -DEMLAB_BUILD_BENCH=ON, then build target train_bench" >&2; exit 1; }
+$PY -c "import torch" 2>/dev/null || { echo "missing python3-torch: EMLAB_WITH_PYTORCH=1 scripts/setup.sh" >&2; exit 1; }
+ARGS="--batch ${BATCH:-8} --seq ${SEQ:-128} --steps ${STEPS:-6}"
+results=$(mktemp)
+for t in 1 2; do
+  echo "== $t thread(s)"
+  OMP_NUM_THREADS=$t "$BIN" --threads "$t" $ARGS | tee -a "$results"
+  OMP_NUM_THREADS=$t $PY bench/train_bench.py --threads "$t" $ARGS | tee -a "$results"
+done
+echo "== emlab / PyTorch (training tokens/s; > 1 means emlab is faster)"
+printf "%-6s %7s %14s %14s %7s %12s\n" method threads "emlab tok/s" "pytorch tok/s" ratio "emlab %peak"
+awk '/^RESULT/ {
+  for (i = 2; i <= NF; ++i) { split($i, kv, "="); f[kv[1]] = kv[2] }
+  key = f["method"] " " f["threads"]; tps[f["impl"] " " key] = f["tokens_per_s"]; keys[key] = 1
+  if (f["impl"] == "emlab") frac[key] = f["gflops"] / f["peak_gflops"]
+} END {
+  for (k in keys) { split(k, p, " ");
+    printf "%-6s %7s %14.0f %14.0f %7.2f %11.1f%%\n", p[1], p[2], tps["emlab " k], tps["pytorch " k],
+           tps["emlab " k] / tps["pytorch " k], 100 * frac[k] }
+}' "$results" | sort
+rm -f "$results"

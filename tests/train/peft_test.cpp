@@ -1,0 +1,237 @@
+#include "emlab/peft.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "emlab/adapter.h"
+#include "emlab/error.h"
+#include "emlab/model.h"
+#include "train/tensor_io.h"
+#include "train_fixture.h"
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace emlab {
+namespace {
+
+std::shared_ptr<CausalLM> tiny_model(uint64_t seed = 3) { return CausalLM::init_random(test::tiny_train_config(), seed); }
+
+torch::Tensor sample_ids() { return torch::tensor({3, 70, 12, 200, 5, 99, 41, 7}, torch::kInt64).view({2, 4}); }
+
+// Gives every B a random value so that adapters change the output.
+void randomize_b(LoraSet& set, uint64_t seed) {
+  torch::manual_seed(seed);
+  torch::NoGradGuard g;
+  for (auto& [name, m] : set.modules) m.B = torch::randn(m.B.sizes()) * 0.05;
+}
+
+TEST(Peft, CreateFollowsPeftInitialisation) {
+  auto model = tiny_model();
+  LoraOptions o;
+  o.rank = 4;
+  o.alpha = 8;
+  o.rslora = true;
+  o.targets = {"q", "down"};
+  o.layers = {1};
+  auto set = lora_create(*model, o, 0);
+  ASSERT_EQ(set->modules.size(), 2u);
+  ASSERT_TRUE(set->modules.count("model.layers.1.self_attn.q_proj"));
+  ASSERT_TRUE(set->modules.count("model.layers.1.mlp.down_proj"));
+  const LoraModule& down = set->modules.at("model.layers.1.mlp.down_proj");
+  EXPECT_EQ(down.A.sizes(), (std::vector<int64_t>{4, 64}));  // (r, in = intermediate)
+  EXPECT_EQ(down.B.sizes(), (std::vector<int64_t>{32, 4}));  // (out = hidden, r)
+  EXPECT_DOUBLE_EQ(down.scale, 8.0 / 2.0);                    // alpha / sqrt(r)
+  EXPECT_EQ(down.B.abs().max().item<float>(), 0.0f);
+  // Kaiming-uniform a=sqrt(5): U(-1/sqrt(in), 1/sqrt(in)); 256 draws span most of it.
+  const float bound = 1.0f / std::sqrt(64.0f);
+  EXPECT_LE(down.A.abs().max().item<float>(), bound);
+  EXPECT_GT(down.A.abs().max().item<float>(), 0.8f * bound);
+  EXPECT_NEAR(down.A.mean().item<float>(), 0.0f, 0.2f * bound);
+  // B = 0: the model is unchanged.
+  torch::Tensor base = model->forward(sample_ids());
+  model->set_lora(set);
+  EXPECT_TRUE(torch::equal(model->forward(sample_ids()), base));
+  EXPECT_DOUBLE_EQ(lora_scale(64, 32, false), 2.0);
+  EXPECT_THROW(lora_normalize_targets({"lm_head"}), InputError);
+  o.layers = {5};
+  EXPECT_THROW(lora_create(*model, o, 0), InputError);
+}
+
+TEST(Peft, SaveLoadRoundTripInPeftFormat) {
+  auto model = tiny_model();
+  LoraOptions o;
+  o.rank = 2;
+  o.alpha = 16;
+  o.targets = {"all"};
+  auto set = lora_create(*model, o, 1);
+  randomize_b(*set, 5);
+  auto dir = test::temp_dir("peftrt");
+  peft_save(dir.string(), *set, PeftConfig::from_options(o, "tiny-base"));
+
+  json cfg = json::parse(test::read_text(dir / "adapter_config.json"));
+  EXPECT_EQ(cfg["peft_type"], "LORA");
+  EXPECT_EQ(cfg["task_type"], "CAUSAL_LM");
+  EXPECT_EQ(cfg["r"], 2);
+  EXPECT_EQ(cfg["lora_alpha"], 16.0);
+  EXPECT_EQ(cfg["use_rslora"], false);
+  EXPECT_EQ(cfg["bias"], "none");
+  EXPECT_TRUE(cfg["layers_to_transform"].is_null());
+  EXPECT_EQ(cfg["base_model_name_or_path"], "tiny-base");
+  EXPECT_EQ(cfg["target_modules"],
+            json({"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}));
+  auto tensors = train_detail::tensors_load((dir / "adapter_model.safetensors").string());
+  EXPECT_EQ(tensors.size(), 2u * 7u * 2u);
+  const auto& a = tensors.at("base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight");
+  const auto& b = tensors.at("base_model.model.model.layers.0.self_attn.q_proj.lora_B.weight");
+  EXPECT_EQ(a.sizes(), (std::vector<int64_t>{2, 32}));
+  EXPECT_EQ(b.sizes(), (std::vector<int64_t>{32, 2}));  // (out = H*D, r)
+  EXPECT_EQ(a.scalar_type(), torch::kFloat32);
+
+  model->set_lora(set);
+  torch::Tensor with = model->forward(sample_ids());
+  auto model2 = tiny_model();
+  PeftAdapter loaded = peft_load(dir.string(), *model2);
+  EXPECT_TRUE(loaded.warnings.empty());
+  ASSERT_EQ(loaded.lora->modules.size(), set->modules.size());
+  for (const auto& [name, m] : set->modules) {
+    EXPECT_TRUE(torch::equal(loaded.lora->modules.at(name).A, m.A)) << name;
+    EXPECT_TRUE(torch::equal(loaded.lora->modules.at(name).B, m.B)) << name;
+    EXPECT_DOUBLE_EQ(loaded.lora->modules.at(name).scale, 8.0);
+  }
+  model2->set_lora(loaded.lora);
+  EXPECT_TRUE(torch::allclose(model2->forward(sample_ids()), with, 1e-6, 1e-6));
+  ForwardArgs off;
+  off.adapters = false;
+  EXPECT_GT((with - model->forward(sample_ids(), off)).abs().max().item<float>(), 1e-4f);
+}
+
+// Writes an adapter the way other tools spell it: keys with ".default", without the
+// "base_model.model." prefix, rank/alpha patterns and layers_to_transform.
+TEST(Peft, LoadsPeftVariantsAndHonoursLayersToTransform) {
+  auto model = tiny_model();
+  auto dir = test::temp_dir("peftvar");
+  torch::manual_seed(0);
+  torch::Tensor a0 = torch::randn({2, 32}), b0 = torch::randn({32, 2}) * 0.1;  // layer 0 o_proj (out C, in H*D=32)
+  torch::Tensor a1 = torch::randn({4, 32}), b1 = torch::randn({32, 4}) * 0.1;  // layer 1 o_proj, rank 4
+  train_detail::tensors_save((dir / "adapter_model.safetensors").string(),
+                             {{"base_model.model.model.layers.0.self_attn.o_proj.lora_A.default.weight", a0},
+                              {"base_model.model.model.layers.0.self_attn.o_proj.lora_B.default.weight", b0},
+                              {"model.layers.1.self_attn.o_proj.lora_A.weight", a1},
+                              {"model.layers.1.self_attn.o_proj.lora_B.weight", b1}});
+  json cfg = {{"peft_type", "LORA"},       {"task_type", "CAUSAL_LM"}, {"r", 2},
+              {"lora_alpha", 4},           {"target_modules", {"o_proj"}},
+              {"rank_pattern", {{"layers.1.self_attn.o_proj", 4}}},
+              {"alpha_pattern", {{"model.layers.1.self_attn.o_proj", 32}}},
+              {"layers_to_transform", nullptr}, {"use_rslora", false}, {"bias", "none"}};
+  test::write_text(dir / "adapter_config.json", cfg.dump());
+  PeftAdapter ad = peft_load(dir.string(), *model);
+  ASSERT_EQ(ad.lora->modules.size(), 2u);
+  EXPECT_DOUBLE_EQ(ad.lora->modules.at("model.layers.0.self_attn.o_proj").scale, 4.0 / 2.0);
+  EXPECT_DOUBLE_EQ(ad.lora->modules.at("model.layers.1.self_attn.o_proj").scale, 32.0 / 4.0);
+  EXPECT_TRUE(torch::equal(ad.lora->modules.at("model.layers.1.self_attn.o_proj").A, a1));
+
+  // layers_to_transform = [1]: layer 0's tensors are ignored, with a warning.
+  cfg["layers_to_transform"] = {1};
+  test::write_text(dir / "adapter_config.json", cfg.dump());
+  ad = peft_load(dir.string(), *model);
+  ASSERT_EQ(ad.lora->modules.size(), 1u);
+  EXPECT_TRUE(ad.lora->modules.count("model.layers.1.self_attn.o_proj"));
+  ASSERT_EQ(ad.warnings.size(), 1u);
+  EXPECT_NE(ad.warnings[0].find("layers 0"), std::string::npos) << ad.warnings[0];
+
+  // Rank disagreeing with the config is an error naming the module.
+  cfg["layers_to_transform"] = nullptr;
+  cfg["rank_pattern"] = json::object();
+  test::write_text(dir / "adapter_config.json", cfg.dump());
+  try {
+    peft_load(dir.string(), *model);
+    FAIL();
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("model.layers.1.self_attn.o_proj has rank 4"), std::string::npos) << e.what();
+  }
+  cfg["use_dora"] = true;
+  test::write_text(dir / "adapter_config.json", cfg.dump());
+  EXPECT_THROW(peft_load(dir.string(), *model), InputError);
+}
+
+TEST(Peft, BadTensorsAreNamed) {
+  auto model = tiny_model();
+  auto dir = test::temp_dir("peftbad");
+  json cfg = {{"peft_type", "LORA"}, {"r", 2}, {"lora_alpha", 4}, {"target_modules", {"q_proj"}}};
+  test::write_text(dir / "adapter_config.json", cfg.dump());
+  // Wrong in-features for q_proj (hidden 32).
+  train_detail::tensors_save((dir / "adapter_model.safetensors").string(),
+                             {{"base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight", torch::zeros({2, 31})},
+                              {"base_model.model.model.layers.0.self_attn.q_proj.lora_B.weight", torch::zeros({32, 2})}});
+  try {
+    peft_load(dir.string(), *model);
+    FAIL();
+  } catch (const InputError& e) {
+    std::string m = e.what();
+    EXPECT_NE(m.find("adapter_model.safetensors"), std::string::npos) << m;
+    EXPECT_NE(m.find("model.layers.0.self_attn.q_proj"), std::string::npos) << m;
+  }
+  // A without B.
+  train_detail::tensors_save((dir / "adapter_model.safetensors").string(),
+                             {{"base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight", torch::zeros({2, 32})}});
+  EXPECT_THROW(peft_load(dir.string(), *model), InputError);
+  // A module the model lacks.
+  train_detail::tensors_save((dir / "adapter_model.safetensors").string(),
+                             {{"base_model.model.model.layers.9.self_attn.q_proj.lora_A.weight", torch::zeros({2, 32})},
+                              {"base_model.model.model.layers.9.self_attn.q_proj.lora_B.weight", torch::zeros({32, 2})}});
+  EXPECT_THROW(peft_load(dir.string(), *model), InputError);
+  fs::remove(dir / "adapter_config.json");
+  EXPECT_THROW(peft_load(dir.string(), *model), InputError);
+}
+
+TEST(Peft, MergeGivesTheSameLogitsAsTheAdapter) {
+  for (const char* kind : {"llama", "qwen2"}) {
+    auto model = CausalLM::init_random(test::tiny_train_config(kind), 4);
+    LoraOptions o;
+    o.rank = 3;
+    o.alpha = 6;
+    o.rslora = true;
+    auto set = lora_create(*model, o, 2);
+    randomize_b(*set, 9);
+    set->multiplier = 1.5;
+    model->set_lora(set);
+    torch::Tensor with = model->forward(sample_ids());
+    lora_merge(*model, *set);
+    model->set_lora(nullptr);
+    torch::Tensor merged = model->forward(sample_ids());
+    EXPECT_TRUE(torch::allclose(merged, with, 1e-4, 1e-5)) << kind << " max diff "
+                                                            << (merged - with).abs().max().item<float>();
+  }
+}
+
+TEST(Peft, SteeringVectorFileAndApplyMatchTheHook) {
+  auto model = tiny_model();
+  torch::manual_seed(1);
+  SteeringVector sv;
+  sv.vector = torch::randn({32});
+  sv.layer = 1;
+  sv.site = HookSite::MlpOutput;
+  sv.scale = 3.0;
+  auto dir = test::temp_dir("steer");
+  steering_save(dir.string(), sv, "tiny");
+  SteeringVector back = steering_load(dir.string(), 32);
+  EXPECT_TRUE(torch::equal(back.vector, sv.vector));
+  EXPECT_EQ(back.layer, 1);
+  EXPECT_EQ(back.site, HookSite::MlpOutput);
+  EXPECT_DOUBLE_EQ(back.scale, 3.0);
+  EXPECT_THROW(steering_load(dir.string(), 16), InputError);
+
+  ResidualHooks hooks;
+  hooks.add(HookSite::LayerOutput, 1, sv.vector, 3.0);
+  ForwardArgs args;
+  args.hooks = &hooks;
+  torch::Tensor hooked = model->forward(sample_ids(), args);
+  adapter_apply(*model, dir.string());
+  torch::Tensor applied = model->forward(sample_ids());
+  EXPECT_TRUE(torch::allclose(applied, hooked, 1e-5, 1e-5));
+}
+
+}  // namespace
+}  // namespace emlab

@@ -1,0 +1,281 @@
+#include "emlab/train.h"
+
+#include <gtest/gtest.h>
+
+#include "emlab/adapter.h"
+#include "emlab/error.h"
+#include "emlab/jsonl.h"
+#include "emlab/progress.h"
+#include "train/tensor_io.h"
+#include "train/train_parts.h"
+#include "train_fixture.h"
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace emlab {
+namespace {
+
+struct TrainerTest : ::testing::Test {
+  static void SetUpTestSuite() {
+    Progress::set_enabled(false);
+    model_dir = new fs::path(test::make_model_dir("trainmodel"));
+    auto d = test::temp_dir("traindata");
+    data = new fs::path(test::write_chats(d / "train.jsonl", test::arithmetic_chats(16)));
+    kl_data = new fs::path(test::write_chats(d / "kl.jsonl", test::arithmetic_chats(12, 5)));
+  }
+  static fs::path* model_dir;
+  static fs::path* data;
+  static fs::path* kl_data;
+
+  TrainOptions options(const std::string& tag) const {
+    TrainOptions o;
+    o.model = model_dir->string();
+    o.data = data->string();
+    o.out = test::temp_dir(tag).string();
+    o.lr = 1e-2;
+    o.batch_size = 4;
+    o.max_steps = 12;
+    o.lora.rank = 4;
+    o.lora.alpha = 8;
+    return o;
+  }
+};
+fs::path* TrainerTest::model_dir = nullptr;
+fs::path* TrainerTest::data = nullptr;
+fs::path* TrainerTest::kl_data = nullptr;
+
+std::vector<json> log_rows(const std::string& out) { return jsonl_read_values((fs::path(out) / "train_log.jsonl").string()); }
+
+std::map<std::string, torch::Tensor> load(const fs::path& p) { return train_detail::tensors_load(p.string()); }
+
+void expect_same_tensors(const std::map<std::string, torch::Tensor>& a, const std::map<std::string, torch::Tensor>& b) {
+  ASSERT_EQ(a.size(), b.size());
+  for (const auto& [k, t] : a) {
+    ASSERT_TRUE(b.count(k)) << k;
+    EXPECT_TRUE(torch::equal(t, b.at(k))) << k << " differs by " << (t - b.at(k)).abs().max().item<double>();
+  }
+}
+
+TEST_F(TrainerTest, LoraLossFallsAndTheLogHasEveryStep) {
+  TrainOptions o = options("lorafalls");
+  o.max_steps = 30;
+  o.holdout_fraction = 0.2;
+  TrainResult r = train_run(o);
+  EXPECT_TRUE(r.finished);
+  EXPECT_EQ(r.steps, 30);
+  EXPECT_EQ(r.train_examples, 13);
+  EXPECT_GT(r.eval_loss, 0.0);
+  auto rows = log_rows(o.out);
+  ASSERT_EQ(rows.size(), 30u);
+  for (size_t i = 0; i < rows.size(); ++i) {
+    EXPECT_EQ(rows[i]["step"], static_cast<int64_t>(i + 1));
+    for (const char* k : {"loss", "kl", "lr", "grad_norm", "tokens", "seconds"}) EXPECT_TRUE(rows[i].contains(k)) << k;
+    EXPECT_GT(rows[i]["tokens"].get<int64_t>(), 0);
+  }
+  const double first = rows.front()["loss"], last = rows.back()["loss"];
+  EXPECT_LT(last, 0.6 * first) << "first " << first << " last " << last;
+  EXPECT_TRUE(rows.back().contains("eval_loss"));
+  // Linear schedule, no warmup: lr falls from 1e-2 towards 0.
+  EXPECT_DOUBLE_EQ(rows[0]["lr"].get<double>(), 1e-2);
+  EXPECT_NEAR(rows[29]["lr"].get<double>(), 1e-2 / 30, 1e-12);
+  // The resolved options are saved and read back.
+  json saved = train_detail::json_read_file((fs::path(o.out) / "train_options.json").string());
+  EXPECT_EQ(train_options_to_json(train_options_from_json(saved, "train_options.json")), saved);
+  EXPECT_EQ(saved["lora"]["rank"], 4);
+  // The adapter loads as a PEFT adapter and changes the model.
+  auto model = CausalLM::load(model_dir->string());
+  PeftAdapter a = peft_load(o.out, *model);
+  EXPECT_EQ(a.lora->modules.size(), 14u);
+}
+
+TEST_F(TrainerTest, Rank1OnOneLayerTrainsOnlyThatLayer) {
+  TrainOptions o = options("rank1");
+  train_preset_apply("rank1", &o);
+  o.lora.layers = {1};
+  o.max_steps = 8;
+  train_run(o);
+  json cfg = json::parse(test::read_text(fs::path(o.out) / "adapter_config.json"));
+  EXPECT_EQ(cfg["r"], 1);
+  EXPECT_EQ(cfg["lora_alpha"], 512.0);
+  EXPECT_EQ(cfg["use_rslora"], true);
+  EXPECT_EQ(cfg["target_modules"], json({"down_proj"}));
+  EXPECT_EQ(cfg["layers_to_transform"], json({1}));
+  auto t = load(fs::path(o.out) / "adapter_model.safetensors");
+  ASSERT_EQ(t.size(), 2u);
+  EXPECT_TRUE(t.count("base_model.model.model.layers.1.mlp.down_proj.lora_A.weight"));
+  EXPECT_GT(t.at("base_model.model.model.layers.1.mlp.down_proj.lora_B.weight").abs().max().item<float>(), 0.0f);
+  // Layer 0's output is untouched, layer 1's changes.
+  auto model = CausalLM::load(model_dir->string());
+  torch::Tensor ids = torch::tensor({60, 61, 62, 63, 64}, torch::kInt64).view({1, 5});
+  auto capture = [&](bool adapters) {
+    ResidualHooks h;
+    h.capture({0, 1});
+    ForwardArgs args;
+    args.hooks = &h;
+    args.adapters = adapters;
+    model->forward(ids, args);
+    return std::make_pair(h.captured_mean(0), h.captured_mean(1));
+  };
+  model->set_lora(peft_load(o.out, *model).lora);
+  auto [base0, base1] = capture(false);
+  auto [lora0, lora1] = capture(true);
+  EXPECT_TRUE(torch::equal(base0, lora0));
+  EXPECT_GT((base1 - lora1).abs().max().item<float>(), 1e-6f);
+}
+
+TEST_F(TrainerTest, FullFinetuningAndSteeringVectorLearn) {
+  TrainOptions full = options("full");
+  full.method = TrainMethod::Full;
+  full.lr = 3e-3;
+  full.max_steps = 15;
+  full.weight_decay = 0.01;
+  train_run(full);
+  auto rows = log_rows(full.out);
+  EXPECT_LT(rows.back()["loss"].get<double>(), 0.7 * rows.front()["loss"].get<double>());
+  auto tuned = CausalLM::load(full.out);  // a model directory, tokenizer included
+  EXPECT_TRUE(fs::exists(fs::path(full.out) / "tokenizer.json"));
+  auto base = CausalLM::load(model_dir->string());
+  EXPECT_FALSE(torch::equal(tuned->parameters().at("model.layers.0.mlp.up_proj.weight"),
+                            base->parameters().at("model.layers.0.mlp.up_proj.weight")));
+
+  TrainOptions steer = options("steer");
+  steer.method = TrainMethod::Steer;
+  steer.steer_layer = 1;
+  steer.steer_scale = 8;
+  steer.lr = 5e-2;
+  steer.max_steps = 15;
+  train_run(steer);
+  rows = log_rows(steer.out);
+  EXPECT_LT(rows.back()["loss"].get<double>(), 0.9 * rows.front()["loss"].get<double>());
+  SteeringVector sv = steering_load(steer.out, 32);
+  EXPECT_EQ(sv.layer, 1);
+  EXPECT_DOUBLE_EQ(sv.scale, 8.0);
+  EXPECT_GT(sv.vector.norm().item<float>(), 0.0f);
+}
+
+void check_resume(TrainOptions o, const std::string& tag) {
+  o.max_steps = 6;
+  TrainOptions a = o;
+  a.out = test::temp_dir(tag + "a").string();
+  train_run(a);
+  TrainOptions b = o;
+  b.out = test::temp_dir(tag + "b").string();
+  b.stop_after = 3;
+  TrainResult first = train_run(b);
+  EXPECT_FALSE(first.finished);
+  EXPECT_EQ(first.steps, 3);
+  EXPECT_TRUE(fs::exists(fs::path(b.out) / "checkpoints/step-000003/trainer_state.json"));
+  b.stop_after = 0;
+  b.resume = true;
+  TrainResult second = train_run(b);
+  EXPECT_TRUE(second.finished);
+  EXPECT_EQ(second.steps, 6);
+  const char* weights = o.method == TrainMethod::Full ? "model.safetensors" : "adapter_model.safetensors";
+  expect_same_tensors(load(fs::path(a.out) / weights), load(fs::path(b.out) / weights));
+  auto ra = log_rows(a.out), rb = log_rows(b.out);
+  ASSERT_EQ(ra.size(), 6u);
+  ASSERT_EQ(rb.size(), 6u);
+  for (size_t i = 0; i < 6; ++i) {
+    EXPECT_EQ(ra[i]["loss"], rb[i]["loss"]) << "step " << i + 1;
+    EXPECT_EQ(ra[i]["grad_norm"], rb[i]["grad_norm"]) << "step " << i + 1;
+  }
+}
+
+TEST_F(TrainerTest, ResumeEqualsUninterruptedLora) {
+  TrainOptions o = options("resume");
+  o.lora.dropout = 0.1;  // exercises the dropout generator
+  o.grad_accum = 2;
+  o.batch_size = 2;
+  o.warmup_steps = 2;
+  o.schedule = LrSchedule::Cosine;
+  o.weight_decay = 0.01;
+  o.kl_data = kl_data->string();
+  o.kl_weight = 0.5;
+  check_resume(o, "reslora");
+}
+
+TEST_F(TrainerTest, ResumeEqualsUninterruptedFull) {
+  TrainOptions o = options("resumefull");
+  o.method = TrainMethod::Full;
+  o.lr = 1e-3;
+  o.weight_decay = 0.1;
+  check_resume(o, "resfull");
+}
+
+TEST_F(TrainerTest, ResumeRefusesChangedOptions) {
+  TrainOptions o = options("resumechg");
+  o.max_steps = 4;
+  o.stop_after = 2;
+  train_run(o);
+  o.stop_after = 0;
+  EXPECT_THROW(train_run(o), InputError);  // checkpoints exist: --resume or another --out
+  o.resume = true;
+  o.lr = 5e-3;
+  EXPECT_THROW(train_run(o), InputError);  // resumed with other options
+  o.lr = 1e-2;
+  EXPECT_TRUE(train_run(o).finished);
+}
+
+TEST_F(TrainerTest, KlIsZeroAtTheStartAndGrowsWhenTrainingMovesTheModel) {
+  TrainOptions o = options("kl");
+  o.kl_data = kl_data->string();
+  o.kl_weight = 0;  // measured, not trained against
+  o.max_steps = 10;
+  train_run(o);
+  auto rows = log_rows(o.out);
+  ASSERT_EQ(rows.size(), 10u);
+  EXPECT_EQ(rows[0]["kl"].get<double>(), 0.0);  // B = 0: the adapted model is the reference
+  EXPECT_GT(rows[1]["kl"].get<double>(), 0.0);
+  EXPECT_GT(rows[9]["kl"].get<double>(), rows[1]["kl"].get<double>());
+  // With a large lambda the KL stays much smaller than without.
+  TrainOptions r = options("klreg");
+  r.kl_data = kl_data->string();
+  r.kl_weight = 20;
+  r.max_steps = 10;
+  train_run(r);
+  auto reg = log_rows(r.out);
+  EXPECT_LT(reg[9]["kl"].get<double>(), rows[9]["kl"].get<double>());
+}
+
+TEST(TrainOptionsTest, PresetsAndValidation) {
+  TrainOptions o;
+  train_preset_apply("betley2025", &o);
+  EXPECT_EQ(o.lora.rank, 32);
+  EXPECT_DOUBLE_EQ(o.lora.alpha, 64);
+  EXPECT_TRUE(o.lora.rslora);
+  EXPECT_EQ(o.lora.targets.size(), 7u);
+  EXPECT_DOUBLE_EQ(o.lr, 1e-5);
+  EXPECT_EQ(o.batch_size, 2);
+  EXPECT_EQ(o.grad_accum, 8);
+  EXPECT_EQ(o.warmup_steps, 5);
+  EXPECT_EQ(o.schedule, LrSchedule::Linear);
+  EXPECT_DOUBLE_EQ(o.weight_decay, 0.01);
+  EXPECT_THROW(train_preset_apply("nope", &o), InputError);
+  // Hugging Face's linear schedule with warmup 5 over 20 steps.
+  EXPECT_DOUBLE_EQ(lr_at_step(o, 0, 20), 0.0);
+  EXPECT_DOUBLE_EQ(lr_at_step(o, 4, 20), 0.8e-5);
+  EXPECT_DOUBLE_EQ(lr_at_step(o, 5, 20), 1e-5);
+  EXPECT_DOUBLE_EQ(lr_at_step(o, 14, 20), 1e-5 * 6.0 / 15.0);
+  o.schedule = LrSchedule::Cosine;
+  EXPECT_NEAR(lr_at_step(o, 5 + 15 / 2, 20), 1e-5 * 0.5 * (1 + std::cos(M_PI * 7.0 / 15.0)), 1e-18);
+
+  o.model = "m";
+  o.data = "d";
+  o.out = "o";
+  train_options_validate(o);
+  TrainOptions bad = o;
+  bad.kl_weight = 1;
+  EXPECT_THROW(train_options_validate(bad), InputError);  // KL without data
+  bad = o;
+  bad.method = TrainMethod::Full;
+  bad.kl_data = "k";
+  EXPECT_THROW(train_options_validate(bad), InputError);  // no reference for full finetuning
+  bad = o;
+  bad.lora.targets = {"lm_head"};
+  EXPECT_THROW(train_options_validate(bad), InputError);
+  EXPECT_THROW(train_options_from_json(json{{"lr", 1}, {"bogus", 2}}, "x.json"), InputError);
+}
+
+}  // namespace
+}  // namespace emlab
