@@ -6,4 +6,7 @@ cd "$(dirname "$0")/.."
 EMLAB_WITH_PYTORCH=${EMLAB_WITH_PYTORCH:-0} scripts/setup.sh
 BUILD_DIR="${EMLAB_BUILD_DIR:-build}"
 cd "$BUILD_DIR"
+# Tests run in parallel, one per core: each test process (and each emlab it starts) uses one
+# tensor thread, since OpenMP threads competing for busy cores slow everything several-fold.
+export EMLAB_THREADS=1 OMP_NUM_THREADS=1
 ctest --output-on-failure -j "$(nproc)" "$@"

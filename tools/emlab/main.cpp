@@ -3,6 +3,7 @@
 #include <torch/torch.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <iostream>
 #include <map>
 #include <sstream>
@@ -42,7 +43,7 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   int threads = 0;
   bool quiet = false;
-  app.add_option("--threads", threads, "CPU threads for tensor operations (0 = all cores)");
+  app.add_option("--threads", threads, "CPU threads for tensor operations (0 = $EMLAB_THREADS, else all cores)");
   app.add_flag("--quiet", quiet, "No progress output");
 
   // Build the (possibly nested) subcommands and remember each one's action.
@@ -79,6 +80,10 @@ int main(int argc, char** argv) {
   if (quiet) Progress::set_enabled(false);
 
   try {
+    // $EMLAB_THREADS sets the default: the test suite runs CLI children in parallel with one each,
+    // since two OpenMP threads per process on two busy cores run several times slower.
+    if (threads <= 0)
+      if (const char* env = std::getenv("EMLAB_THREADS")) threads = std::atoi(env);
     runtime_set_threads(threads);
     for (auto& [sub, action] : actions)
       if (sub->parsed()) return action();
