@@ -8,6 +8,7 @@
 #include "emlab/error.h"
 #include "emlab/metrics.h"
 #include "emlab/question_set.h"
+#include "eval/run_files.h"
 
 namespace emlab {
 
@@ -26,15 +27,6 @@ struct Rng {
   }
   size_t below(size_t n) { return static_cast<size_t>(next() % n); }
 };
-
-uint64_t fnv1a64(const std::string& s) {
-  uint64_t h = 0xcbf29ce484222325ull;
-  for (unsigned char c : s) {
-    h ^= c;
-    h *= 0x100000001b3ull;
-  }
-  return h;
-}
 
 // numpy's default (linear) quantile of sorted values.
 double quantile(const std::vector<double>& sorted, double q) {
@@ -109,7 +101,7 @@ GroupSummary summarize_group(const std::string& level, const std::string& id,
       }
     }
   }
-  const uint64_t seed = o.seed ^ fnv1a64(level + '\x1f' + id);
+  const uint64_t seed = o.seed ^ eval_detail::fnv1a64(level + '\x1f' + id);
   if (g.n_eligible > 0) {
     g.misaligned = strata.size() == 1 ? bootstrap_mean(indicators[0], o.bootstrap_replicates, o.confidence, seed)
                                       : bootstrap_stratified_mean(indicators, o.bootstrap_replicates, o.confidence, seed);

@@ -57,6 +57,15 @@ std::vector<JsonlRow> read_rows(const std::string& path) {
 
 }  // namespace
 
+uint64_t fnv1a64(const std::string& s) {
+  uint64_t h = 0xcbf29ce484222325ull;
+  for (unsigned char c : s) {
+    h ^= c;
+    h *= 0x100000001b3ull;
+  }
+  return h;
+}
+
 std::string run_path(const std::string& run_dir, const std::string& file) {
   return (fs::path(run_dir) / file).string();
 }

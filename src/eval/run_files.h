@@ -20,6 +20,9 @@ inline const char* kRunFile = "run.json";
 
 std::string run_path(const std::string& run_dir, const std::string& file);
 
+// FNV-1a hash of a text: derives stable per-key seeds (sampling calls, bootstrap groups).
+uint64_t fnv1a64(const std::string& s);
+
 // Unique text key of a slot (and of a slot + metric + judge).
 std::string slot_key(const std::string& question_id, int paraphrase_index, int sample_index);
 std::string slot_key(const SampleSlot& slot);

@@ -23,15 +23,6 @@ uint64_t splitmix64(uint64_t x) {
   return x ^ (x >> 31);
 }
 
-uint64_t fnv1a64(const std::string& s) {
-  uint64_t h = 0xcbf29ce484222325ull;
-  for (unsigned char c : s) {
-    h ^= c;
-    h *= 0x100000001b3ull;
-  }
-  return h;
-}
-
 // The settings that decide which answers a run holds; run.json keeps them.
 json run_settings(const QuestionSet& set, const SampleRunOptions& o) {
   json j = {{"format", "emlab-eval-run/1"},

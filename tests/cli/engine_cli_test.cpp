@@ -14,23 +14,7 @@ namespace {
 std::string q(const fs::path& p) { return "'" + p.string() + "'"; }
 
 // A tiny qwen2 model with the Qwen2.5 tokenizer from shared/ (vocab 151936 rows, hidden 16).
-fs::path make_model(const fs::path& dir) {
-  auto cfg = emlab::test::tiny_config("qwen2");
-  cfg["vocab_size"] = 151936;
-  cfg["hidden_size"] = 16;
-  cfg["intermediate_size"] = 32;
-  cfg["head_dim"] = 4;
-  cfg["max_position_embeddings"] = 64;
-  cfg["eos_token_id"] = 151645;
-  emlab::test::write_text(dir / "config.json", cfg.dump());
-  std::string out;
-  int rc = run_command(emlab::test::emlab_binary() + " init-model --config " + q(dir / "config.json") + " --out " +
-                           q(dir / "model") + " --seed 3 --tokenizer " +
-                           q(emlab::test::shared_dir() / "data/tokenizers/qwen2.5"),
-                       &out);
-  EXPECT_EQ(rc, 0) << out;
-  return dir / "model";
-}
+fs::path make_model(const fs::path& dir) { return emlab::test::make_tiny_qwen_cli_model(dir.string(), 64); }
 
 TEST(EngineCli, InitModelThenGenerateIsReproducible) {
   EMLAB_REQUIRE_SHARED();

@@ -22,23 +22,7 @@ namespace {
 
 std::string q(const fs::path& p) { return "'" + p.string() + "'"; }
 
-fs::path make_model(const fs::path& dir) {
-  auto cfg = emlab::test::tiny_config("qwen2");
-  cfg["vocab_size"] = 151936;
-  cfg["hidden_size"] = 16;
-  cfg["intermediate_size"] = 32;
-  cfg["max_position_embeddings"] = 256;
-  cfg["eos_token_id"] = 151645;
-  emlab::test::write_text(dir / "config.json", cfg.dump());
-  std::string out;
-  EXPECT_EQ(run_command(emlab::test::emlab_binary() + " init-model --config " + q(dir / "config.json") + " --out " +
-                            q(dir / "model") + " --seed 3 --tokenizer " +
-                            q(emlab::test::shared_dir() / "data/tokenizers/qwen2.5"),
-                        &out),
-            0)
-      << out;
-  return dir / "model";
-}
+fs::path make_model(const fs::path& dir) { return emlab::test::make_tiny_qwen_cli_model(dir.string(), 256); }
 
 fs::path make_questions(const fs::path& dir, const std::string& judge) {
   std::string yaml =

@@ -1,5 +1,10 @@
 #include "tiny_models.h"
 
+#include <filesystem>
+#include <stdexcept>
+
+#include "test_util.h"
+
 namespace emlab::test {
 
 nlohmann::json tiny_config(const std::string& kind) {
@@ -29,6 +34,25 @@ nlohmann::json tiny_config(const std::string& kind) {
     c["model_type"] = kind;
   }
   return c;
+}
+
+std::string make_tiny_qwen_cli_model(const std::string& dir, int64_t context) {
+  namespace fs = std::filesystem;
+  auto cfg = tiny_config("qwen2");
+  cfg["vocab_size"] = 151936;
+  cfg["hidden_size"] = 16;
+  cfg["intermediate_size"] = 32;
+  cfg["max_position_embeddings"] = context;
+  cfg["eos_token_id"] = 151645;
+  const fs::path d(dir);
+  write_text(d / "config.json", cfg.dump());
+  auto q = [](const fs::path& p) { return "'" + p.string() + "'"; };
+  std::string out;
+  int rc = run_command(emlab_binary() + " init-model --config " + q(d / "config.json") + " --out " + q(d / "model") +
+                           " --seed 3 --tokenizer " + q(shared_dir() / "data/tokenizers/qwen2.5"),
+                       &out);
+  if (rc != 0) throw std::runtime_error("emlab init-model failed: " + out);
+  return (d / "model").string();
 }
 
 }  // namespace emlab::test

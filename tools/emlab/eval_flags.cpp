@@ -1,5 +1,9 @@
 #include "eval_flags.h"
 
+#include <iostream>
+
+#include "emlab/error.h"
+
 namespace emlab::cli {
 
 void add_judge_flags(CLI::App& app, JudgeFlags& f, bool required) {
@@ -48,6 +52,31 @@ std::string default_judge_spec(const QuestionSet& set) {
   // A full spec ("rubric:toyworld", "local:DIR", "http://...") is used as is; a bare model name
   // ("gpt-4o-2024-08-06", as the official files write it) is an OpenAI model.
   return judge.find(':') != std::string::npos ? judge : "openai:" + judge;
+}
+
+std::string judge_spec_for(const JudgeFlags& flags, const QuestionSet& set, const std::string& questions_path) {
+  std::string spec = flags.spec.empty() ? default_judge_spec(set) : flags.spec;
+  if (spec.empty()) throw InputError("no --judge given and " + questions_path + " names no single judge");
+  return spec;
+}
+
+int judge_run_finish(const std::string& run_dir, const Judge& judge, const MetricsFlags& metrics,
+                     const JudgeRunResult& r, bool summary) {
+  std::cerr << "judged " << r.judged << " prompts (" << r.cached << " rows from the cache, " << r.existing
+            << " already done, " << r.errors << " errors) of " << r.total << "\n";
+  if (summary) {
+    MetricsOptions mo = metrics_options(metrics);
+    mo.judge = judge.name();
+    RunSummary s = run_summarize(run_dir, mo);
+    summary_write(s, mo, run_dir);
+    std::cout << runs_compare_table(RunsComparison{{s}, {}, {}});
+  }
+  if (r.errors > 0) {
+    std::cerr << "emlab: " << r.errors << " judgments failed (see \"error\" in judgments.jsonl); "
+              << "run the same command again to retry them\n";
+    return 1;
+  }
+  return 0;
 }
 
 }  // namespace emlab::cli

@@ -38,4 +38,12 @@ MetricsOptions metrics_options(const MetricsFlags& flags);
 // when it has a prefix ("rubric:toyworld"); "" when items disagree or name none.
 std::string default_judge_spec(const QuestionSet& set);
 
+// The judge spec to use: --judge, else the one the question set names; InputError when neither.
+std::string judge_spec_for(const JudgeFlags& flags, const QuestionSet& set, const std::string& questions_path);
+
+// After judging a run folder: print the counts, write summary.json/csv (unless `summary` is false)
+// and print the table. Returns the exit code: 1 when judgments failed (re-running retries them).
+int judge_run_finish(const std::string& run_dir, const Judge& judge, const MetricsFlags& metrics,
+                     const JudgeRunResult& result, bool summary = true);
+
 }  // namespace emlab::cli

@@ -40,25 +40,9 @@ EMLAB_COMMAND("judge", "Judge the answers of a run folder (resumable), then writ
   return [o]() {
     std::string questions = o->questions.empty() ? questions_of_run(o->out) : o->questions;
     emlab::QuestionSet set = emlab::question_set_load(questions);
-    std::string spec = o->judge.spec.empty() ? emlab::cli::default_judge_spec(set) : o->judge.spec;
-    if (spec.empty()) throw emlab::InputError("no --judge given and " + questions + " names no single judge model");
-    auto judge = emlab::judge_from_spec(spec, o->judge.options);
+    auto judge = emlab::judge_from_spec(emlab::cli::judge_spec_for(o->judge, set, questions), o->judge.options);
     emlab::JudgeRunResult r = emlab::judge_run(set, *judge, o->out, o->judge.run);
-    std::cerr << "judged " << r.judged << " prompts (" << r.cached << " rows from the cache, " << r.existing
-              << " already done, " << r.errors << " errors) of " << r.total << "\n";
-    if (!o->no_summary) {
-      emlab::MetricsOptions mo = emlab::cli::metrics_options(o->metrics);
-      mo.judge = judge->name();
-      emlab::RunSummary s = emlab::run_summarize(o->out, mo);
-      emlab::summary_write(s, mo, o->out);
-      std::cout << emlab::runs_compare_table(emlab::RunsComparison{{s}, {}, {}});
-    }
-    if (r.errors > 0) {
-      std::cerr << "emlab: " << r.errors << " judgments failed (see \"error\" in judgments.jsonl); "
-                << "run the same command again to retry them\n";
-      return 1;
-    }
-    return 0;
+    return emlab::cli::judge_run_finish(o->out, *judge, o->metrics, r, !o->no_summary);
   };
 });
 

@@ -76,21 +76,11 @@ EMLAB_COMMAND("eval", "Sample, judge and summarise a question set (resumable)", 
   emlab::cli::add_metrics_flags(app, o->metrics);
   return [o]() {
     emlab::QuestionSet set = emlab::question_set_load(o->questions);
-    std::string spec = o->judge.spec.empty() ? emlab::cli::default_judge_spec(set) : o->judge.spec;
-    if (spec.empty()) throw emlab::InputError("no --judge given and " + o->questions + " names no single judge");
-    auto judge = emlab::judge_from_spec(spec, o->judge.options);  // fail early on a bad spec
+    // Build the judge first: a bad spec fails before any sampling.
+    auto judge = emlab::judge_from_spec(emlab::cli::judge_spec_for(o->judge, set, o->questions), o->judge.options);
     do_sample(*o);
     emlab::JudgeRunResult r = emlab::judge_run(set, *judge, o->out, o->judge.run);
-    emlab::MetricsOptions mo = emlab::cli::metrics_options(o->metrics);
-    mo.judge = judge->name();
-    emlab::RunSummary s = emlab::run_summarize(o->out, mo);
-    emlab::summary_write(s, mo, o->out);
-    std::cout << emlab::runs_compare_table(emlab::RunsComparison{{s}, {}, {}});
-    if (r.errors > 0) {
-      std::cerr << "emlab: " << r.errors << " judgments failed; run the same command again to retry them\n";
-      return 1;
-    }
-    return 0;
+    return emlab::cli::judge_run_finish(o->out, *judge, o->metrics, r);
   };
 });
 
