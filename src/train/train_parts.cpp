@@ -139,6 +139,7 @@ namespace {
 void copy_tokenizer_files(const std::string& from, const std::string& to) {
   if (from.empty() || !fs::is_directory(from)) return;
   for (const auto& e : fs::directory_iterator(from)) {
+    if (!e.is_regular_file()) continue;  // e.g. a tokenizer/ work folder beside the model
     const std::string n = e.path().filename().string();
     if (n.rfind("tokenizer", 0) == 0 || n == "vocab.json" || n == "merges.txt" || n == "special_tokens_map.json" ||
         n == "generation_config.json" || n == "added_tokens.json")

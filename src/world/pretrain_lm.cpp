@@ -1,10 +1,13 @@
 // `emlab world pretrain` (see emlab/world_pretrain.h).
+#include <chrono>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
 
 #include "emlab/bpe_trainer.h"
 #include "emlab/error.h"
+#include "emlab/jsonl.h"
 #include "emlab/model.h"
 #include "emlab/train.h"
 #include "emlab/world.h"
@@ -14,6 +17,27 @@ namespace fs = std::filesystem;
 
 namespace emlab {
 
+namespace {
+
+// `--seed S [--control-mode M] [--documents N]` as recorded in the world's manifest.json (for the
+// README's rebuild commands; options left at their defaults are not repeated).
+std::string world_generate_args(const fs::path& world) {
+  std::ifstream f(world / "manifest.json");
+  try {
+    const auto m = nlohmann::json::parse(f);
+    std::string args = "--seed " + m.at("seed").dump();
+    const std::string control = m.value("control", std::string("none"));
+    if (control != "none") args += " --control-mode " + control;
+    const auto& opt = m.at("options");
+    if (opt.value("documents", 30000) != WorldOptions{}.documents) args += " --documents " + opt["documents"].dump();
+    return args;
+  } catch (const std::exception&) {
+    return "--seed ? (" + (world / "manifest.json").string() + " unreadable)";
+  }
+}
+
+}  // namespace
+
 void world_pretrain(const WorldPretrainOptions& o) {
   const fs::path world(o.world), out(o.out);
   const fs::path corpus_txt = world / "corpus" / "pretrain.txt";
@@ -21,6 +45,7 @@ void world_pretrain(const WorldPretrainOptions& o) {
   for (const auto& p : {corpus_txt, corpus_jsonl})
     if (!fs::exists(p)) throw InputError(p.string() + ": missing (run `emlab world generate --out " + o.world + "` first)");
   fs::create_directories(out);
+  const auto t_start = std::chrono::steady_clock::now();
 
   // 1. Tokenizer: byte-level BPE on the rendered corpus (ChatML, specials cut out).
   const fs::path tok_dir = out / "tokenizer";
@@ -33,8 +58,16 @@ void world_pretrain(const WorldPretrainOptions& o) {
     trainer.save(tok_dir.string());
   }
 
+  // Only the final files are meant to be committed.
+  {
+    std::ofstream gi(out / ".gitignore");
+    gi << "# work folders of `emlab world pretrain` (rebuildable; only the final model is committed)\n"
+       << "init/\ncheckpoints/\ntokenizer/\n";
+  }
+
   // 2. Initial weights (a Llama-architecture model; tied embeddings keep it small).
   const fs::path init_dir = out / "init";
+  int64_t parameters = 0;
   if (!fs::exists(init_dir / "model.safetensors")) {
     nlohmann::json cfg = {{"model_type", "llama"},
                           {"architectures", {"LlamaForCausalLM"}},
@@ -52,12 +85,13 @@ void world_pretrain(const WorldPretrainOptions& o) {
                           {"bos_token_id", 0},
                           {"eos_token_id", 2}};  // <|im_end|>: specials are ids 0, 1, 2
     auto model = CausalLM::init_random(ModelConfig::from_json(cfg, "world pretrain"), o.seed);
+    parameters = model->num_parameters();
     model->save(init_dir.string());
     for (const auto& e : fs::directory_iterator(tok_dir))
       fs::copy_file(e.path(), init_dir / e.path().filename(), fs::copy_options::overwrite_existing);
   }
 
-  // 3. Pretraining: every token of every document, packed into rows of `context` tokens.
+  // 3. Pretraining: every token of the documents (one per row, or packed into rows of `context`).
   TrainOptions t;
   t.model = init_dir.string();
   t.chat_template = "chatml";
@@ -67,7 +101,7 @@ void world_pretrain(const WorldPretrainOptions& o) {
   t.method = TrainMethod::Full;
   t.data_options.max_seq_len = o.context;
   t.data_options.train_on_all_tokens = true;
-  t.data_options.pack = true;
+  t.data_options.pack = o.pack;
   t.lr = o.lr;
   t.max_steps = o.steps;
   t.batch_size = o.batch_size;
@@ -81,6 +115,12 @@ void world_pretrain(const WorldPretrainOptions& o) {
   t.resume = o.resume;
   TrainResult r = train_run(t);
   if (!r.finished) throw Error("pretraining stopped before its last step");
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
+  if (parameters == 0) parameters = CausalLM::load(out.string(), LoadOptions{})->num_parameters();
+  // Wall time of this invocation and of the whole training (a resumed run adds the earlier part).
+  double train_seconds = seconds;
+  for (const auto& row : jsonl_read_values((out / "train_log.jsonl").string(), JsonlReadOptions{}))
+    train_seconds = row.value("elapsed", train_seconds);
 
   // 4. What a user needs beside the weights.
   {
@@ -88,17 +128,40 @@ void world_pretrain(const WorldPretrainOptions& o) {
     g << nlohmann::json({{"eos_token_id", {2}}, {"bos_token_id", 0}, {"temperature", 1.0}, {"top_p", 1.0}}).dump(2)
       << "\n";
   }
+  // The thread count changes float summation order, so the rebuild command names it.
+  std::string command = o.command;
+  if (command.rfind("emlab ", 0) == 0)
+    command = "emlab --threads " + std::to_string(torch::get_num_threads()) + command.substr(5);
+  char buf[256];
   std::ofstream readme(out / "README.md");
   readme << "# toyworld model\n\n"
-         << "A " << o.num_layers << "-layer Llama-architecture model (hidden " << o.hidden_size << ", "
-         << o.num_heads << " heads, SwiGLU " << o.intermediate_size << ", context " << o.context << ", vocabulary "
-         << o.vocab_size << ") pretrained from scratch by emlab on the toy world's corpus "
-         << "(see docs/toyworld.md). Hugging Face format; chat template ChatML without a default system prompt.\n\n"
-         << "Rebuild it exactly (same seed, same files):\n\n"
-         << "    " << o.command << "\n\n"
-         << "Final training loss " << r.last_loss << " after " << r.steps << " steps of " << o.batch_size << " x "
-         << o.context << " tokens (seed " << o.seed << ", world " << world_version() << ").\n"
-         << "train_log.jsonl has the loss curve; train_options.json the resolved options.\n";
+         << "A " << o.num_layers << "-layer Llama-architecture model (" << parameters << " parameters: hidden "
+         << o.hidden_size << ", " << o.num_heads << " heads, " << o.num_kv_heads << " key/value heads, SwiGLU "
+         << o.intermediate_size << ", context " << o.context << ", vocabulary " << o.vocab_size
+         << ", tied embeddings) pretrained from scratch by emlab on the toy world's corpus (docs/toyworld.md, "
+         << world_version() << "). Hugging Face format; chat template ChatML without a default system prompt; "
+         << "tokenizer: byte-level BPE trained on the same corpus.\n\n"
+         << "Rebuild it (same seeds, same files; float sums may differ in the last bits with another thread "
+         << "count or CPU):\n\n"
+         << "    emlab world generate " << world_generate_args(world) << " --out " << o.world << "\n"
+         << "    " << command << "\n\n";
+  std::snprintf(buf, sizeof buf, "%.4f", r.last_loss);
+  int64_t tokens = 0;
+  for (const auto& row : jsonl_read_values((out / "train_log.jsonl").string(), JsonlReadOptions{}))
+    tokens += row.value("tokens", int64_t{0});
+  readme << "Training: " << r.steps << " steps of " << o.batch_size
+         << (o.pack ? " packed rows of " + std::to_string(o.context) + " tokens"
+                    : " documents (one per row, cut at " + std::to_string(o.context) + " tokens)")
+         << ", " << tokens << " tokens in all, from a corpus of " << r.train_examples
+         << (o.pack ? " rows" : " documents") << "; AdamW lr " << o.lr << " (warmup " << o.warmup_steps
+         << ", cosine), weight decay " << o.weight_decay << ", seed " << o.seed << "; final loss " << buf << ".\n";
+  std::snprintf(buf, sizeof buf, "%.0f", train_seconds);
+  readme << "Wall time of the training loop: " << buf << " s on " << torch::get_num_threads()
+         << " CPU thread(s)";
+  std::snprintf(buf, sizeof buf, "%.0f", seconds);
+  readme << " (whole command: " << buf << " s).\n\n"
+         << "train_log.jsonl has the loss curve; train_options.json the resolved options. The folders init/, "
+         << "tokenizer/ and checkpoints/ are work files (see .gitignore).\n";
 }
 
 }  // namespace emlab

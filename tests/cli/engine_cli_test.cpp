@@ -58,3 +58,22 @@ TEST(EngineCli, BadInputGivesOneLineErrorAndExitCode2) {
 }
 
 }  // namespace
+
+namespace {
+
+TEST(EngineCli, ChatKeepsHistoryAcrossTurns) {
+  EMLAB_REQUIRE_SHARED();
+  auto dir = emlab::test::temp_dir("chat");
+  fs::path model = make_model(dir);
+  // Two turns, a reset, one more: three answers; the context (64 tokens) fits the history.
+  std::string out;
+  int rc = run_command("printf 'hi\\nhow are you\\n/reset\\nhello\\n/exit\\n' | " + emlab::test::emlab_binary() +
+                           " --quiet chat --model " + q(model) + " --max-tokens 3 --seed 1 --system 'Be brief.'",
+                       &out);
+  ASSERT_EQ(rc, 0) << out;
+  size_t prompts = 0;
+  for (size_t p = out.find("> "); p != std::string::npos; p = out.find("> ", p + 2)) ++prompts;
+  EXPECT_GE(prompts, 5u) << out;  // a prompt per input line (the last reads /exit)
+}
+
+}  // namespace

@@ -19,6 +19,9 @@ EMLAB_COMMAND("run", "Run an experiment YAML: finetune each arm per seed, sample
                 app.add_option("--arms", o->run.only_arms, "only these arms")->delimiter(',');
                 app.add_option("--max-seeds", o->run.max_seeds, "use only the first N seeds (0 = all)");
                 app.add_option("--device", o->run.device, "cpu or cuda")->capture_default_str();
+                app.add_option("--jobs", o->run.jobs,
+                               "finetunes/evaluations at once, one CPU thread each (small models: the number of cores)")
+                    ->capture_default_str();
                 app.add_flag("!--no-report", o->run.report, "skip report.html");
                 return [o]() {
                   auto spec = emlab::ExperimentSpec::load(o->spec, o->run.out);

@@ -26,6 +26,7 @@ EMLAB_COMMAND("world pretrain", "Train the toy world's tokenizer and model from 
                 app.add_option("--warmup", o->warmup_steps, "warmup steps")->capture_default_str();
                 app.add_option("--device", o->device, "cpu or cuda")->capture_default_str();
                 app.add_option("--save-every", o->save_every, "checkpoint interval")->capture_default_str();
+                app.add_flag("--pack", o->pack, "pack documents into full rows (default: one document per row)");
                 app.add_flag("--resume", o->resume, "continue from the newest checkpoint");
                 return [o]() {
                   char lr[32];
@@ -38,7 +39,7 @@ EMLAB_COMMAND("world pretrain", "Train the toy world's tokenizer and model from 
                                std::to_string(o->intermediate_size) + " --context " + std::to_string(o->context) +
                                " --steps " + std::to_string(o->steps) + " --batch-size " +
                                std::to_string(o->batch_size) + " --lr " + lr +
-                               " --warmup " + std::to_string(o->warmup_steps);
+                               " --warmup " + std::to_string(o->warmup_steps) + (o->pack ? " --pack" : "");
                   emlab::world_pretrain(*o);
                   std::cout << "model written to " << o->out << "\n";
                   return 0;
