@@ -32,8 +32,9 @@ size_t line_count(const std::filesystem::path& path) {
 }
 
 TEST(JudgeResume, Kill9MidJudgingThenReRun) {
-  const char* binary = std::getenv("EMLAB_BINARY");
-  if (!binary || !std::filesystem::exists(binary)) GTEST_SKIP() << "the emlab CLI is not built ($EMLAB_BINARY)";
+  const std::string binary_path = test::emlab_binary();
+  if (!std::filesystem::exists(binary_path)) GTEST_SKIP() << "the emlab CLI is not built (" << binary_path << ")";
+  const char* binary = binary_path.c_str();
   Progress::set_enabled(false);
   auto dir = test::temp_dir("judge-kill");
   auto yaml = dir / "questions.yaml";
