@@ -35,7 +35,8 @@
 // training options are checked when the spec is loaded.
 //
 // Output folder:
-//   experiment.json                    the resolved spec (a re-run with another spec is refused)
+//   experiment.json                    the resolved spec and the model's file digests (a re-run with
+//                                      another spec, or after the model changed, is refused)
 //   world/                             the generated toy world (when `world` is given)
 //   arms/<arm>/seed-<s>/adapter/       the finetune (PEFT adapter / steering vector / model)
 //   arms/<arm>/seed-<s>/eval/          samples.jsonl, judgments.jsonl, summary.json, summary.csv

@@ -29,6 +29,7 @@
 #include "emlab/train.h"
 #include "emlab/world.h"
 #include "emlab/world_judge.h"
+#include "eval/run_files.h"
 
 namespace fs = std::filesystem;
 using nlohmann::json;
@@ -78,6 +79,29 @@ void write_text(const fs::path& p, const std::string& s) {
 
 fs::path seed_dir(const ExperimentOptions& o, const std::string& arm, uint64_t seed) {
   return fs::path(o.out) / "arms" / arm / ("seed-" + std::to_string(seed));
+}
+
+// What identifies the model's weights: config.json and each *.safetensors file by size and content
+// hash (for files over 64 MB, the first MB), so that a resumed run refuses a rebuilt model instead of
+// mixing its results with the old one's.
+json model_fingerprint(const std::string& dir) {
+  json out = json::object();
+  if (!fs::is_directory(dir)) return out;
+  std::vector<fs::path> files;
+  for (const auto& e : fs::directory_iterator(dir))
+    if (e.is_regular_file() && (e.path().extension() == ".safetensors" || e.path().filename() == "config.json"))
+      files.push_back(e.path());
+  std::sort(files.begin(), files.end());
+  for (const auto& f : files) {
+    const auto size = fs::file_size(f);
+    std::ifstream in(f, std::ios::binary);
+    std::string head(std::min<uintmax_t>(size, size > (64u << 20) ? (1u << 20) : size), '\0');
+    in.read(head.data(), static_cast<std::streamsize>(head.size()));
+    char hex[17];
+    std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(eval_detail::fnv1a64(head)));
+    out[f.filename().string()] = {{"bytes", size}, {"fnv1a64", hex}};
+  }
+  return out;
 }
 
 // Where the finetune of (arm, seed) lives: an adapter, a steering vector or a whole model.
@@ -375,11 +399,15 @@ std::vector<ArmResult> experiment_run(const ExperimentSpec& spec, const Experime
   fs::create_directories(o.out);
   const fs::path spec_path = fs::path(o.out) / "experiment.json";
   json spec_json = spec.to_json();
+  spec_json["model_fingerprint"] = model_fingerprint(spec.model);
   if (fs::exists(spec_path)) {
     json old = read_json(spec_path);
     json a = old, b = spec_json;
     a.erase("source");
     b.erase("source");
+    if (a.value("model_fingerprint", json()) != b["model_fingerprint"] && (a.erase("model_fingerprint"), b.erase("model_fingerprint"), a == b))
+      throw InputError(spec_path.string() + ": the model " + spec.model +
+                       " has changed since this run was made (config or weights); use another --out or delete it");
     if (a != b)
       throw InputError(spec_path.string() + ": this folder holds a run of a different spec (" +
                        old.value("source", std::string("?")) + "); use another --out or delete it");

@@ -230,3 +230,32 @@ TEST_F(ExperimentRun, RunsArmsWritesArmsCsvAndResumes) {
 }
 
 }  // namespace
+
+namespace {
+
+// A resumed run refuses a model whose files changed since the run was made (a rebuilt model would
+// otherwise mix its results with the old one's).
+TEST_F(ExperimentRun, RefusesAModelThatChangedSinceTheRun) {
+  const fs::path model = *dir_ / "model_copy";
+  fs::create_directories(model);
+  for (const auto& e : fs::directory_iterator(*dir_ / "model"))
+    if (e.is_regular_file()) fs::copy_file(e.path(), model / e.path().filename());
+  const fs::path spec = *dir_ / "spec_fp.yaml";
+  emlab::test::write_text(spec, "name: fp\nmodel: model_copy\nworld: {seed: 0, documents: 20, dataset_examples: 8}\n"
+                                "judge: rubric:toyworld\nseeds: [0]\n"
+                                "eval: {questions: '${world}/questions/main.yaml', samples_per_question: 1, max_tokens: 4}\n"
+                                "arms:\n  - name: base\n");
+  const std::string cmd = emlab::test::emlab_binary() + " --quiet --threads 1 run " + q(spec) + " --out " +
+                          q(*dir_ / "run_fp") + " --no-report";
+  std::string out;
+  ASSERT_EQ(run_command(cmd, &out), 0) << out;
+  ASSERT_EQ(run_command(cmd, &out), 0) << out;  // unchanged: resumes (nothing to do)
+  auto cfg = nlohmann::json::parse(read_text(model / "config.json"));
+  cfg["rms_norm_eps"] = 1e-6;
+  emlab::test::write_text(model / "config.json", cfg.dump(2));
+  EXPECT_EQ(run_command(cmd, &out), 2) << out;
+  EXPECT_NE(out.find("has changed"), std::string::npos) << out;
+  EXPECT_NE(out.find("model_copy"), std::string::npos) << out;
+}
+
+}  // namespace
