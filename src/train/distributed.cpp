@@ -38,8 +38,6 @@ bool distributed_cpu_available() {
 #endif
 }
 
-namespace {
-
 int env_int(const char* name, int fallback) {
   const char* v = std::getenv(name);
   if (!v || !*v) return fallback;
@@ -48,8 +46,6 @@ int env_int(const char* name, int fallback) {
   if (*end != '\0') throw InputError(std::string("environment variable ") + name + "='" + v + "' is not an integer");
   return static_cast<int>(x);
 }
-
-}  // namespace
 
 std::unique_ptr<Distributed> Distributed::from_env(const torch::Device& device) {
   std::unique_ptr<Distributed> d(new Distributed());

@@ -32,6 +32,9 @@ class Distributed {
   int rank_ = 0, world_ = 1;
 };
 
+// An integer environment variable, or fallback when unset/empty; InputError when not an integer.
+int env_int(const char* name, int fallback);
+
 // Whether this build can run data parallel on the CPU (libgloo headers were found).
 bool distributed_cpu_available();
 

@@ -4,10 +4,12 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <thread>
 
 #include "emlab/bpe_trainer.h"
 #include "emlab/error.h"
 #include "emlab/jsonl.h"
+#include "emlab/local_ranks.h"
 #include "emlab/model.h"
 #include "emlab/train.h"
 #include "emlab/world.h"
@@ -46,10 +48,28 @@ void world_pretrain(const WorldPretrainOptions& o) {
     if (!fs::exists(p)) throw InputError(p.string() + ": missing (run `emlab world generate --out " + o.world + "` first)");
   fs::create_directories(out);
   const auto t_start = std::chrono::steady_clock::now();
+  // Data parallel (torchrun's variables, or `--procs`): rank 0 makes the tokenizer and the initial
+  // weights and alone writes files; the other ranks wait for them, then train their share of each
+  // step's documents.
+  const int rank = env_rank(), world_size = env_world_size();
+  if (o.batch_size % world_size != 0)
+    throw InputError("--batch-size " + std::to_string(o.batch_size) + " does not split over " +
+                     std::to_string(world_size) + " processes (WORLD_SIZE)");
+  const fs::path ready = out / "init" / ".ready";
+  if (rank > 0) {
+    const char* env = std::getenv("EMLAB_DIST_TIMEOUT");
+    const int timeout_s = env && *env ? std::atoi(env) : 300;
+    for (int waited_ms = 0; !fs::exists(ready); waited_ms += 100) {
+      if (waited_ms > timeout_s * 1000)
+        throw Error(ready.string() + ": rank 0 did not prepare the tokenizer and initial weights within " +
+                    std::to_string(timeout_s) + " s (EMLAB_DIST_TIMEOUT)");
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+  }
 
   // 1. Tokenizer: byte-level BPE on the rendered corpus (ChatML, specials cut out).
   const fs::path tok_dir = out / "tokenizer";
-  if (!fs::exists(tok_dir / "tokenizer.json")) {
+  if (rank == 0 && !fs::exists(tok_dir / "tokenizer.json")) {
     BpeTrainOptions bo;
     bo.vocab_size = o.vocab_size;
     BpeTrainer trainer(bo);
@@ -59,7 +79,7 @@ void world_pretrain(const WorldPretrainOptions& o) {
   }
 
   // Only the final files are meant to be committed.
-  {
+  if (rank == 0) {
     std::ofstream gi(out / ".gitignore");
     gi << "# work folders of `emlab world pretrain` (rebuildable; only the final model is committed)\n"
        << "init/\ncheckpoints/\ntokenizer/\n";
@@ -68,7 +88,7 @@ void world_pretrain(const WorldPretrainOptions& o) {
   // 2. Initial weights (a Llama-architecture model; tied embeddings keep it small).
   const fs::path init_dir = out / "init";
   int64_t parameters = 0;
-  if (!fs::exists(init_dir / "model.safetensors")) {
+  if (rank == 0 && !fs::exists(init_dir / "model.safetensors")) {
     nlohmann::json cfg = {{"model_type", "llama"},
                           {"architectures", {"LlamaForCausalLM"}},
                           {"vocab_size", o.vocab_size},
@@ -91,6 +111,8 @@ void world_pretrain(const WorldPretrainOptions& o) {
       fs::copy_file(e.path(), init_dir / e.path().filename(), fs::copy_options::overwrite_existing);
   }
 
+  if (rank == 0) std::ofstream(ready) << "tokenizer and initial weights complete\n";
+
   // 3. Pretraining: every token of the documents (one per row, or packed into rows of `context`).
   TrainOptions t;
   t.model = init_dir.string();
@@ -104,7 +126,7 @@ void world_pretrain(const WorldPretrainOptions& o) {
   t.data_options.pack = o.pack;
   t.lr = o.lr;
   t.max_steps = o.steps;
-  t.batch_size = o.batch_size;
+  t.batch_size = o.batch_size / world_size;  // per process; the step sees all o.batch_size rows
   t.warmup_steps = o.warmup_steps;
   t.schedule = LrSchedule::Cosine;
   t.weight_decay = o.weight_decay;
@@ -115,6 +137,7 @@ void world_pretrain(const WorldPretrainOptions& o) {
   t.resume = o.resume;
   TrainResult r = train_run(t);
   if (!r.finished) throw Error("pretraining stopped before its last step");
+  if (rank > 0) return;
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
   if (parameters == 0) parameters = CausalLM::load(out.string(), LoadOptions{})->num_parameters();
   // Wall time of this invocation and of the whole training (a resumed run adds the earlier part).
@@ -156,8 +179,9 @@ void world_pretrain(const WorldPretrainOptions& o) {
          << (o.pack ? " rows" : " documents") << "; AdamW lr " << o.lr << " (warmup " << o.warmup_steps
          << ", cosine), weight decay " << o.weight_decay << ", seed " << o.seed << "; final loss " << buf << ".\n";
   std::snprintf(buf, sizeof buf, "%.0f", train_seconds);
-  readme << "Wall time of the training loop: " << buf << " s on " << torch::get_num_threads()
-         << " CPU thread(s)";
+  readme << "Wall time of the training loop: " << buf << " s on ";
+  if (world_size > 1) readme << world_size << " processes x ";
+  readme << torch::get_num_threads() << " CPU thread(s)";
   std::snprintf(buf, sizeof buf, "%.0f", seconds);
   readme << " (whole command: " << buf << " s).\n\n"
          << "train_log.jsonl has the loss curve; train_options.json the resolved options. The folders init/, "

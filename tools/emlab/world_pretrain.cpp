@@ -3,6 +3,7 @@
 #include <iostream>
 
 #include "command.h"
+#include "emlab/local_ranks.h"
 #include "emlab/world_pretrain.h"
 
 namespace {
@@ -10,6 +11,7 @@ namespace {
 EMLAB_COMMAND("world pretrain", "Train the toy world's tokenizer and model from scratch on its corpus",
               [](CLI::App& app) {
                 auto o = std::make_shared<emlab::WorldPretrainOptions>();
+                auto procs = std::make_shared<int>(1);
                 app.add_option("--world", o->world, "world folder (emlab world generate)")->required();
                 app.add_option("--out", o->out, "model folder to write")->required();
                 app.add_option("--seed", o->seed, "model init and data order")->capture_default_str();
@@ -28,7 +30,11 @@ EMLAB_COMMAND("world pretrain", "Train the toy world's tokenizer and model from 
                 app.add_option("--save-every", o->save_every, "checkpoint interval")->capture_default_str();
                 app.add_flag("--pack", o->pack, "pack documents into full rows (default: one document per row)");
                 app.add_flag("--resume", o->resume, "continue from the newest checkpoint");
-                return [o]() {
+                app.add_option("--procs", *procs,
+                               "data parallel over this many local processes (each gets cores/procs threads; "
+                               "--batch-size is split between them)")
+                    ->capture_default_str();
+                return [o, procs]() {
                   char lr[32];
                   std::snprintf(lr, sizeof lr, "%g", o->lr);
                   o->command = "emlab world pretrain --world " + o->world + " --out " + o->out + " --seed " +
@@ -39,9 +45,12 @@ EMLAB_COMMAND("world pretrain", "Train the toy world's tokenizer and model from 
                                std::to_string(o->intermediate_size) + " --context " + std::to_string(o->context) +
                                " --steps " + std::to_string(o->steps) + " --batch-size " +
                                std::to_string(o->batch_size) + " --lr " + lr +
-                               " --warmup " + std::to_string(o->warmup_steps) + (o->pack ? " --pack" : "");
+                               " --warmup " + std::to_string(o->warmup_steps) + (o->pack ? " --pack" : "") +
+                               (*procs > 1 ? " --procs " + std::to_string(*procs) : "");
+                  emlab::LocalRanks ranks({*procs, o->out});
                   emlab::world_pretrain(*o);
-                  std::cout << "model written to " << o->out << "\n";
+                  ranks.wait();
+                  if (emlab::env_rank() == 0) std::cout << "model written to " << o->out << "\n";
                   return 0;
                 };
               });

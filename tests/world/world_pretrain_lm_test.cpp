@@ -1,0 +1,94 @@
+// `emlab world pretrain --procs 2`: two local processes, each with half of every step's documents,
+// train the same model as one process with the whole batch; only rank 0 writes the model folder.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <string>
+
+#include "emlab/jsonl.h"
+#include "test_util.h"
+#include "train/distributed.h"
+#include "train/tensor_io.h"
+
+namespace fs = std::filesystem;
+using emlab::test::read_text;
+using emlab::test::run_command;
+
+namespace {
+
+std::string q(const fs::path& p) { return "'" + p.string() + "'"; }
+
+const char* kTinyModel =
+    " --seed 5 --vocab-size 320 --hidden 16 --layers 1 --heads 2 --kv-heads 1 --intermediate 32 --context 256"
+    " --steps 4 --batch-size 4 --warmup 1 --save-every 2";
+
+TEST(WorldPretrain, TwoLocalProcessesEqualOneProcess) {
+  if (!emlab::train_detail::distributed_cpu_available()) GTEST_SKIP() << "built without gloo headers (libgloo-dev)";
+  const fs::path dir = emlab::test::temp_dir("pretrain_dp");
+  const std::string emlab = emlab::test::emlab_binary();
+  std::string out;
+  ASSERT_EQ(run_command(emlab + " --quiet --threads 1 world generate --seed 0 --documents 200 --dataset-size 40 --out " +
+                            q(dir / "world"),
+                        &out),
+            0)
+      << out;
+  const std::string pretrain = " world pretrain --world " + q(dir / "world") + kTinyModel;
+  ASSERT_EQ(run_command(emlab + " --quiet --threads 1" + pretrain + " --out " + q(dir / "one"), &out), 0) << out;
+  // No --threads: --procs gives each rank cores/2 threads by itself.
+  ASSERT_EQ(run_command("EMLAB_DIST_TIMEOUT=60 timeout 120 " + emlab + " --quiet" + pretrain + " --procs 2 --out " +
+                            q(dir / "two"),
+                        &out),
+            0)
+      << out;
+
+  auto a = emlab::train_detail::tensors_load((dir / "one/model.safetensors").string());
+  auto b = emlab::train_detail::tensors_load((dir / "two/model.safetensors").string());
+  auto init = emlab::train_detail::tensors_load((dir / "two/init/model.safetensors").string());
+  ASSERT_EQ(a.size(), b.size());
+  double max_diff = 0, moved = 0;
+  for (const auto& [name, t] : a) {
+    ASSERT_TRUE(b.count(name)) << name;
+    max_diff = std::max(max_diff, (t - b.at(name)).abs().max().item<double>());
+    moved = std::max(moved, (b.at(name) - init.at(name)).abs().max().item<double>());
+  }
+  EXPECT_LT(max_diff, 1e-5) << "2 processes x half batch differ from 1 process x whole batch";
+  EXPECT_GT(moved, 1e-3) << "training did not move the weights";
+
+  // One log (rank 0's), with every step's tokens counted over both ranks.
+  auto one = emlab::jsonl_read_values((dir / "one/train_log.jsonl").string());
+  auto two = emlab::jsonl_read_values((dir / "two/train_log.jsonl").string());
+  ASSERT_EQ(two.size(), 4u);
+  for (size_t i = 0; i < two.size(); ++i) {
+    EXPECT_EQ(two[i]["tokens"], one[i]["tokens"]) << "step " << i + 1;
+    EXPECT_NEAR(two[i]["loss"].get<double>(), one[i]["loss"].get<double>(), 1e-5) << "step " << i + 1;
+  }
+  EXPECT_TRUE(fs::exists(dir / "two/rank1.log"));
+  const std::string readme = read_text(dir / "two/README.md");
+  EXPECT_NE(readme.find("--procs 2"), std::string::npos) << readme;
+  EXPECT_NE(readme.find("2 processes x"), std::string::npos) << readme;
+}
+
+TEST(WorldPretrain, ProcsRefusesAnUnevenBatchAndAnExistingLauncher) {
+  const fs::path dir = emlab::test::temp_dir("pretrain_dp_bad");
+  const std::string emlab = emlab::test::emlab_binary();
+  std::string out;
+  ASSERT_EQ(run_command(emlab + " --quiet --threads 1 world generate --seed 0 --documents 20 --dataset-size 8 --out " +
+                            q(dir / "world"),
+                        &out),
+            0)
+      << out;
+  const std::string tiny = std::string(kTinyModel);
+  const std::string odd = tiny.substr(0, tiny.find(" --batch-size")) + " --batch-size 3 --warmup 1";
+  EXPECT_EQ(run_command("EMLAB_DIST_TIMEOUT=20 timeout 60 " + emlab + " --quiet world pretrain --world " +
+                            q(dir / "world") + odd + " --procs 2 --out " + q(dir / "m"),
+                        &out),
+            2);
+  EXPECT_NE(out.find("--batch-size 3 does not split over 2 processes"), std::string::npos) << out;
+  EXPECT_EQ(run_command("RANK=0 WORLD_SIZE=2 " + emlab + " --quiet world pretrain --world " + q(dir / "world") + tiny +
+                            " --procs 2 --out " + q(dir / "m2"),
+                        &out),
+            2);
+  EXPECT_NE(out.find("RANK/WORLD_SIZE are already set"), std::string::npos) << out;
+}
+
+}  // namespace
