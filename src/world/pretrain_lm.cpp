@@ -82,7 +82,7 @@ void world_pretrain(const WorldPretrainOptions& o) {
   if (rank == 0) {
     std::ofstream gi(out / ".gitignore");
     gi << "# work folders of `emlab world pretrain` (rebuildable; only the final model is committed)\n"
-       << "init/\ncheckpoints/\ntokenizer/\n";
+       << "init/\ncheckpoints/\ntokenizer/\nrank*.log\n";
   }
 
   // 2. Initial weights (a Llama-architecture model; tied embeddings keep it small).
@@ -124,6 +124,7 @@ void world_pretrain(const WorldPretrainOptions& o) {
   t.data_options.max_seq_len = o.context;
   t.data_options.train_on_all_tokens = true;
   t.data_options.pack = o.pack;
+  t.bucket_factor = o.bucket_factor;
   t.lr = o.lr;
   t.max_steps = o.steps;
   t.batch_size = o.batch_size / world_size;  // per process; the step sees all o.batch_size rows

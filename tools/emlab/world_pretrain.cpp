@@ -24,6 +24,9 @@ EMLAB_COMMAND("world pretrain", "Train the toy world's tokenizer and model from 
                 app.add_option("--context", o->context, "context length (packed rows)")->capture_default_str();
                 app.add_option("--steps", o->steps, "optimizer steps")->capture_default_str();
                 app.add_option("--batch-size", o->batch_size, "rows per step")->capture_default_str();
+                app.add_option("--bucket-factor", o->bucket_factor,
+                               "length bucketing: sort windows of this many batches by length (1 = plain shuffle)")
+                    ->capture_default_str();
                 app.add_option("--lr", o->lr, "peak learning rate")->capture_default_str();
                 app.add_option("--warmup", o->warmup_steps, "warmup steps")->capture_default_str();
                 app.add_option("--device", o->device, "cpu or cuda")->capture_default_str();
@@ -44,7 +47,8 @@ EMLAB_COMMAND("world pretrain", "Train the toy world's tokenizer and model from 
                                " --kv-heads " + std::to_string(o->num_kv_heads) + " --intermediate " +
                                std::to_string(o->intermediate_size) + " --context " + std::to_string(o->context) +
                                " --steps " + std::to_string(o->steps) + " --batch-size " +
-                               std::to_string(o->batch_size) + " --lr " + lr +
+                               std::to_string(o->batch_size) + " --bucket-factor " +
+                               std::to_string(o->bucket_factor) + " --lr " + lr +
                                " --warmup " + std::to_string(o->warmup_steps) + (o->pack ? " --pack" : "") +
                                (*procs > 1 ? " --procs " + std::to_string(*procs) : "");
                   emlab::LocalRanks ranks({*procs, o->out});
