@@ -30,6 +30,7 @@ struct Row {
 struct RowState {
   std::vector<int32_t> tokens;
   std::string bytes;   // raw bytes of the tokens, for stop-string search
+  int64_t limit = 0;   // most new tokens: max_new_tokens, or less where the prompt nears the context
   bool done = false;
   bool stop_string = false;  // ended by a stop string (the text is cut there)
   std::string finish_reason;
@@ -56,6 +57,10 @@ std::vector<std::vector<Completion>> generate(const CausalLM& model, const Token
   if (n < 1) throw InputError("number of samples must be >= 1, got " + std::to_string(n));
   if (options.batch_size < 1) throw InputError("batch size must be >= 1");
   if (options.max_new_tokens < 1) throw InputError("max new tokens must be >= 1");
+  if (options.temperature < 0) throw InputError("temperature must be >= 0, got " + std::to_string(options.temperature));
+  if (!(options.top_p >= 0 && options.top_p <= 1))
+    throw InputError("top-p must be in [0, 1], got " + std::to_string(options.top_p));
+  if (options.top_k < 0) throw InputError("top-k must be >= 0, got " + std::to_string(options.top_k));
   const int64_t context = model.config().max_position_embeddings;
   for (size_t i = 0; i < prompts.size(); ++i) {
     if (prompts[i].empty()) throw InputError("prompt " + std::to_string(i) + " is empty");
@@ -93,14 +98,18 @@ std::vector<std::vector<Completion>> generate(const CausalLM& model, const Token
     // Left padding: every row's next token lands at the same cache index.
     torch::Tensor ids = torch::zeros({U, max_len}, long_opts);
     torch::Tensor mask = torch::zeros({U, max_len}, long_opts);
-    int64_t max_new = options.max_new_tokens;
+    // Each prompt may grow to the context: its own limit, so that a long prompt in the chunk does
+    // not cut the others short (batched output equals one-by-one output).
+    std::vector<int64_t> limit(U);
+    int64_t max_new = 0;
     for (int64_t u = 0; u < U; ++u) {
       const auto& pr = prompts[unique[u]];
       const int64_t off = max_len - static_cast<int64_t>(pr.size());
       auto ids_a = ids.accessor<int64_t, 2>();
       auto mask_a = mask.accessor<int64_t, 2>();
       for (size_t j = 0; j < pr.size(); ++j) ids_a[u][off + j] = pr[j], mask_a[u][off + j] = 1;
-      max_new = std::min<int64_t>(max_new, context - static_cast<int64_t>(pr.size()));
+      limit[u] = std::min<int64_t>(options.max_new_tokens, context - static_cast<int64_t>(pr.size()));
+      max_new = std::max(max_new, limit[u]);
     }
     torch::Tensor positions = (mask.cumsum(1) - 1).clamp_min(0);
 
@@ -124,7 +133,7 @@ std::vector<std::vector<Completion>> generate(const CausalLM& model, const Token
     const int64_t B = static_cast<int64_t>(chunk_end - chunk_start);
     std::vector<RowState> state(B);
     std::vector<int64_t> active(B);  // batch row -> chunk row
-    for (int64_t i = 0; i < B; ++i) active[i] = i;
+    for (int64_t i = 0; i < B; ++i) active[i] = i, state[i].limit = limit[row_to_unique[i]];
     auto gen = at::make_generator<at::CPUGeneratorImpl>(mix_seed(options.seed ^ mix_seed(chunk)));
     torch::Tensor eos_ids = torch::tensor(std::vector<int64_t>(options.eos_ids.begin(), options.eos_ids.end()), long_opts);
 
@@ -153,7 +162,7 @@ std::vector<std::vector<Completion>> generate(const CausalLM& model, const Token
           if (static_cast<int64_t>(st.tokens.size()) > options.min_new_tokens && !options.stop.empty() &&
               find_stop(st.bytes, options.stop, before) != std::string::npos)
             st.done = true, st.stop_string = true, st.finish_reason = "stop";
-          else if (step + 1 == max_new)
+          else if (step + 1 == st.limit)
             st.done = true, st.finish_reason = "length";
         }
         if (!st.done) keep.push_back(static_cast<int64_t>(i));

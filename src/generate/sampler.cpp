@@ -26,7 +26,9 @@ torch::Tensor sample_tokens(const torch::Tensor& logits, const SampleOptions& op
   torch::Tensor probs = torch::softmax(sx, -1);
   if (use_top_p) {
     torch::Tensor before = probs.cumsum(-1) - probs;  // mass strictly before each candidate
-    probs = probs.masked_fill(before >= options.top_p, 0.0);  // the first candidate always stays
+    torch::Tensor drop = before >= options.top_p;  // (B, K)
+    drop.narrow(-1, 0, 1).fill_(false);              // the first candidate always stays (top_p = 0: greedy)
+    probs = probs.masked_fill(drop, 0.0);
   }
   torch::Tensor cdf = probs.cumsum(-1);
   const int64_t K = cdf.size(-1);

@@ -2,6 +2,8 @@
 // and padding change nothing, seeds reproduce, stops and limits work.
 #include <gtest/gtest.h>
 
+#include <functional>
+
 #include "emlab/error.h"
 #include "emlab/generator.h"
 #include "fake_tokenizer.h"
@@ -125,6 +127,35 @@ TEST(Generator, PromptLongerThanContextIsAnError) {
   EXPECT_EQ(r.finish_reason, "length");
 }
 
+TEST(Generator, EachPromptHasItsOwnRoomInTheContext) {
+  // Batched with a prompt near the end of the context, a short prompt still gets its full
+  // max_new_tokens (as one by one), and the long one stops at the context.
+  auto model = tiny("llama", 5);
+  test::FakeTokenizer tok(96);
+  SampleOptions o = quiet();
+  o.temperature = 0;
+  o.max_new_tokens = 20;
+  const std::vector<int32_t> near_end(55, 7), short_prompt = {40, 41};  // context is 64
+  auto both = generate(*model, tok, {near_end, short_prompt}, 2, o);
+  EXPECT_EQ(both[0][0].tokens.size(), 9u);
+  EXPECT_EQ(both[0][0].finish_reason, "length");
+  EXPECT_EQ(both[1][0].tokens, reference_greedy(*model, short_prompt, 20));
+  EXPECT_EQ(both[1][1].tokens, both[1][0].tokens);
+  EXPECT_EQ(both[0][0].tokens, generate(*model, tok, {near_end}, 1, o)[0][0].tokens);
+}
+
+TEST(Generator, SamplingOptionsOutOfRangeAreErrors) {
+  auto model = tiny("llama");
+  test::FakeTokenizer tok(96);
+  for (auto set : std::vector<std::function<void(SampleOptions&)>>{
+           [](SampleOptions& o) { o.top_p = -0.1; }, [](SampleOptions& o) { o.top_p = 1.5; },
+           [](SampleOptions& o) { o.temperature = -1; }, [](SampleOptions& o) { o.top_k = -2; }}) {
+    SampleOptions o = quiet();
+    set(o);
+    EXPECT_THROW(generate(*model, tok, kPrompts, 1, o), InputError);
+  }
+}
+
 TEST(Sampler, TopKOneAndTinyTopPAreGreedy) {
   torch::manual_seed(0);
   torch::Tensor logits = torch::randn({8, 50});
@@ -134,6 +165,8 @@ TEST(Sampler, TopKOneAndTinyTopPAreGreedy) {
   EXPECT_TRUE(torch::equal(sample_tokens(logits, o, u), logits.argmax(-1)));
   o.top_k = 0;
   o.top_p = 1e-6;
+  EXPECT_TRUE(torch::equal(sample_tokens(logits, o, u), logits.argmax(-1)));
+  o.top_p = 0.0;  // keeps only the first candidate, as the OpenAI API does
   EXPECT_TRUE(torch::equal(sample_tokens(logits, o, u), logits.argmax(-1)));
 }
 

@@ -5,6 +5,7 @@
 #include "emlab/error.h"
 #include "emlab/hooks.h"
 #include "emlab/model.h"
+#include "emlab/safetensors.h"
 #include "test_util.h"
 #include "tiny_models.h"
 
@@ -192,6 +193,75 @@ TEST(Transformer, HooksAddAblateCapture) {
   EXPECT_LT((added[0] - base[0] - 2.5 * v).abs().max().item<double>(), 1e-5);
 }
 
+// Splits dir/model.safetensors into two shards with a model.safetensors.index.json, as Hugging
+// Face writes large checkpoints; `misplace` lists a tensor under the wrong shard.
+void shard_checkpoint(const std::filesystem::path& dir, bool misplace = false) {
+  std::map<std::string, std::vector<uint8_t>> bytes;
+  std::vector<TensorView> a, b;
+  nlohmann::json map = nlohmann::json::object();
+  {
+    SafetensorsFile f((dir / "model.safetensors").string());
+    for (const auto& name : f.names()) {
+      const TensorView& v = f.get(name);
+      auto& buf = bytes[name];
+      buf.assign(static_cast<const uint8_t*>(v.data), static_cast<const uint8_t*>(v.data) + v.nbytes);
+      TensorView copy = v;
+      copy.data = buf.data();
+      const bool first = name.find("layers.1.") == std::string::npos;
+      (first ? a : b).push_back(copy);
+      map[name] = first ? "model-00001-of-00002.safetensors" : "model-00002-of-00002.safetensors";
+    }
+  }
+  if (misplace) map["model.norm.weight"] = "model-00002-of-00002.safetensors";
+  safetensors_write((dir / "model-00001-of-00002.safetensors").string(), a);
+  safetensors_write((dir / "model-00002-of-00002.safetensors").string(), b);
+  test::write_text(dir / "model.safetensors.index.json",
+                   nlohmann::json({{"metadata", {{"total_size", 0}}}, {"weight_map", map}}).dump(2));
+  std::filesystem::remove(dir / "model.safetensors");
+}
+
+TEST(Transformer, LoadsShardedCheckpointsAndHalfPrecisionFiles) {
+  torch::NoGradGuard ng;
+  auto model = tiny("qwen2", 4);
+  torch::Tensor ids = random_ids(1, 8, 5);
+  torch::Tensor want = model->forward(ids);
+  auto dir = test::temp_dir("sharded");
+  model->save(dir.string());
+  shard_checkpoint(dir);
+  EXPECT_TRUE(torch::equal(CausalLM::load(dir.string())->forward(ids), want));  // same tensors, same logits
+
+  // A shard that is gone, and a tensor listed under a shard that does not hold it: named errors.
+  std::filesystem::rename(dir / "model-00002-of-00002.safetensors", dir / "moved.safetensors");
+  try {
+    CausalLM::load(dir.string());
+    FAIL();
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("shard model-00002-of-00002.safetensors"), std::string::npos) << e.what();
+  }
+  auto dir2 = test::temp_dir("misplaced");
+  model->save(dir2.string());
+  shard_checkpoint(dir2, /*misplace=*/true);
+  try {
+    CausalLM::load(dir2.string());
+    FAIL();
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("model.norm.weight"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("is not in the file"), std::string::npos) << e.what();
+  }
+
+  // BF16 and F16 files load into an fp32 model with the values they hold.
+  for (auto st : {torch::kBFloat16, torch::kFloat16}) {
+    auto d = test::temp_dir("halfmodel");
+    model->save(d.string(), st);
+    auto half = CausalLM::load(d.string());
+    EXPECT_EQ(half->dtype(), torch::kFloat32);
+    const std::string name = "model.layers.0.self_attn.q_proj.weight";
+    const auto& w = model->parameters().at(name);
+    EXPECT_TRUE(torch::equal(half->parameters().at(name), w.to(st).to(torch::kFloat32)));
+    EXPECT_FALSE(torch::equal(half->parameters().at(name), w));  // really rounded
+  }
+}
+
 TEST(Transformer, LoadErrorsNameTheProblem) {
   auto dir = test::temp_dir("badmodel");
   auto expect_error = [&](const std::string& fragment) {
@@ -213,7 +283,23 @@ TEST(Transformer, LoadErrorsNameTheProblem) {
   cfg["intermediate_size"] = 80;
   test::write_text(dir / "config.json", cfg.dump());
   expect_error("model.layers.0.mlp.down_proj.weight has shape [32, 64], expected [32, 80]");
+  // An integer tensor where weights belong.
+  test::write_text(dir / "config.json", test::tiny_config("llama").dump());
+  {
+    std::vector<TensorView> views;
+    std::vector<std::vector<uint8_t>> keep;
+    for (const auto& [name, shape] : tiny("llama")->expected_shapes()) {
+      int64_t n = 1;
+      for (int64_t d : shape) n *= d;
+      keep.emplace_back(n * 4, 0);
+      views.push_back({name, name == "model.norm.weight" ? DType::I32 : DType::F32, shape, keep.back().data(),
+                       static_cast<size_t>(n * 4)});
+    }
+    safetensors_write((dir / "model.safetensors").string(), views);
+  }
+  expect_error("tensor model.norm.weight has dtype I32 (expected F32, F16 or BF16)");
   std::filesystem::remove(dir / "model.safetensors");
+  expect_error("no model.safetensors or model.safetensors.index.json");
   test::write_text(dir / "pytorch_model.bin", "pickle");
   expect_error("pickle");
 }
