@@ -1,6 +1,6 @@
 // c10d process groups. Gloo's headers come from Debian's libgloo-dev; without them the build still
 // compiles and a multi-process run fails with a clear message. NCCL needs a CUDA libtorch:
-// compiled only when EMLAB_WITH_NCCL is defined (Debian's libtorch is CPU-only).
+// compiled when EMLAB_WITH_NCCL is defined, which CMake does for a CUDA libtorch (Debian's is CPU-only).
 #include "train/distributed.h"
 
 #include <cstdlib>

@@ -139,6 +139,8 @@ PeftConfig PeftConfig::from_json(const json& j, const std::string& source) {
     throw InputError(source + ": fan_in_fan_out is true (Conv1D models such as GPT-2 are not supported)");
   const std::string bias = j.value("bias", "none");
   if (bias != "none") throw InputError(source + ": bias is '" + bias + "' (expected \"none\")");
+  if (j.value("lora_bias", false))
+    throw InputError(source + ": lora_bias is true (LoRA biases are not supported; expected false)");
   if (j.contains("modules_to_save") && !j["modules_to_save"].is_null() && !j["modules_to_save"].empty())
     throw InputError(source + ": modules_to_save " + j["modules_to_save"].dump() +
                      " (fully trained extra modules are not supported; expected null)");
@@ -172,6 +174,8 @@ PeftConfig PeftConfig::from_json(const json& j, const std::string& source) {
       throw InputError(source + ": layers_to_transform must be null, an integer or a list of integers");
     }
     c.layers_to_transform = layers;
+    if (!c.target_modules_regex.empty())  // as PEFT's LoraConfig
+      throw InputError(source + ": layers_to_transform cannot be used when target_modules is a regex string");
   }
   if (j.contains("base_model_name_or_path") && j["base_model_name_or_path"].is_string())
     c.base_model_name_or_path = j["base_model_name_or_path"].get<std::string>();
@@ -268,6 +272,8 @@ PeftAdapter peft_load(const std::string& dir, const CausalLM& model) {
     std::smatch m;
     if (key.find("lora_magnitude_vector") != std::string::npos)
       throw InputError(wpath + ": tensor " + key + " is a DoRA magnitude (not supported)");
+    if (key.find(".lora_") != std::string::npos && key.size() > 5 && key.compare(key.size() - 5, 5, ".bias") == 0)
+      throw InputError(wpath + ": tensor " + key + " is a LoRA bias (lora_bias: true is not supported)");
     if (key.find("lora_embedding_") != std::string::npos)
       throw InputError(wpath + ": tensor " + key + " adapts an embedding (only linear projections are supported)");
     if (!std::regex_match(key, m, key_re))
@@ -314,6 +320,15 @@ PeftAdapter peft_load(const std::string& dir, const CausalLM& model) {
       out.warnings.push_back(wpath + ": " + module + " is not in target_modules; its adapter is ignored");
       continue;
     }
+    // The forward pass runs adapters on the decoder's projections only (lm_head is a plain product),
+    // so an adapter elsewhere would load and silently do nothing.
+    const auto suffixes = CausalLM::linear_module_suffixes();
+    if (std::none_of(suffixes.begin(), suffixes.end(), [&](const std::string& sfx) {
+          return module.size() > sfx.size() && module.compare(module.size() - sfx.size(), sfx.size(), sfx) == 0 &&
+                 module[module.size() - sfx.size() - 1] == '.';
+        }))
+      throw InputError(wpath + ": module " + module + " is not a decoder projection (emlab applies LoRA to "
+                       "q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj and down_proj only)");
     auto w = model.parameters().find(module + ".weight");
     if (w == model.parameters().end())
       throw InputError(wpath + ": module " + module + " does not exist in the model (expected names like "

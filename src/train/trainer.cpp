@@ -142,7 +142,10 @@ TrainResult train_run(const TrainOptions& options) {
   TrainOptions o = options;
   train_options_validate(o);
   using clock = std::chrono::steady_clock;
-  const torch::Device device = device_from_name(o.device);
+  torch::Device device = device_from_name(o.device);
+  // torchrun starts one process per GPU and sets LOCAL_RANK: plain "cuda" is this process's own GPU.
+  if (device.is_cuda() && !device.has_index() && std::getenv("LOCAL_RANK"))
+    device = torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(env_int("LOCAL_RANK", 0)));
   auto dist = Distributed::from_env(device);
   const int rank = dist->rank(), world = dist->world();
   const bool writer = rank == 0;
@@ -172,7 +175,7 @@ TrainResult train_run(const TrainOptions& options) {
 
   // Model and trainable state.
   LoadOptions lo;
-  lo.device = o.device;
+  lo.device = device.str();
   lo.dtype = o.dtype;
   auto model = CausalLM::load(o.model, lo);
   if (tokenizer->vocab_size() > model->config().vocab_size)
@@ -205,6 +208,10 @@ TrainResult train_run(const TrainOptions& options) {
       if (st.value("total_steps", int64_t{-1}) != total)
         throw InputError(ckpt + ": the checkpoint belongs to a run of " + std::to_string(st.value("total_steps", 0)) +
                          " steps but these options and data give " + std::to_string(total));
+      // Each process takes batch_size rows: another process count is another global batch.
+      if (st.value("world_size", 1) != world)
+        throw InputError(ckpt + ": the checkpoint was made by " + std::to_string(st.value("world_size", 1)) +
+                         " process(es) (WORLD_SIZE); resume it with the same number, not " + std::to_string(world));
       auto opt_tensors = tensors_load((fs::path(ckpt) / "optimizer.safetensors").string());
       for (auto& [k, t] : opt_tensors) t = t.to(device);
       trainable.load(ckpt, opt_tensors);

@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <tuple>
+
 #include <cmath>
 
 #include "emlab/adapter.h"
@@ -184,6 +186,80 @@ TEST(Peft, BadTensorsAreNamed) {
   EXPECT_THROW(peft_load(dir.string(), *model), InputError);
   fs::remove(dir / "adapter_config.json");
   EXPECT_THROW(peft_load(dir.string(), *model), InputError);
+}
+
+// Configurations and tensors PEFT can write that emlab cannot apply are refused by name, never
+// loaded and silently ignored; a regex target_modules selects by full match, as PEFT does.
+TEST(Peft, RefusesWhatItCannotApplyAndMatchesRegexTargets) {
+  auto model = tiny_model();
+  auto dir = test::temp_dir("peftrefuse");
+  const json base = {{"peft_type", "LORA"}, {"r", 2}, {"lora_alpha", 4}, {"target_modules", {"q_proj", "v_proj"}}};
+  auto write = [&](const json& cfg, const std::map<std::string, torch::Tensor>& tensors) {
+    test::write_text(dir / "adapter_config.json", cfg.dump());
+    train_detail::tensors_save((dir / "adapter_model.safetensors").string(), tensors);
+  };
+  auto expect_refused = [&](const std::string& needle) {
+    try {
+      peft_load(dir.string(), *model);
+      ADD_FAILURE() << "expected InputError mentioning " << needle;
+    } catch (const InputError& e) {
+      EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+    }
+  };
+  const std::string q = "base_model.model.model.layers.0.self_attn.q_proj", v = "base_model.model.model.layers.1.self_attn.v_proj";
+  const std::map<std::string, torch::Tensor> qv = {{q + ".lora_A.weight", torch::ones({2, 32})},
+                                                   {q + ".lora_B.weight", torch::ones({32, 2})},
+                                                   {v + ".lora_A.weight", torch::ones({2, 32})},
+                                                   {v + ".lora_B.weight", torch::ones({16, 2})}};  // kv: 2 heads x 8
+  write(base, qv);
+  ASSERT_EQ(peft_load(dir.string(), *model).lora->modules.size(), 2u);
+  for (const auto& [key, value, needle] : std::vector<std::tuple<std::string, json, std::string>>{
+           {"bias", "all", "bias is 'all'"},
+           {"bias", "lora_only", "bias is 'lora_only'"},
+           {"lora_bias", true, "lora_bias"},
+           {"fan_in_fan_out", true, "fan_in_fan_out"},
+           {"modules_to_save", {"lm_head"}, "modules_to_save"},
+           {"use_dora", true, "use_dora"}}) {
+    json cfg = base;
+    cfg[key] = value;
+    write(cfg, qv);
+    expect_refused(needle);
+  }
+  // A LoRA bias tensor, and an adapter on lm_head (which the forward pass never adapts).
+  auto with_bias = qv;
+  with_bias[q + ".lora_B.bias"] = torch::zeros({32});
+  write(base, with_bias);
+  expect_refused("lora_B.bias");
+  json head_cfg = base;
+  head_cfg["target_modules"] = {"q_proj", "lm_head"};
+  auto with_head = qv;
+  with_head["base_model.model.lm_head.lora_A.weight"] = torch::ones({2, 32});
+  with_head["base_model.model.lm_head.lora_B.weight"] = torch::ones({96, 2});
+  write(head_cfg, with_head);
+  expect_refused("lm_head is not a decoder projection");
+
+  // Regex target_modules: a full match on the module name; with layers_to_transform PEFT refuses it.
+  json rx = base;
+  rx["target_modules"] = R"(.*\.layers\.1\..*_proj)";
+  write(rx, qv);
+  PeftAdapter ad = peft_load(dir.string(), *model);
+  ASSERT_EQ(ad.lora->modules.size(), 1u);
+  EXPECT_TRUE(ad.lora->modules.count("model.layers.1.self_attn.v_proj"));
+  EXPECT_EQ(ad.warnings.size(), 1u);  // q_proj of layer 0 ignored, with a warning
+  rx["target_modules"] = "q_proj";  // no full match: nothing applies
+  write(rx, qv);
+  expect_refused("no LoRA adapter applies");
+  rx["target_modules"] = "(unclosed";
+  write(rx, qv);
+  expect_refused("not a valid regular expression");
+  rx["target_modules"] = R"(.*q_proj)";
+  rx["layers_to_transform"] = {0};
+  write(rx, qv);
+  expect_refused("layers_to_transform cannot be used");
+  json all = base;
+  all["target_modules"] = "all-linear";
+  write(all, qv);
+  EXPECT_EQ(peft_load(dir.string(), *model).lora->modules.size(), 2u);
 }
 
 TEST(Peft, MergeGivesTheSameLogitsAsTheAdapter) {

@@ -154,10 +154,12 @@ TEST_F(TrainerTest, FullFinetuningAndSteeringVectorLearn) {
   EXPECT_GT(sv.vector.norm().item<float>(), 0.0f);
 }
 
-void check_resume(TrainOptions o, const std::string& tag) {
+// uninterrupted: set to the uninterrupted run's folder.
+void check_resume(TrainOptions o, const std::string& tag, std::string* uninterrupted = nullptr) {
   o.max_steps = 6;
   TrainOptions a = o;
   a.out = test::temp_dir(tag + "a").string();
+  if (uninterrupted) *uninterrupted = a.out;
   train_run(a);
   TrainOptions b = o;
   b.out = test::temp_dir(tag + "b").string();
@@ -171,7 +173,9 @@ void check_resume(TrainOptions o, const std::string& tag) {
   TrainResult second = train_run(b);
   EXPECT_TRUE(second.finished);
   EXPECT_EQ(second.steps, 6);
-  const char* weights = o.method == TrainMethod::Full ? "model.safetensors" : "adapter_model.safetensors";
+  const char* weights = o.method == TrainMethod::Full    ? "model.safetensors"
+                        : o.method == TrainMethod::Steer ? "steering_vector.safetensors"
+                                                         : "adapter_model.safetensors";
   expect_same_tensors(load(fs::path(a.out) / weights), load(fs::path(b.out) / weights));
   auto ra = log_rows(a.out), rb = log_rows(b.out);
   ASSERT_EQ(ra.size(), 6u);
@@ -203,6 +207,41 @@ TEST_F(TrainerTest, ResumeEqualsUninterruptedFull) {
   check_resume(o, "resfull");
 }
 
+TEST_F(TrainerTest, ResumeEqualsUninterruptedSteeringVectorAtTheMlpOutput) {
+  TrainOptions o = options("resumesteer");
+  o.method = TrainMethod::Steer;
+  o.steer_layer = 1;
+  o.steer_site = HookSite::MlpOutput;
+  o.steer_scale = 8;
+  o.lr = 5e-2;
+  o.warmup_steps = 2;
+  std::string dir;
+  check_resume(o, "ressteer", &dir);
+  SteeringVector sv = steering_load(dir, 32);
+  EXPECT_EQ(sv.site, HookSite::MlpOutput);
+  EXPECT_GT(sv.vector.norm().item<float>(), 0.0f);
+}
+
+TEST_F(TrainerTest, CheckpointsEveryNStepsAreLoadableAdapters) {
+  TrainOptions o = options("ckpt");
+  o.max_steps = 5;
+  o.save_every = 2;
+  train_run(o);
+  const fs::path ck = fs::path(o.out) / "checkpoints";
+  for (const char* step : {"step-000002", "step-000004"})
+    EXPECT_TRUE(fs::exists(ck / step / "adapter_model.safetensors")) << step;
+  EXPECT_FALSE(fs::exists(ck / "step-000003"));
+  // Each checkpoint is an adapter PEFT's loader accepts, holding that step's weights.
+  auto model = CausalLM::load(model_dir->string());
+  PeftAdapter s2 = peft_load((ck / "step-000002").string(), *model);
+  PeftAdapter s4 = peft_load((ck / "step-000004").string(), *model);
+  PeftAdapter last = peft_load(o.out, *model);
+  const std::string m = "model.layers.0.self_attn.q_proj";
+  ASSERT_TRUE(s2.lora->modules.count(m));
+  EXPECT_FALSE(torch::equal(s2.lora->modules.at(m).B, s4.lora->modules.at(m).B));  // training moved B
+  EXPECT_FALSE(torch::equal(s4.lora->modules.at(m).B, last.lora->modules.at(m).B));
+}
+
 TEST_F(TrainerTest, ResumeRefusesChangedOptions) {
   TrainOptions o = options("resumechg");
   o.max_steps = 4;
@@ -214,6 +253,20 @@ TEST_F(TrainerTest, ResumeRefusesChangedOptions) {
   o.lr = 5e-3;
   EXPECT_THROW(train_run(o), InputError);  // resumed with other options
   o.lr = 1e-2;
+  // A checkpoint of a two-process run does not resume in one process (another global batch).
+  const fs::path state = fs::path(o.out) / "checkpoints/step-000002/trainer_state.json";
+  const std::string saved = test::read_text(state);
+  nlohmann::json st = nlohmann::json::parse(saved);
+  ASSERT_EQ(st["world_size"], 1);
+  st["world_size"] = 2;
+  test::write_text(state, st.dump());
+  try {
+    train_run(o);
+    ADD_FAILURE() << "expected InputError";
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("WORLD_SIZE"), std::string::npos) << e.what();
+  }
+  test::write_text(state, saved);
   EXPECT_TRUE(train_run(o).finished);
 }
 
