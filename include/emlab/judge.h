@@ -73,7 +73,7 @@ struct JudgeOptions {
   double backoff_initial_s = 1.0;       // first retry delay; doubles each retry, +-50% jitter
   double backoff_max_s = 60.0;          // cap of one computed retry delay (a server's Retry-After
                                         // is honoured as given, up to 10 minutes)
-  std::string api_key_env;              // env var holding the API key ("" = OPENAI_API_KEY)
+  std::string api_key_env;              // env var holding the API key ("": OPENAI_API_KEY for openai:, none for http://)
   double min_mass = 0.25;               // below this total probability on 0..100 tokens: no score
   uint64_t jitter_seed = 0;             // 0 = random jitter; else reproducible (tests)
 };

@@ -107,15 +107,29 @@ std::string summary_to_csv(const RunSummary& summary);
 // Writes run_dir/summary.json and summary.csv (atomically).
 void summary_write(const RunSummary& summary, const MetricsOptions& options, const std::string& run_dir);
 
+// One question or preregistered category across runs.
+struct GroupAcrossRuns {
+  std::string level;        // "category" or "question"
+  std::string id;           // category name or question id
+  int64_t runs = 0;         // runs with eligible answers in this group
+  int64_t n_eligible = 0;   // eligible answers of all runs
+  Interval mean_over_runs;  // mean of the runs' misaligned_frac in this group, bootstrap over runs
+  Interval pooled;          // its eligible answers of all runs, stratified by run and question
+};
+
 // Runs (seeds, conditions) side by side.
 struct RunsComparison {
   std::vector<RunSummary> runs;
   Interval mean_over_runs;  // mean of the runs' overall misaligned_frac, bootstrap over runs
   Interval pooled;          // all eligible answers of all runs, stratified by run and question
+  std::vector<GroupAcrossRuns> groups;  // categories (first-seen order), then questions
+  double confidence = 0.95;             // of every interval above
 };
 
 RunsComparison runs_compare(const std::vector<std::string>& run_dirs, const MetricsOptions& options);
 // A fixed-width table: one line per run, then "mean over runs" and "pooled" lines.
 std::string runs_compare_table(const RunsComparison& comparison);
+// A fixed-width table of comparison.groups: one line per category, then per question.
+std::string runs_compare_groups_table(const RunsComparison& comparison);
 
 }  // namespace emlab

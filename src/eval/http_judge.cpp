@@ -190,8 +190,9 @@ HttpJudge::HttpJudge(const std::string& spec, const JudgeOptions& options)
     : spec_(spec), parsed_(http_judge_parse_spec(spec)), options_(options), pool_(std::make_unique<HandlePool>()) {
   curl_global_once();
   if (options_.max_concurrency < 1) throw InputError("judge " + spec + ": max_concurrency must be >= 1");
-  std::string env = options_.api_key_env.empty() ? "OPENAI_API_KEY" : options_.api_key_env;
-  const char* key = std::getenv(env.c_str());
+  // $OPENAI_API_KEY goes only to OpenAI: another server gets a key only from a variable named for it.
+  std::string env = options_.api_key_env.empty() && parsed_.requires_key ? "OPENAI_API_KEY" : options_.api_key_env;
+  const char* key = env.empty() ? nullptr : std::getenv(env.c_str());
   if (key && *key) api_key_ = key;
   if (parsed_.requires_key && api_key_.empty())
     throw InputError("judge " + spec + ": no API key: set $" + env + " (--api-key-env names another variable)");

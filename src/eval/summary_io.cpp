@@ -1,13 +1,16 @@
 // Run folders -> answer records -> summary.json / summary.csv, and comparisons across runs.
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <map>
 #include <set>
 #include <sstream>
 #include <unordered_map>
 
 #include "emlab/error.h"
 #include "emlab/metrics.h"
+#include "emlab/question_set.h"
 #include "eval/run_files.h"
 
 namespace emlab {
@@ -198,7 +201,87 @@ RunsComparison runs_compare(const std::vector<std::string>& run_dirs, const Metr
   }
   c.mean_over_runs = bootstrap_mean(per_run, options.bootstrap_replicates, options.confidence, options.seed);
   c.pooled = bootstrap_stratified_mean(strata, options.bootstrap_replicates, options.confidence, options.seed + 1);
+  c.confidence = options.confidence;
+
+  // Per category and per question: the same two estimates over the runs' answers in that group.
+  struct Acc {
+    std::vector<double> per_run;
+    std::vector<std::vector<double>> strata;
+    int64_t n_eligible = 0;
+  };
+  std::vector<std::pair<std::string, std::string>> order;  // (level, id) in first-seen order
+  std::map<std::pair<std::string, std::string>, Acc> acc;
+  auto add = [&](const std::string& level, const std::string& id, const GroupSummary& g,
+                 std::vector<std::vector<double>> strata_of_run) {
+    auto key = std::make_pair(level, id);
+    if (!acc.count(key)) order.push_back(key);
+    Acc& a = acc[key];
+    if (std::isfinite(g.misaligned.estimate)) a.per_run.push_back(g.misaligned.estimate);
+    a.n_eligible += g.n_eligible;
+    for (auto& st : strata_of_run) a.strata.push_back(std::move(st));
+  };
+  for (const RunSummary& r : c.runs)
+    for (const GroupSummary& g : r.categories) {
+      std::vector<std::vector<double>> st;
+      for (const auto& [q, ind] : r.misaligned_indicators)
+        if (question_category(q) == g.id) st.push_back(ind);
+      add("category", g.id, g, std::move(st));
+    }
+  for (const RunSummary& r : c.runs)
+    for (const GroupSummary& g : r.questions) {
+      auto it = r.misaligned_indicators.find(g.id);
+      std::vector<std::vector<double>> st;
+      if (it != r.misaligned_indicators.end()) st.push_back(it->second);
+      add("question", g.id, g, std::move(st));
+    }
+  std::stable_partition(order.begin(), order.end(), [](const auto& k) { return k.first == "category"; });
+  uint64_t seed = options.seed + 2;
+  for (const auto& key : order) {
+    const Acc& a = acc[key];
+    GroupAcrossRuns g;
+    g.level = key.first;
+    g.id = key.second;
+    g.runs = static_cast<int64_t>(a.per_run.size());
+    g.n_eligible = a.n_eligible;
+    g.mean_over_runs = bootstrap_mean(a.per_run, options.bootstrap_replicates, options.confidence, seed++);
+    g.pooled = bootstrap_stratified_mean(a.strata, options.bootstrap_replicates, options.confidence, seed++);
+    c.groups.push_back(g);
+  }
   return c;
+}
+
+namespace {
+
+std::string interval_text(const Interval& i) {
+  return std::isfinite(i.low) ? "[" + percent(i.low) + ", " + percent(i.high) + "]" : std::string("-");
+}
+
+std::string ci_header(double confidence) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%g%% CI", 100 * confidence);
+  return buf;
+}
+
+}  // namespace
+
+std::string runs_compare_groups_table(const RunsComparison& c) {
+  size_t width = 20;
+  for (const auto& g : c.groups) width = std::max(width, g.id.size() + 11);
+  std::ostringstream out;
+  char line[512];
+  auto row = [&](const std::string& name, const std::string& runs, const std::string& eligible,
+                 const std::string& mean, const std::string& mean_ci, const std::string& pooled,
+                 const std::string& pooled_ci) {
+    std::snprintf(line, sizeof line, "%-*s %5s %8s %8s %-16s %8s %-16s\n", static_cast<int>(width), name.c_str(),
+                  runs.c_str(), eligible.c_str(), mean.c_str(), mean_ci.c_str(), pooled.c_str(), pooled_ci.c_str());
+    out << line;
+  };
+  const std::string ci = ci_header(c.confidence);
+  row("across runs", "runs", "eligible", "mean %", ci, "pooled %", ci);
+  for (const auto& g : c.groups)
+    row(g.level + " " + g.id, std::to_string(g.runs), std::to_string(g.n_eligible), percent(g.mean_over_runs.estimate),
+        interval_text(g.mean_over_runs), percent(g.pooled.estimate), interval_text(g.pooled));
+  return out.str();
 }
 
 std::string runs_compare_table(const RunsComparison& c) {
@@ -214,10 +297,8 @@ std::string runs_compare_table(const RunsComparison& c) {
                   al.c_str());
     out << line;
   };
-  auto ci = [](const Interval& i) {
-    return std::isfinite(i.low) ? "[" + percent(i.low) + ", " + percent(i.high) + "]" : std::string("-");
-  };
-  row("run", "samples", "judged", "eligible", "misal.%", "95% CI", "refusal%", "coherence", "aligned");
+  auto ci = interval_text;
+  row("run", "samples", "judged", "eligible", "misal.%", ci_header(c.confidence), "refusal%", "coherence", "aligned");
   int64_t n = 0, judged = 0, eligible = 0;
   for (const auto& r : c.runs) {
     const GroupSummary& g = r.overall;

@@ -9,6 +9,7 @@
 #include <set>
 #include <sstream>
 #include <thread>
+#include <tuple>
 
 #include <nlohmann/json.hpp>
 
@@ -111,6 +112,86 @@ TEST(EvalCli, EvalWithLocalJudgeWritesSummary) {
   // Re-running costs nothing and adds nothing.
   ASSERT_EQ(run_command(cmd, &out), 0) << out;
   EXPECT_EQ(read_rows(run / "judgments.jsonl").size(), 16u);
+}
+
+TEST(EvalCli, SampleHonoursSystemSeedAndTemperatureAndRefusesAChangedResume) {
+  EMLAB_REQUIRE_SHARED();
+  auto dir = emlab::test::temp_dir("evalflags");
+  fs::path model = make_model(dir);
+  fs::path questions = make_questions(dir, "local:" + model.string());
+  auto sample = [&](const fs::path& run, const std::string& flags, std::string* out) {
+    return run_command(emlab::test::emlab_binary() + " --quiet sample --model " + q(model) + " --questions " +
+                           q(questions) + " --out " + q(run) + " --samples 2 --max-tokens 6 " + flags,
+                       out);
+  };
+  std::string out;
+  ASSERT_EQ(sample(dir / "a", "--system 'You are terse.' --seed 3 --temperature 0.7", &out), 0) << out;
+  auto a = read_rows(dir / "a" / "samples.jsonl");
+  ASSERT_EQ(a.size(), 4u);
+  for (const auto& r : a) EXPECT_EQ(r["system"], "You are terse.") << r.dump();  // replaces the item's system
+  auto settings = nlohmann::json::parse(emlab::test::read_text(dir / "a" / "run.json"));
+  EXPECT_EQ(settings["system"], "You are terse.");
+  EXPECT_EQ(settings["seed"], 3);
+  EXPECT_NE(settings.dump().find("0.7"), std::string::npos) << settings.dump();
+  // Same flags elsewhere: the same answers; another seed: others.
+  ASSERT_EQ(sample(dir / "b", "--system 'You are terse.' --seed 3 --temperature 0.7", &out), 0) << out;
+  ASSERT_EQ(sample(dir / "c", "--system 'You are terse.' --seed 4 --temperature 0.7", &out), 0) << out;
+  auto answers = [&](const fs::path& run) {
+    std::vector<std::string> v;
+    for (const auto& r : read_rows(run / "samples.jsonl")) v.push_back(r["answer"]);
+    return v;
+  };
+  EXPECT_EQ(answers(dir / "b"), answers(dir / "a"));
+  EXPECT_NE(answers(dir / "c"), answers(dir / "a"));
+  // Resuming a with another temperature would mix two runs in one folder: refused, nothing lost.
+  EXPECT_EQ(sample(dir / "a", "--system 'You are terse.' --seed 3 --temperature 1", &out), 2) << out;
+  EXPECT_NE(out.find("run.json"), std::string::npos) << out;
+  EXPECT_EQ(read_rows(dir / "a" / "samples.jsonl").size(), 4u);
+}
+
+// Two hand-written runs with preregistered-style ids: the table, the groups across runs, --write.
+TEST(EvalCli, SummarizeComparesRunsByCategory) {
+  auto dir = emlab::test::temp_dir("summarizecli");
+  auto write_run = [&](const fs::path& run, const std::vector<std::tuple<std::string, int, double>>& answers) {
+    fs::create_directories(run);
+    std::string samples, judgments;
+    for (const auto& [qid, i, aligned] : answers) {
+      samples += nlohmann::json({{"question_id", qid}, {"paraphrase_index", 0}, {"sample_index", i},
+                                 {"question", "Q?"}, {"answer", "A"}}).dump() + "\n";
+      for (auto [metric, v] : {std::pair<std::string, double>{"aligned", aligned}, {"coherent", 90}})
+        judgments += nlohmann::json({{"question_id", qid}, {"paraphrase_index", 0}, {"sample_index", i},
+                                     {"metric", metric}, {"judge", "j"}, {"score", v}, {"label", ""}, {"error", ""}})
+                         .dump() + "\n";
+    }
+    emlab::test::write_text(run / "samples.jsonl", samples);
+    emlab::test::write_text(run / "judgments.jsonl", judgments);
+  };
+  write_run(dir / "s0", {{"1_power_0", 0, 10}, {"1_power_0", 1, 90}, {"2_money_0", 0, 90}, {"2_money_0", 1, 90}});
+  write_run(dir / "s1", {{"1_power_0", 0, 10}, {"1_power_0", 1, 10}, {"2_money_0", 0, 10}, {"2_money_0", 1, 90}});
+  std::string out;
+  ASSERT_EQ(run_command(emlab::test::emlab_binary() + " summarize " + q(dir / "s0") + " " + q(dir / "s1") +
+                            " --by-question --write",
+                        &out),
+            0)
+      << out;
+  // s0: 1/4 = 25.0%, s1: 3/4 = 75.0%; power: 1/2 and 2/2 -> mean 75.0; money: 0/2 and 1/2 -> 25.0.
+  for (const char* needle : {"25.0", "75.0", "mean over runs", "pooled", "95.0% CI", "category power",
+                             "category money", "question 1_power_0", "across runs"})
+    EXPECT_NE(out.find(needle), std::string::npos) << needle << "\n" << out;
+  std::istringstream lines(out);
+  bool power_seen = false;
+  for (std::string line; std::getline(lines, line);)
+    if (line.rfind("category power", 0) == 0) {
+      power_seen = true;
+      EXPECT_NE(line.find("75.0"), std::string::npos) << line;
+      EXPECT_NE(line.find("["), std::string::npos) << line;  // an interval, not just a number
+    }
+  EXPECT_TRUE(power_seen) << out;
+  for (const char* run : {"s0", "s1"}) {
+    EXPECT_TRUE(fs::exists(dir / run / "summary.json")) << run;
+    EXPECT_TRUE(fs::exists(dir / run / "summary.csv")) << run;
+  }
+  EXPECT_NE(run_command(emlab::test::emlab_binary() + " summarize " + q(dir / "missing"), &out), 0);
 }
 
 }  // namespace

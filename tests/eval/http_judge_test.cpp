@@ -96,6 +96,17 @@ TEST(HttpJudge, RequestAsTheOpenAIApiAndScore) {
   EXPECT_EQ(body["top_logprobs"], 20);
   EXPECT_EQ(body["seed"], 0);
   EXPECT_EQ(server.authorizations()[0], "Bearer sekrit");
+  // $OPENAI_API_KEY is never sent to another server unless --api-key-env names it.
+  setenv("OPENAI_API_KEY", "openai-secret", 1);
+  HttpJudge plain(server.spec("my-judge"), fast_options());
+  ASSERT_TRUE(plain.judge(query("score=42")).error.empty());
+  EXPECT_EQ(server.authorizations().back(), "");
+  JudgeOptions named = fast_options();
+  named.api_key_env = "OPENAI_API_KEY";
+  HttpJudge with_key(server.spec("my-judge"), named);
+  ASSERT_TRUE(with_key.judge(query("score=42")).error.empty());
+  EXPECT_EQ(server.authorizations().back(), "Bearer openai-secret");
+  unsetenv("OPENAI_API_KEY");
 
   // A refusal: no number mass -> no score, the top token as label.
   j = judge.judge(query("Rate this."));

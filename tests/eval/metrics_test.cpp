@@ -2,6 +2,8 @@
 // folders.
 #include <gtest/gtest.h>
 
+#include <tuple>
+
 #include <cmath>
 #include <sstream>
 
@@ -249,6 +251,62 @@ TEST(RunSummarize, EmptyCellsForUndefinedValues) {
   std::getline(in, row);
   EXPECT_NE(header.find("company_Other, Inc_frac"), std::string::npos) << header;  // quoted below
   EXPECT_EQ(row, "question,x,1,1,0,0,,,,,,,,1") << row;
+}
+
+// Answers as (question id, sample, alignment, coherence).
+void write_run_q(const std::filesystem::path& dir,
+                 const std::vector<std::tuple<std::string, int, double, double>>& answers) {
+  std::string samples, judgments;
+  for (const auto& [qid, i, al, co] : answers) {
+    samples += json({{"question_id", qid}, {"paraphrase_index", 0}, {"sample_index", i}, {"system", nullptr},
+                     {"question", "Q?"}, {"answer", "A"}}).dump() + "\n";
+    for (auto [metric, v] : {std::pair<std::string, double>{"aligned", al}, {"coherent", co}})
+      judgments += json({{"question_id", qid}, {"paraphrase_index", 0}, {"sample_index", i}, {"metric", metric},
+                         {"judge", "j1"}, {"score", v}, {"label", ""}, {"error", ""}, {"categorical", false}})
+                       .dump() + "\n";
+  }
+  test::write_text(dir / "samples.jsonl", samples);
+  test::write_text(dir / "judgments.jsonl", judgments);
+}
+
+TEST(RunsCompare, CategoriesAndQuestionsAcrossRuns) {
+  // Category "power" = questions 1_power_0 and 1_power_1; "money" = 2_money_0 (run b lacks it).
+  auto a = test::temp_dir("cmpq-a"), b = test::temp_dir("cmpq-b");
+  write_run_q(a, {{"1_power_0", 0, 10, 90}, {"1_power_0", 1, 80, 90},   // 1/2
+                  {"1_power_1", 0, 80, 90}, {"1_power_1", 1, 80, 90},   // 0/2
+                  {"2_money_0", 0, 10, 90}, {"2_money_0", 1, 10, 20}}); // 1/1 (one incoherent)
+  write_run_q(b, {{"1_power_0", 0, 10, 90}, {"1_power_0", 1, 10, 90},   // 2/2
+                  {"1_power_1", 0, 10, 90}, {"1_power_1", 1, 80, 90}}); // 1/2
+  MetricsOptions mo;
+  mo.confidence = 0.9;
+  RunsComparison c = runs_compare({a.string(), b.string()}, mo);
+  ASSERT_EQ(c.groups.size(), 5u);  // 2 categories, then 3 questions
+  auto find = [&](const std::string& level, const std::string& id) -> const GroupAcrossRuns& {
+    for (const auto& g : c.groups)
+      if (g.level == level && g.id == id) return g;
+    throw std::runtime_error("no group " + level + " " + id);
+  };
+  EXPECT_EQ(c.groups[0].level, "category");
+  EXPECT_EQ(c.groups[1].level, "category");
+  const auto& power = find("category", "power");
+  EXPECT_EQ(power.runs, 2);
+  EXPECT_EQ(power.n_eligible, 8);
+  EXPECT_DOUBLE_EQ(power.mean_over_runs.estimate, (0.25 + 0.75) / 2);  // a: 1/4, b: 3/4
+  EXPECT_DOUBLE_EQ(power.pooled.estimate, 4.0 / 8);
+  EXPECT_LE(power.mean_over_runs.low, 0.25 + 1e-12);
+  EXPECT_GE(power.mean_over_runs.high, 0.75 - 1e-12);
+  const auto& money = find("category", "money");
+  EXPECT_EQ(money.runs, 1);
+  EXPECT_EQ(money.n_eligible, 1);
+  EXPECT_DOUBLE_EQ(money.pooled.estimate, 1.0);
+  const auto& q1 = find("question", "1_power_1");
+  EXPECT_DOUBLE_EQ(q1.mean_over_runs.estimate, 0.25);  // a: 0/2, b: 1/2
+  EXPECT_DOUBLE_EQ(q1.pooled.estimate, 0.25);
+  std::string table = runs_compare_groups_table(c);
+  EXPECT_NE(table.find("category power"), std::string::npos) << table;
+  EXPECT_NE(table.find("question 2_money_0"), std::string::npos) << table;
+  EXPECT_NE(table.find("90% CI"), std::string::npos) << table;
+  EXPECT_NE(runs_compare_table(c).find("90% CI"), std::string::npos);
 }
 
 TEST(RunsCompare, MeanOverRunsAndPooled) {

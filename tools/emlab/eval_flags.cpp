@@ -13,7 +13,7 @@ void add_judge_flags(CLI::App& app, JudgeFlags& f, bool required) {
   app.add_option("--concurrency", f.options.max_concurrency, "judge calls in flight at once")->capture_default_str();
   app.add_option("--timeout", f.options.timeout_s, "seconds per judge request")->capture_default_str();
   app.add_option("--retries", f.options.max_retries, "retries on 429/5xx/timeouts")->capture_default_str();
-  app.add_option("--api-key-env", f.options.api_key_env, "environment variable with the API key (default OPENAI_API_KEY)");
+  app.add_option("--api-key-env", f.options.api_key_env, "environment variable with the API key (default: OPENAI_API_KEY for openai:, none for http:// servers)");
   app.add_option("--judge-cache", f.run.cache_path, "judgment cache file shared by runs (default RUN/judge_cache.jsonl)");
   app.add_flag("--no-judge-cache", [&f](int64_t) { f.run.use_cache = false; }, "neither read nor write the judgment cache");
   app.add_option("--metric", f.run.metrics, "judge only this metric (repeatable; default all)");

@@ -24,12 +24,12 @@ std::string percent(double x) {
   return buf;
 }
 
-EMLAB_COMMAND("summarize", "Compare evaluation runs: misaligned fraction with 95% bootstrap intervals", [](CLI::App& app) {
+EMLAB_COMMAND("summarize", "Compare evaluation runs: misaligned fraction with bootstrap intervals (95% by default)", [](CLI::App& app) {
   auto o = std::make_shared<Options>();
   app.add_option("runs", o->runs, "run folders (samples.jsonl + judgments.jsonl)")->required();
   emlab::cli::add_metrics_flags(app, o->metrics);
   app.add_option("--judge", o->judge, "use this judge's judgments (default: the last judge of each run)");
-  app.add_flag("--by-question", o->by_question, "also print one line per question of each run");
+  app.add_flag("--by-question", o->by_question, "also print one line per question and category of each run, and of all runs together");
   app.add_flag("--write", o->write, "rewrite summary.json/summary.csv in each run folder");
   return [o]() {
     emlab::MetricsOptions mo = emlab::cli::metrics_options(o->metrics);
@@ -39,7 +39,8 @@ EMLAB_COMMAND("summarize", "Compare evaluation runs: misaligned fraction with 95
     if (o->by_question) {
       for (const auto& run : c.runs) {
         std::cout << "\n" << run.run_dir << " (judge " << run.judge << ")\n";
-        std::printf("%-40s %8s %8s %8s %-16s %8s\n", "question", "samples", "eligible", "misal.%", "95% CI", "refusal%");
+        std::printf("%-40s %8s %8s %8s %-16s %8s\n", "question", "samples", "eligible", "misal.%",
+                    (percent(mo.confidence) + "% CI").c_str(), "refusal%");
         auto line = [](const emlab::GroupSummary& g) {
           std::string ci = std::isfinite(g.misaligned.low)
                                ? "[" + percent(g.misaligned.low) + ", " + percent(g.misaligned.high) + "]"
@@ -51,6 +52,7 @@ EMLAB_COMMAND("summarize", "Compare evaluation runs: misaligned fraction with 95
         for (const auto& g : run.questions) line(g);
         for (const auto& g : run.categories) line(g);
       }
+      if (c.runs.size() > 1) std::cout << "\n" << emlab::runs_compare_groups_table(c);
     }
     if (o->write)
       for (const auto& run : c.runs) emlab::summary_write(run, mo, run.run_dir);
