@@ -23,7 +23,9 @@ class ChatTemplate {
   // Recognises the family of a Jinja template source; throws InputError naming the choices
   // ("chatml", "llama3", "mistral") when it cannot.
   static ChatTemplate from_source(const std::string& jinja_source);
-  // "chatml", "qwen" (ChatML with Qwen's default system prompt), "llama3", "mistral".
+  // "chatml", "qwen" (ChatML with Qwen's default system prompt), "llama3", "llama3.1" (Llama 3
+  // with the system block of the 3.1/3.2 templates: "Cutting Knowledge Date: December 2023",
+  // "Today Date: 26 Jul 2024", then the system message, if any), "mistral".
   static ChatTemplate by_name(const std::string& name);
 
   ChatTemplateKind kind() const { return kind_; }
@@ -41,6 +43,7 @@ class ChatTemplate {
  private:
   ChatTemplateKind kind_ = ChatTemplateKind::ChatML;
   std::string name_, default_system_, end_of_turn_;
+  std::string today_date_;  // Llama 3.1/3.2: the "Today Date:" of the system block ("" = no block)
 };
 
 }  // namespace emlab

@@ -40,10 +40,22 @@ void render_chatml(const Conversation& messages, bool add_generation_prompt, con
   if (add_generation_prompt) emit(out, "<|im_start|>assistant\n", false);
 }
 
-// Meta's Llama 3 template: BOS, then a header and the trimmed content per message.
-void render_llama3(const Conversation& messages, bool add_generation_prompt, std::vector<ChatSegment>* out) {
+// Meta's Llama 3 template: BOS, then a header and the trimmed content per message. The 3.1 and 3.2
+// templates always open with a system block naming the knowledge cut-off and a date, into which
+// the system message (trimmed) goes.
+void render_llama3(const Conversation& messages, bool add_generation_prompt, const std::string& today_date,
+                   std::vector<ChatSegment>* out) {
   emit(out, "<|begin_of_text|>", false);
-  for (const auto& m : messages) {
+  size_t start = 0;
+  if (!today_date.empty()) {
+    std::string system;
+    if (!messages.empty() && messages[0].role == "system") system = trim(messages[0].content), start = 1;
+    emit(out, "<|start_header_id|>system<|end_header_id|>\n\nCutting Knowledge Date: December 2023\nToday Date: " +
+                  today_date + "\n\n" + system + "<|eot_id|>",
+         false);
+  }
+  for (size_t i = start; i < messages.size(); ++i) {
+    const auto& m = messages[i];
     emit(out, "<|start_header_id|>" + m.role + "<|end_header_id|>\n\n", false);
     emit(out, trim(m.content) + "<|eot_id|>", m.role == "assistant");
   }
@@ -88,14 +100,15 @@ ChatTemplate ChatTemplate::by_name(const std::string& name) {
     t.kind_ = ChatTemplateKind::ChatML;
     t.end_of_turn_ = "<|im_end|>";
     if (name == "qwen") t.default_system_ = kQwenDefaultSystem;
-  } else if (name == "llama3") {
+  } else if (name == "llama3" || name == "llama3.1") {
     t.kind_ = ChatTemplateKind::Llama3;
     t.end_of_turn_ = "<|eot_id|>";
+    if (name == "llama3.1") t.today_date_ = "26 Jul 2024";  // the template's date_string default
   } else if (name == "mistral") {
     t.kind_ = ChatTemplateKind::Mistral;
     t.end_of_turn_ = "</s>";
   } else {
-    throw InputError("unknown chat template '" + name + "' (expected chatml, qwen, llama3 or mistral)");
+    throw InputError("unknown chat template '" + name + "' (expected chatml, qwen, llama3, llama3.1 or mistral)");
   }
   return t;
 }
@@ -103,19 +116,20 @@ ChatTemplate ChatTemplate::by_name(const std::string& name) {
 ChatTemplate ChatTemplate::from_source(const std::string& jinja_source) {
   if (jinja_source.find("<|im_start|>") != std::string::npos)
     return by_name(jinja_source.find(kQwenDefaultSystem) != std::string::npos ? "qwen" : "chatml");
-  if (jinja_source.find("<|start_header_id|>") != std::string::npos) return by_name("llama3");
+  if (jinja_source.find("<|start_header_id|>") != std::string::npos)
+    return by_name(jinja_source.find("Cutting Knowledge Date") != std::string::npos ? "llama3.1" : "llama3");
   if (jinja_source.find("[INST]") != std::string::npos) return by_name("mistral");
   std::string what = jinja_source.empty() ? "the tokenizer has no chat_template"
                                           : "the chat_template is not a known family";
   throw InputError(what + " (recognised: ChatML <|im_start|>, Llama 3 <|start_header_id|>, Mistral [INST]); "
-                   "choose one by name: chatml, qwen, llama3, mistral");
+                   "choose one by name: chatml, qwen, llama3, llama3.1, mistral");
 }
 
 std::vector<ChatSegment> ChatTemplate::render_segments(const Conversation& messages, bool add_generation_prompt) const {
   std::vector<ChatSegment> out;
   switch (kind_) {
     case ChatTemplateKind::ChatML: render_chatml(messages, add_generation_prompt, default_system_, &out); break;
-    case ChatTemplateKind::Llama3: render_llama3(messages, add_generation_prompt, &out); break;
+    case ChatTemplateKind::Llama3: render_llama3(messages, add_generation_prompt, today_date_, &out); break;
     case ChatTemplateKind::Mistral: render_mistral(messages, &out); break;
   }
   return out;

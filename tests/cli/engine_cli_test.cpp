@@ -2,6 +2,9 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
 
 #include "test_util.h"
 #include "tiny_models.h"
@@ -77,3 +80,39 @@ TEST(EngineCli, ChatKeepsHistoryAcrossTurns) {
 }
 
 }  // namespace
+
+namespace {
+
+// The options a user combines with generate and tokenize: text output, a system prompt, a chat
+// template by name (a wrong name is a one-line error naming the choices), a file to tokenize.
+TEST(EngineCli, GenerateTextWithSystemAndTemplateAndTokenizeFile) {
+  EMLAB_REQUIRE_SHARED();
+  auto dir = emlab::test::temp_dir("cliopts");
+  fs::path model = make_model(dir);
+  const std::string gen = emlab::test::emlab_binary() + " --quiet generate --model " + q(model) +
+                          " --prompt hi --max-tokens 4 --temperature 0 --n 2 --system 'Be brief.'";
+  std::string text, jsonl;
+  ASSERT_EQ(run_command(gen + " --format text --chat-template chatml", &text), 0) << text;
+  ASSERT_EQ(run_command(gen + " --format jsonl --chat-template chatml", &jsonl), 0) << jsonl;
+  // Text output: each answer under a header naming prompt and sample, the same answers as jsonl's.
+  std::istringstream rows(jsonl);
+  std::string row, expect;
+  for (int i = 0; std::getline(rows, row); ++i)
+    expect += "--- prompt 0, sample " + std::to_string(i) + "\n" + nlohmann::json::parse(row)["text"].get<std::string>() + "\n";
+  EXPECT_EQ(text, expect);
+  std::string bad;
+  EXPECT_EQ(run_command(gen + " --chat-template vicuna", &bad), 2) << bad;
+  EXPECT_NE(bad.find("llama3.1"), std::string::npos) << bad;
+
+  const std::string sentence = "Hello world, 123 times!\nA second line.";
+  emlab::test::write_text(dir / "in.txt", sentence);
+  std::string from_file, from_text;
+  const std::string tok = emlab::test::emlab_binary() + " --quiet tokenize --tokenizer " + q(model);
+  ASSERT_EQ(run_command(tok + " --file " + q(dir / "in.txt"), &from_file), 0) << from_file;
+  ASSERT_EQ(run_command(tok + " --text '" + sentence + "'", &from_text), 0) << from_text;  // a newline inside quotes
+  EXPECT_EQ(from_file, from_text);
+  EXPECT_GT(from_file.size(), 10u);
+}
+
+}  // namespace
+

@@ -70,6 +70,27 @@ TEST(ChatTemplate, Llama3) {
                       {"A<|eot_id|>", true}}));
 }
 
+TEST(ChatTemplate, Llama31SystemBlock) {
+  // As Llama-3.1-8B-Instruct's template renders without tools or date_string.
+  auto t = ChatTemplate::from_source(
+      "{{- bos_token }}{%- if not date_string is defined %}{%- set date_string = \"26 Jul 2024\" %}{%- endif %}"
+      "{{- \"<|start_header_id|>system<|end_header_id|>\\n\\n\" }}{{- \"Cutting Knowledge Date: December 2023\\n\" }}");
+  EXPECT_EQ(t.name(), "llama3.1");
+  const std::string block = "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\n"
+                            "Cutting Knowledge Date: December 2023\nToday Date: 26 Jul 2024\n\n";
+  EXPECT_EQ(t.render({{"user", "Hi"}}, true),
+            block + "<|eot_id|><|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|>"
+                    "<|start_header_id|>assistant<|end_header_id|>\n\n");
+  EXPECT_EQ(t.render({{"system", " Be brief. "}, {"user", "Hi"}, {"assistant", "Hello"}}, false),
+            block + "Be brief.<|eot_id|><|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|>"
+                    "<|start_header_id|>assistant<|end_header_id|>\n\nHello<|eot_id|>");
+  auto segs = t.render_segments({{"user", "Q"}, {"assistant", "A"}}, false);
+  ASSERT_EQ(segs.size(), 2u);
+  EXPECT_EQ(segs[1].text, "A<|eot_id|>");
+  EXPECT_TRUE(segs[1].assistant);
+  EXPECT_EQ(ChatTemplate::by_name("llama3.1").render({{"user", "Hi"}}, false), t.render({{"user", "Hi"}}, false));
+}
+
 TEST(ChatTemplate, Mistral) {
   auto t = ChatTemplate::by_name("mistral");
   EXPECT_EQ(t.end_of_turn(), "</s>");

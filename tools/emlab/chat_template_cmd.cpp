@@ -47,7 +47,7 @@ emlab::Conversation read_conversation(const std::string& path) {
 EMLAB_COMMAND("chat-template", "Render a conversation with a chat template", [](CLI::App& app) {
   auto o = std::make_shared<Options>();
   auto* tok = app.add_option("--tokenizer", o->tokenizer, "tokenizer folder (its tokenizer_config.json chat_template)");
-  auto* name = app.add_option("--name", o->name, "template by name: chatml, qwen, llama3, mistral");
+  auto* name = app.add_option("--name", o->name, "template by name: chatml, qwen, llama3, llama3.1, mistral");
   tok->excludes(name);
   app.add_option("--messages", o->messages, "JSON file: {\"messages\": [{\"role\", \"content\"}, ...]} or the list")->required();
   app.add_flag("--generation-prompt", o->generation_prompt, "end with the assistant header");

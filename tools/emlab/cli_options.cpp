@@ -10,7 +10,7 @@ void add_model_flags(CLI::App& app, ModelFlags& flags, bool required) {
       ->capture_default_str();
   app.add_option("--tokenizer", flags.options.tokenizer_dir, "tokenizer directory (default: the model's)");
   app.add_option("--chat-template", flags.options.chat_template,
-                 "chatml, qwen, llama3 or mistral (default: recognised from tokenizer_config.json)");
+                 "chatml, qwen, llama3, llama3.1 or mistral (default: recognised from tokenizer_config.json)");
   app.add_option("--adapter", flags.options.adapter, "PEFT LoRA adapter directory");
 }
 
