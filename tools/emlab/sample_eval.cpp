@@ -76,6 +76,10 @@ EMLAB_COMMAND("eval", "Sample, judge and summarise a question set (resumable)", 
   emlab::cli::add_metrics_flags(app, o->metrics);
   return [o]() {
     emlab::QuestionSet set = emlab::question_set_load(o->questions);
+    // A local:DIR judge runs on the answering model's device and dtype.
+    emlab::ChatModelOptions judge_load;
+    judge_load.load = o->model.options.load;
+    emlab::local_judge_register(judge_load);
     // Build the judge first: a bad spec fails before any sampling.
     auto judge = emlab::judge_from_spec(emlab::cli::judge_spec_for(o->judge, set, o->questions), o->judge.options);
     do_sample(*o);
