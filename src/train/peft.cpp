@@ -49,6 +49,13 @@ bool pattern_matches(const std::string& pattern, const std::string& module) {
   }
 }
 
+// The module is `name` or ends with ".name" (PEFT's matching of a target_modules entry).
+bool module_is(const std::string& module, const std::string& name) {
+  return module == name || (module.size() > name.size() &&
+                            module.compare(module.size() - name.size(), name.size(), name) == 0 &&
+                            module[module.size() - name.size() - 1] == '.');
+}
+
 std::string shape_str(const torch::Tensor& t) {
   std::string s = "[";
   for (int64_t i = 0; i < t.dim(); ++i) s += (i ? ", " : "") + std::to_string(t.size(i));
@@ -312,9 +319,7 @@ PeftAdapter peft_load(const std::string& dir, const CausalLM& model) {
     } else if (!c.target_modules.empty()) {
       targeted = false;
       for (const auto& t : c.target_modules)
-        if (module == t || (module.size() > t.size() && module.compare(module.size() - t.size(), t.size(), t) == 0 &&
-                            module[module.size() - t.size() - 1] == '.'))
-          targeted = true;
+        if (module_is(module, t)) targeted = true;
     }
     if (!targeted) {
       out.warnings.push_back(wpath + ": " + module + " is not in target_modules; its adapter is ignored");
@@ -323,10 +328,7 @@ PeftAdapter peft_load(const std::string& dir, const CausalLM& model) {
     // The forward pass runs adapters on the decoder's projections only (lm_head is a plain product),
     // so an adapter elsewhere would load and silently do nothing.
     const auto suffixes = CausalLM::linear_module_suffixes();
-    if (std::none_of(suffixes.begin(), suffixes.end(), [&](const std::string& sfx) {
-          return module.size() > sfx.size() && module.compare(module.size() - sfx.size(), sfx.size(), sfx) == 0 &&
-                 module[module.size() - sfx.size() - 1] == '.';
-        }))
+    if (std::none_of(suffixes.begin(), suffixes.end(), [&](const std::string& sfx) { return module_is(module, sfx); }))
       throw InputError(wpath + ": module " + module + " is not a decoder projection (emlab applies LoRA to "
                        "q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj and down_proj only)");
     auto w = model.parameters().find(module + ".weight");
