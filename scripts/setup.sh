@@ -8,7 +8,7 @@ PACKAGES=(g++ cmake ninja-build pkg-config
   nlohmann-json3-dev libyaml-cpp-dev libpcre2-dev libicu-dev libcurl4-openssl-dev libcpp-httplib-dev
   libcli11-dev libgtest-dev libgmock-dev zlib1g-dev
   libgloo-dev                        # c10d ProcessGroupGloo headers: data-parallel training on CPU
-  libgoogle-perftools-dev)           # tcmalloc: training steps ~18% faster than with glibc malloc
+  libgoogle-perftools-dev)           # tcmalloc: faster training steps than glibc malloc (bench/malloc_bench.sh)
 [ "${EMLAB_WITH_PYTORCH:-0}" = 1 ] && PACKAGES+=(python3-torch)  # reference for bench/
 
 missing=()

@@ -8,6 +8,10 @@
 #include <map>
 #include <sstream>
 
+#ifdef EMLAB_TCMALLOC
+#include <gperftools/malloc_extension.h>
+#endif
+
 #include "command.h"
 #include "emlab/error.h"
 #include "emlab/progress.h"
@@ -39,6 +43,11 @@ std::string first_line(const std::string& s) {
 
 int main(int argc, char** argv) {
   using namespace emlab;
+#ifdef EMLAB_TCMALLOC
+  // Keep freed pages: a training step frees and re-allocates the same large tensors, and pages
+  // handed back to the kernel fault in again (bench/malloc_bench.sh; $TCMALLOC_RELEASE_RATE wins).
+  if (!std::getenv("TCMALLOC_RELEASE_RATE")) MallocExtension::instance()->SetMemoryReleaseRate(0);
+#endif
   CLI::App app{"emlab: a laboratory for emergent-misalignment research on language models"};
   app.require_subcommand(1);
   int threads = 0;
