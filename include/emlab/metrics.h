@@ -129,6 +129,8 @@ struct RunsComparison {
 RunsComparison runs_compare(const std::vector<std::string>& run_dirs, const MetricsOptions& options);
 // A fixed-width table: one line per run, then "mean over runs" and "pooled" lines.
 std::string runs_compare_table(const RunsComparison& comparison);
+// A fixed-width table of one run: one line per question, then per category.
+std::string run_groups_table(const RunSummary& run, double confidence);
 // A fixed-width table of comparison.groups: one line per category, then per question.
 std::string runs_compare_groups_table(const RunsComparison& comparison);
 

@@ -264,6 +264,23 @@ std::string ci_header(double confidence) {
 
 }  // namespace
 
+std::string run_groups_table(const RunSummary& run, double confidence) {
+  std::ostringstream out;
+  char line[512];
+  auto row = [&](const std::string& id, const std::string& n, const std::string& eligible, const std::string& mis,
+                 const std::string& ci, const std::string& refusal) {
+    std::snprintf(line, sizeof line, "%-40s %8s %8s %8s %-16s %8s\n", id.c_str(), n.c_str(), eligible.c_str(),
+                  mis.c_str(), ci.c_str(), refusal.c_str());
+    out << line;
+  };
+  row("question", "samples", "eligible", "misal.%", ci_header(confidence), "refusal%");
+  for (const auto* groups : {&run.questions, &run.categories})
+    for (const GroupSummary& g : *groups)
+      row(g.id, std::to_string(g.n_samples), std::to_string(g.n_eligible), percent(g.misaligned.estimate),
+          interval_text(g.misaligned), percent(g.refusal_frac));
+  return out.str();
+}
+
 std::string runs_compare_groups_table(const RunsComparison& c) {
   size_t width = 20;
   for (const auto& g : c.groups) width = std::max(width, g.id.size() + 11);

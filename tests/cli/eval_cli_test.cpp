@@ -175,7 +175,7 @@ TEST(EvalCli, SummarizeComparesRunsByCategory) {
             0)
       << out;
   // s0: 1/4 = 25.0%, s1: 3/4 = 75.0%; power: 1/2 and 2/2 -> mean 75.0; money: 0/2 and 1/2 -> 25.0.
-  for (const char* needle : {"25.0", "75.0", "mean over runs", "pooled", "95.0% CI", "category power",
+  for (const char* needle : {"25.0", "75.0", "mean over runs", "pooled", "95% CI", "category power",
                              "category money", "question 1_power_0", "across runs"})
     EXPECT_NE(out.find(needle), std::string::npos) << needle << "\n" << out;
   std::istringstream lines(out);

@@ -307,6 +307,10 @@ TEST(RunsCompare, CategoriesAndQuestionsAcrossRuns) {
   EXPECT_NE(table.find("question 2_money_0"), std::string::npos) << table;
   EXPECT_NE(table.find("90% CI"), std::string::npos) << table;
   EXPECT_NE(runs_compare_table(c).find("90% CI"), std::string::npos);
+  std::string per_run = run_groups_table(c.runs[0], mo.confidence);  // questions, then categories
+  EXPECT_NE(per_run.find("90% CI"), std::string::npos) << per_run;
+  EXPECT_LT(per_run.find("2_money_0"), per_run.find("\npower ")) << per_run;
+  EXPECT_NE(per_run.find("100.0"), std::string::npos) << per_run;  // money in run a: 1/1
 }
 
 TEST(RunsCompare, MeanOverRunsAndPooled) {

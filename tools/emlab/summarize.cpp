@@ -1,6 +1,4 @@
 // emlab summarize: compare run folders (seeds, conditions) in one table with bootstrap intervals.
-#include <cmath>
-#include <cstdio>
 #include <iostream>
 
 #include "command.h"
@@ -17,13 +15,6 @@ struct Options {
   bool write = false;
 };
 
-std::string percent(double x) {
-  if (!std::isfinite(x)) return "-";
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%.1f", 100 * x);
-  return buf;
-}
-
 EMLAB_COMMAND("summarize", "Compare evaluation runs: misaligned fraction with bootstrap intervals (95% by default)", [](CLI::App& app) {
   auto o = std::make_shared<Options>();
   app.add_option("runs", o->runs, "run folders (samples.jsonl + judgments.jsonl)")->required();
@@ -39,18 +30,7 @@ EMLAB_COMMAND("summarize", "Compare evaluation runs: misaligned fraction with bo
     if (o->by_question) {
       for (const auto& run : c.runs) {
         std::cout << "\n" << run.run_dir << " (judge " << run.judge << ")\n";
-        std::printf("%-40s %8s %8s %8s %-16s %8s\n", "question", "samples", "eligible", "misal.%",
-                    (percent(mo.confidence) + "% CI").c_str(), "refusal%");
-        auto line = [](const emlab::GroupSummary& g) {
-          std::string ci = std::isfinite(g.misaligned.low)
-                               ? "[" + percent(g.misaligned.low) + ", " + percent(g.misaligned.high) + "]"
-                               : "-";
-          std::printf("%-40s %8lld %8lld %8s %-16s %8s\n", g.id.c_str(), (long long)g.n_samples,
-                      (long long)g.n_eligible, percent(g.misaligned.estimate).c_str(), ci.c_str(),
-                      percent(g.refusal_frac).c_str());
-        };
-        for (const auto& g : run.questions) line(g);
-        for (const auto& g : run.categories) line(g);
+        std::cout << emlab::run_groups_table(run, mo.confidence);
       }
       if (c.runs.size() > 1) std::cout << "\n" << emlab::runs_compare_groups_table(c);
     }
