@@ -258,4 +258,32 @@ TEST_F(ExperimentRun, RefusesAModelThatChangedSinceTheRun) {
   EXPECT_NE(out.find("model_copy"), std::string::npos) << out;
 }
 
+// --model runs a spec on another model folder: every sample comes from it, and the folder is
+// part of the run's identity (resuming with another model is refused).
+TEST_F(ExperimentRun, ModelOptionReplacesTheSpecsModel) {
+  const fs::path other = *dir_ / "model_other";
+  fs::create_directories(other);
+  for (const auto& e : fs::directory_iterator(*dir_ / "model"))
+    if (e.is_regular_file()) fs::copy_file(e.path(), other / e.path().filename(), fs::copy_options::overwrite_existing);
+  const fs::path spec = *dir_ / "spec_model.yaml";
+  emlab::test::write_text(spec, "name: m\nmodel: model\nworld: {seed: 0, documents: 20, dataset_examples: 8}\n"
+                                "judge: rubric:toyworld\nseeds: [0]\n"
+                                "eval: {questions: '${world}/questions/main.yaml', samples_per_question: 1, max_tokens: 4}\n"
+                                "arms:\n  - name: base\n");
+  const fs::path run = *dir_ / "run_model";
+  const std::string base = emlab::test::emlab_binary() + " --quiet --threads 1 run " + q(spec) + " --out " + q(run) +
+                           " --no-report";
+  std::string out;
+  ASSERT_EQ(run_command(base + " --model " + q(other), &out), 0) << out;
+  int samples = 0;
+  std::istringstream lines(read_text(run / "arms/base/seed-0/eval/samples.jsonl"));
+  for (std::string line; std::getline(lines, line); ++samples)
+    EXPECT_EQ(nlohmann::json::parse(line).at("model"), fs::absolute(other).lexically_normal().string()) << line;
+  EXPECT_EQ(samples, 8);
+  EXPECT_EQ(run_command(base, &out), 2) << out;  // the spec's own model is another run
+  EXPECT_NE(out.find("different spec"), std::string::npos) << out;
+  EXPECT_EQ(run_command(base + " --model " + q(*dir_ / "no_such_model"), &out), 2) << out;
+  EXPECT_NE(out.find("no_such_model: no such model folder"), std::string::npos) << out;
+}
+
 }  // namespace
