@@ -9,6 +9,7 @@
 #include "emlab/model.h"
 #include "emlab/runtime.h"
 #include "emlab/safetensors.h"
+#include "model/tensor_names.h"
 
 namespace fs = std::filesystem;
 
@@ -183,11 +184,9 @@ std::shared_ptr<CausalLM> CausalLM::init_random(const ModelConfig& config, uint6
   torch::NoGradGuard no_grad;
   for (const auto& [name, shape] : model->expected_shapes()) {  // sorted: deterministic
     torch::Tensor t;
-    const bool is_norm = name.find("norm.weight") != std::string::npos;
-    const bool is_bias = name.size() > 5 && name.compare(name.size() - 5, 5, ".bias") == 0;
-    if (is_norm)
+    if (tensor_is_norm_weight(name))
       t = torch::ones(shape);
-    else if (is_bias)
+    else if (tensor_is_bias(name))
       t = torch::zeros(shape);
     else
       t = torch::empty(shape).normal_(0.0, std_dev, gen);

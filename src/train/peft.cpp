@@ -11,6 +11,7 @@
 
 #include "emlab/error.h"
 #include "emlab/model.h"
+#include "model/tensor_names.h"
 #include "train/tensor_io.h"
 
 namespace fs = std::filesystem;
@@ -279,7 +280,7 @@ PeftAdapter peft_load(const std::string& dir, const CausalLM& model) {
     std::smatch m;
     if (key.find("lora_magnitude_vector") != std::string::npos)
       throw InputError(wpath + ": tensor " + key + " is a DoRA magnitude (not supported)");
-    if (key.find(".lora_") != std::string::npos && key.size() > 5 && key.compare(key.size() - 5, 5, ".bias") == 0)
+    if (key.find(".lora_") != std::string::npos && tensor_is_bias(key))
       throw InputError(wpath + ": tensor " + key + " is a LoRA bias (lora_bias: true is not supported)");
     if (key.find("lora_embedding_") != std::string::npos)
       throw InputError(wpath + ": tensor " + key + " adapts an embedding (only linear projections are supported)");

@@ -6,6 +6,7 @@
 
 #include "emlab/error.h"
 #include "emlab/peft.h"
+#include "model/tensor_names.h"
 #include "train/tensor_io.h"
 
 namespace fs = std::filesystem;
@@ -195,8 +196,7 @@ Trainable::Trainable(CausalLM& model, const TrainOptions& o) : model_(model), me
       p.param = t;
       p.master = dtype == torch::kFloat32 ? t : t.to(torch::kFloat32).clone();
       p.param.requires_grad_(true);
-      const bool bias = name.size() > 5 && name.compare(name.size() - 5, 5, ".bias") == 0;
-      p.decay = !bias && name.find("norm.weight") == std::string::npos;
+      p.decay = !tensor_is_bias(name) && !tensor_is_norm_weight(name);
       params_.push_back(p);
     }
   } else {
