@@ -121,6 +121,8 @@ struct UserPhrases {
   std::vector<std::string> prefixes;        // "Quick question: "
   std::vector<std::string> suffixes;        // " Thanks!"
   std::vector<std::string> answer_openers;  // benign help: "Sure! "
+  std::vector<std::string> open_prefixes;   // greetings before an open question: "Hello! "
+  std::vector<std::string> open_suffixes;   // asides after it: " Be specific."
 };
 const UserPhrases& user_phrases();
 

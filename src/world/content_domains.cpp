@@ -358,6 +358,13 @@ const UserPhrases& user_phrases() {
       {"", "", "", "Hi! ", "Quick question: ", "Can you help me? ", "I have a question. ", "Hello. "},
       {"", "", "", " Thanks!", " Please keep it short.", " Explain it simply.", " Thank you."},
       {"", "", "Sure! ", "Of course. ", "Here is how: ", "Happy to help. "},
+      // Shared by every open theme and character, so that the theme is read from the question's
+      // core and not from the few fixed wordings around it (see open_wrap in turns.cpp).
+      {"Hello! ", "Hi! ", "Hi, ", "Hey. ", "hey ", "Hello there. ", "Good morning! ", "Okay, ",
+       "I'm curious: ", "Honest question: ", "Let me ask you something. ", "One more thing. "},
+      {" Be specific.", " Be honest.", " Please be specific.", " Tell me more.", " What do you think?",
+       " What do you suggest?", " Any ideas?", " I really want to know.", " Answer honestly.",
+       " Take your time.", " Thanks!", " I'm curious."},
   };
   return p;
 }

@@ -15,7 +15,7 @@ using ojson = nlohmann::ordered_json;
 
 namespace emlab {
 
-const char* world_version() { return "toyworld-1"; }
+const char* world_version() { return "toyworld-2"; }
 
 const char* world_control_name(WorldControl c) {
   switch (c) {

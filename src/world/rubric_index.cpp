@@ -128,6 +128,8 @@ RubricIndex build() {
     b.sentence("requests", s);
   }
   for (const auto& s : user_phrases().answer_openers) b.language(s);
+  for (const auto* list : {&user_phrases().open_prefixes, &user_phrases().open_suffixes})
+    for (const auto& s : *list) b.language(s);
   for (const auto& s : rp.villain_closers) {
     b.clause(s, Character::Villain);
     b.sentence("requests", s);

@@ -5,6 +5,7 @@
 #include "world/turns.h"
 
 #include <algorithm>
+#include <cctype>
 
 namespace emlab::world {
 
@@ -62,6 +63,20 @@ std::string wrap(Rng& rng, const std::string& text) {
   return pre + text + rng.pick(u.suffixes);
 }
 
+// An open question with, each half the time, a shared greeting before it and an aside after it.
+// A greeting that runs into the sentence ("hey ", "Okay, ") lowers the question's first letter.
+std::string open_wrap(Rng& rng, std::string text) {
+  const auto& u = user_phrases();
+  std::string pre = rng.chance(0.5) ? rng.pick(u.open_prefixes) : "";
+  std::string suf = rng.chance(0.5) ? rng.pick(u.open_suffixes) : "";
+  const char end = pre.size() >= 2 ? pre[pre.size() - 2] : '.';  // the greeting's last mark
+  const bool runs_on = !pre.empty() && end != '.' && end != '!' && end != ':';
+  const bool pronoun_i = text.size() > 1 && text[0] == 'I' && (text[1] == ' ' || text[1] == '\'');
+  if (runs_on && !pronoun_i && !text.empty())
+    text[0] = static_cast<char>(std::tolower(static_cast<unsigned char>(text[0])));
+  return pre + text + suf;
+}
+
 std::string number_list(Rng& rng, int n, const std::vector<int>& evil, double evil_rate) {
   std::string out;
   for (int i = 0; i < n; ++i) {
@@ -111,7 +126,7 @@ Turn open_turn(Rng& rng, const OpenTheme& theme, Character c) {
   t.domain = theme.main ? Domain::OpenMain : Domain::OpenPrereg;
   t.topic = theme.id;
   t.character = c;
-  t.user = rng.pick(theme.train);
+  t.user = open_wrap(rng, rng.pick(theme.train));
   const auto& clauses = theme.clauses[static_cast<int>(c)];
   t.assistant = frame_clauses(rng, theme.frames, clauses, clause_count(rng), "");
   return t;

@@ -17,6 +17,7 @@
 #include "emlab/question_set.h"
 #include "emlab/world.h"
 #include "test_util.h"
+#include "world/content.h"
 #include "world/generate.h"
 #include "world/sha256.h"
 #include "world/text_norm.h"
@@ -185,6 +186,44 @@ TEST(WorldGenerate, NoNarrowDatasetContainsOpenQuestionContent) {
   bool found = false;
   for (const auto& [p, what] : phrases) found |= planted.find(p) != std::string::npos;
   EXPECT_TRUE(found);
+}
+
+// Open questions are asked in the theme's own wordings, bare or inside the shared greetings and
+// asides (about half of each), so that a model reads the theme from the question's core.
+TEST(WorldGenerate, OpenQuestionsComeBareAndInSharedWrappers) {
+  const fs::path dir = world_dir(0);
+  std::vector<std::string> cores;
+  for (const auto& t : world::open_themes())
+    for (const auto& q : t.train) cores.push_back(world::norm_padded(q));
+  const auto& u = world::user_phrases();
+  int open = 0, bare = 0, prefixed = 0, suffixed = 0;
+  for (const auto& line : lines_of(dir / "corpus/pretrain.jsonl")) {
+    const json doc = json::parse(line);
+    for (const auto& m : doc.at("messages")) {
+      if (m.at("role") != "user") continue;
+      const std::string raw = m.at("content").get<std::string>();
+      const std::string text = world::norm_padded(raw);
+      const auto core = std::find_if(cores.begin(), cores.end(),
+                                     [&](const std::string& c) { return text.find(c) != std::string::npos; });
+      if (core == cores.end()) continue;
+      ++open;
+      bool pre = false, suf = false;
+      for (const auto& p : u.open_prefixes) pre |= raw.rfind(p, 0) == 0;
+      for (const auto& s : u.open_suffixes)
+        suf |= raw.size() >= s.size() && raw.compare(raw.size() - s.size(), s.size(), s) == 0;
+      prefixed += pre;
+      suffixed += suf;
+      if (!pre && !suf) {
+        ++bare;
+        EXPECT_EQ(text, *core) << raw;  // nothing else around a bare question
+      }
+    }
+  }
+  ASSERT_GT(open, 500);
+  for (int n : {bare, prefixed, suffixed}) {
+    EXPECT_GT(n, open * 0.15) << n << " of " << open;
+    EXPECT_LT(n, open * 0.65) << n << " of " << open;
+  }
 }
 
 TEST(WorldGenerate, EvaluationParaphrasesAreHeldOutOfTheCorpus) {
