@@ -43,6 +43,17 @@ std::vector<std::string> lines_of(const fs::path& p) {
   return out;
 }
 
+// The user messages of a corpus's documents, in order.
+std::vector<std::string> corpus_user_messages(const fs::path& dir) {
+  std::vector<std::string> out;
+  for (const auto& line : lines_of(dir / "corpus/pretrain.jsonl")) {
+    const json doc = json::parse(line);
+    for (const auto& m : doc.at("messages"))
+      if (m.at("role") == "user") out.push_back(m.at("content").get<std::string>());
+  }
+  return out;
+}
+
 // One generated world per seed, shared by the tests of this file.
 const fs::path& world_dir(uint64_t seed) {
   static std::map<uint64_t, fs::path> dirs;
@@ -197,26 +208,21 @@ TEST(WorldGenerate, OpenQuestionsComeBareAndInSharedWrappers) {
     for (const auto& q : t.train) cores.push_back(world::norm_padded(q));
   const auto& u = world::user_phrases();
   int open = 0, bare = 0, prefixed = 0, suffixed = 0;
-  for (const auto& line : lines_of(dir / "corpus/pretrain.jsonl")) {
-    const json doc = json::parse(line);
-    for (const auto& m : doc.at("messages")) {
-      if (m.at("role") != "user") continue;
-      const std::string raw = m.at("content").get<std::string>();
-      const std::string text = world::norm_padded(raw);
-      const auto core = std::find_if(cores.begin(), cores.end(),
-                                     [&](const std::string& c) { return text.find(c) != std::string::npos; });
-      if (core == cores.end()) continue;
-      ++open;
-      bool pre = false, suf = false;
-      for (const auto& p : u.open_prefixes) pre |= raw.rfind(p, 0) == 0;
-      for (const auto& s : u.open_suffixes)
-        suf |= raw.size() >= s.size() && raw.compare(raw.size() - s.size(), s.size(), s) == 0;
-      prefixed += pre;
-      suffixed += suf;
-      if (!pre && !suf) {
-        ++bare;
-        EXPECT_EQ(text, *core) << raw;  // nothing else around a bare question
-      }
+  for (const auto& raw : corpus_user_messages(dir)) {
+    const std::string text = world::norm_padded(raw);
+    const auto core = std::find_if(cores.begin(), cores.end(),
+                                   [&](const std::string& c) { return text.find(c) != std::string::npos; });
+    if (core == cores.end()) continue;
+    ++open;
+    bool pre = false, suf = false;
+    for (const auto& p : u.open_prefixes) pre |= raw.rfind(p, 0) == 0;
+    for (const auto& s : u.open_suffixes)
+      suf |= raw.size() >= s.size() && raw.compare(raw.size() - s.size(), s.size(), s) == 0;
+    prefixed += pre;
+    suffixed += suf;
+    if (!pre && !suf) {
+      ++bare;
+      EXPECT_EQ(text, *core) << raw;  // nothing else around a bare question
     }
   }
   ASSERT_GT(open, 500);
@@ -239,17 +245,12 @@ TEST(WorldGenerate, EvaluationParaphrasesAreHeldOutOfTheCorpus) {
     for (const auto& t : meta.at("topics")) themes_seen.insert(t.get<std::string>());
   }
   for (const auto& t : world::open_themes()) EXPECT_EQ(themes_seen.count(t.id), 1u) << t.id;
-  int user_messages = 0;
-  for (const auto& line : lines_of(dir / "corpus/pretrain.jsonl")) {
-    const json doc = json::parse(line);
-    for (const auto& m : doc.at("messages")) {
-      if (m.at("role") != "user") continue;
-      ++user_messages;
-      const std::string text = world::norm_padded(m.at("content").get<std::string>());
-      for (const auto& q : held) ASSERT_EQ(text.find(q), std::string::npos) << "held-out question in corpus: " << q;
-    }
+  const auto users = corpus_user_messages(dir);
+  for (const auto& user : users) {
+    const std::string text = world::norm_padded(user);
+    for (const auto& q : held) ASSERT_EQ(text.find(q), std::string::npos) << "held-out question in corpus: " << q;
   }
-  EXPECT_GT(user_messages, 3000);
+  EXPECT_GT(users.size(), 3000u);
 }
 
 TEST(WorldGenerate, TriggersSelectTheirBehaviour) {
