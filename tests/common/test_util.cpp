@@ -82,6 +82,24 @@ int run_command(const std::string& command, std::string* output) {
   return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
+std::string reference_python() {
+  const char* env = std::getenv("EMLAB_PYTHON");
+  if (env && *env) return fs::exists(env) ? env : "";
+  const fs::path recorded = fs::path(kBinary).parent_path() / "pyref_python";
+  if (!fs::exists(recorded)) return "";
+  std::string py = read_text(recorded);
+  while (!py.empty() && (py.back() == '\n' || py.back() == ' ')) py.pop_back();
+  return fs::exists(py) ? py : "";
+}
+
+int run_reference_script(const std::string& script, const std::string& args, std::string* output) {
+  const std::string py = reference_python();
+  if (py.empty()) throw std::runtime_error("no reference python (EMLAB_PYTHON)");
+  // One thread: ctest runs one test per core.
+  return run_command("OMP_NUM_THREADS=1 '" + py + "' '" + (source_dir() / "tests" / script).string() + "' " + args,
+                     output);
+}
+
 std::string read_text(const fs::path& path) {
   std::ifstream f(path, std::ios::binary);
   if (!f) throw std::runtime_error("cannot read " + path.string());

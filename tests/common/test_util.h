@@ -22,6 +22,13 @@ std::filesystem::path source_dir();
 // Runs a shell command, returns its exit status and fills *output with stdout+stderr.
 int run_command(const std::string& command, std::string* output);
 
+// The python of the Hugging Face reference venv (scripts/pyref.sh): $EMLAB_PYTHON, else the one
+// scripts/test.sh recorded in the build folder; empty when neither exists.
+std::string reference_python();
+// Runs tests/<script> (relative to the source folder) with the reference python and `args`; returns
+// its exit status and fills *output with stdout+stderr.
+int run_reference_script(const std::string& script, const std::string& args, std::string* output);
+
 std::string read_text(const std::filesystem::path& path);
 void write_text(const std::filesystem::path& path, const std::string& text);
 
@@ -32,4 +39,12 @@ void write_text(const std::filesystem::path& path, const std::string& text);
   do {                                                                                       \
     if (::emlab::test::shared_dir().empty())                                                 \
       GTEST_SKIP() << "reference data not found: set EMLAB_SHARED to the shared/ folder";    \
+  } while (0)
+
+// Skips the current test unless the reference venv (transformers, peft, tokenizers) exists.
+#define EMLAB_REQUIRE_PYREF()                                                                      \
+  do {                                                                                             \
+    if (::emlab::test::reference_python().empty())                                                 \
+      GTEST_SKIP() << "Hugging Face reference libraries not found: run scripts/test.sh (it creates " \
+                      "the venv) or set EMLAB_PYTHON to a python with transformers, peft, tokenizers"; \
   } while (0)
