@@ -3,12 +3,13 @@
 #include <unicode/bytestream.h>
 #include <unicode/normalizer2.h>
 #include <unicode/stringpiece.h>
+#include <unicode/uchar.h>
 
 #include <algorithm>
 #include <cctype>
 
 #include "emlab/error.h"
-#include "text/byte_level.h"
+#include "emlab/byte_level.h"
 
 namespace emlab::text {
 
@@ -87,6 +88,59 @@ bool normalize(NormalForm form, std::string_view text, std::string* out) {
   }
   if (run < text.size()) normalize_valid(n, text.substr(run), out);
   return true;
+}
+
+void Normalizer::set_unicode_form(NormalForm form) {
+  steps_.erase(std::remove_if(steps_.begin(), steps_.end(),
+                              [](const NormalizerStep& s) { return s.kind == NormalizerStep::Kind::Unicode; }),
+               steps_.end());
+  if (form != NormalForm::None) {
+    NormalizerStep step;
+    step.form = form;
+    steps_.insert(steps_.begin(), step);
+  }
+}
+
+bool Normalizer::apply(std::string_view text, std::string* out) const {
+  if (steps_.size() == 1 && steps_[0].kind == NormalizerStep::Kind::Unicode)
+    return normalize(steps_[0].form, text, out);  // the byte-level families: one call, no copy
+  std::string current(text), next;
+  bool changed = false;
+  for (const auto& step : steps_) {
+    switch (step.kind) {
+      case NormalizerStep::Kind::Unicode:
+        if (normalize(step.form, current, &next)) current.swap(next), changed = true;
+        break;
+      case NormalizerStep::Kind::Prepend:
+        if (!current.empty() && !step.pattern.empty()) current.insert(0, step.pattern), changed = true;
+        break;
+      case NormalizerStep::Kind::Replace: {
+        if (step.pattern.empty()) break;
+        size_t at = current.find(step.pattern);
+        if (at == std::string::npos) break;
+        next.clear();
+        size_t from = 0;
+        for (; at != std::string::npos; at = current.find(step.pattern, from)) {
+          next.append(current, from, at - from).append(step.content);
+          from = at + step.pattern.size();
+        }
+        next.append(current, from, std::string::npos);
+        current.swap(next);
+        changed = true;
+        break;
+      }
+    }
+  }
+  if (changed) *out = std::move(current);
+  return changed;
+}
+
+bool codepoint_is_space(char32_t c) { return u_isUWhiteSpace(static_cast<UChar32>(c)); }
+
+bool codepoint_is_word(char32_t c) {
+  UChar32 u = static_cast<UChar32>(c);
+  if (u_hasBinaryProperty(u, UCHAR_ALPHABETIC) || u_hasBinaryProperty(u, UCHAR_JOIN_CONTROL)) return true;
+  return (U_GET_GC_MASK(u) & (U_GC_M_MASK | U_GC_ND_MASK | U_GC_PC_MASK)) != 0;
 }
 
 }  // namespace emlab::text

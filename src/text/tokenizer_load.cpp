@@ -6,10 +6,12 @@
 #include <nlohmann/json.hpp>
 
 #include "emlab/error.h"
+#include "emlab/file_util.h"
 #include "emlab/tokenizer.h"
 #include "text/bpe_tokenizer.h"
 #include "text/json_capture.h"
 #include "text/pretokenizer.h"
+#include "text/tokenizer_json.h"
 
 namespace emlab {
 
@@ -20,21 +22,7 @@ using text::BpeSpec;
 
 namespace {
 
-std::string read_file(const fs::path& path) {
-  std::ifstream f(path, std::ios::binary);
-  if (!f) throw InputError(path.string() + ": cannot read the file");
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
-
-json read_json(const fs::path& path) {
-  try {
-    return json::parse(read_file(path));
-  } catch (const json::parse_error& e) {
-    throw InputError(path.string() + ": not valid JSON (" + e.what() + ")");
-  }
-}
+std::string read_file(const fs::path& path) { return file_read_text(path.string()); }
 
 // merges.txt / vocab.bpe: optional "#version" line, then "left right" per line in rank order.
 void read_merges_txt(const fs::path& path, BpeSpec* spec) {
@@ -63,73 +51,9 @@ AddedToken read_added(const json& j, int32_t id, const std::string& where) {
   a.special = j.value("special", false);
   a.lstrip = j.value("lstrip", false);
   a.rstrip = j.value("rstrip", false);
+  a.single_word = j.value("single_word", false);
+  a.normalized = j.value("normalized", !a.special);
   return a;
-}
-
-std::string escape_regex(const std::string& literal) {
-  std::string out;
-  for (char c : literal) {
-    if (std::string("\\^$.|?*+()[]{}").find(c) != std::string::npos) out.push_back('\\');
-    out.push_back(c);
-  }
-  return out;
-}
-
-bool has_byte_level(const json& j) {
-  if (!j.is_object()) return false;
-  std::string type = j.value("type", "");
-  if (type == "ByteLevel") return true;
-  for (const char* list : {"pretokenizers", "decoders"})
-    if (j.contains(list) && j[list].is_array())
-      for (const auto& item : j[list])
-        if (has_byte_level(item)) return true;
-  return false;
-}
-
-void read_pre_tokenizer(const json& j, const std::string& where, BpeSpec* spec) {
-  if (j.is_null()) return;
-  std::string type = j.value("type", "");
-  if (type == "Sequence") {
-    for (const auto& p : j.value("pretokenizers", json::array())) read_pre_tokenizer(p, where, spec);
-  } else if (type == "ByteLevel") {
-    if (j.value("use_regex", true)) spec->split_patterns.push_back(text::kGpt2Pattern);
-    spec->add_prefix_space = j.value("add_prefix_space", false);
-  } else if (type == "Split") {
-    const json& pattern = j.value("pattern", json());
-    std::string regex;
-    if (pattern.contains("Regex") && pattern["Regex"].is_string())
-      regex = pattern["Regex"].get<std::string>();
-    else if (pattern.contains("String") && pattern["String"].is_string())
-      regex = escape_regex(pattern["String"].get<std::string>());
-    else
-      throw InputError(where + ": pre_tokenizer Split needs pattern {\"Regex\": ...} or {\"String\": ...}");
-    std::string behavior = j.value("behavior", "Isolated");
-    if (behavior != "Isolated" || j.value("invert", false))
-      throw InputError(where + ": pre_tokenizer Split with behavior '" + behavior +
-                       "' (or invert) is not supported (expected Isolated)");
-    spec->split_patterns.push_back(regex);
-  } else if (type == "Digits") {
-    spec->split_patterns.push_back(j.value("individual_digits", false) ? "\\p{N}" : "\\p{N}+");
-  } else {
-    throw InputError(where + ": unsupported pre_tokenizer type '" + type +
-                     "' (expected ByteLevel, Split, Digits or Sequence)");
-  }
-}
-
-text::NormalForm read_normalizer(const json& j, const std::string& where) {
-  if (j.is_null()) return text::NormalForm::None;
-  std::string type = j.value("type", "");
-  if (type == "Sequence") {
-    text::NormalForm form = text::NormalForm::None;
-    for (const auto& n : j.value("normalizers", json::array())) {
-      text::NormalForm f = read_normalizer(n, where);
-      if (f != text::NormalForm::None && form != text::NormalForm::None)
-        throw InputError(where + ": a Sequence of several Unicode normalizers is not supported");
-      if (f != text::NormalForm::None) form = f;
-    }
-    return form;
-  }
-  return text::normal_form_from_name(type, where + ": normalizer");
 }
 
 void read_tokenizer_json(const fs::path& path, BpeSpec* spec) {
@@ -140,10 +64,7 @@ void read_tokenizer_json(const fs::path& path, BpeSpec* spec) {
     throw InputError(where + ": expected an object with a \"model\"");
   const json& model = j["model"];
   std::string type = model.value("type", "BPE");
-  if (type != "BPE") throw InputError(where + ": model.type is '" + type + "' (expected BPE)");
-  if (!has_byte_level(j.value("pre_tokenizer", json())) && !has_byte_level(j.value("decoder", json())))
-    throw InputError(where + ": not a byte-level BPE (no ByteLevel pre_tokenizer or decoder); "
-                     "supported are the GPT-2, Qwen2 and Llama 3 families");
+  if (type != "BPE") throw InputError(where + ": model.type '" + type + "' is not supported (expected BPE)");
   for (const char* key : {"continuing_subword_prefix", "end_of_word_suffix"})
     if (model.contains(key) && !model[key].is_null() && model[key] != "")
       throw InputError(where + ": model." + key + " is not supported");
@@ -157,7 +78,6 @@ void read_tokenizer_json(const fs::path& path, BpeSpec* spec) {
   spec->merges.reserve(captured.merges.size());
   int64_t index = 0;
   for (auto& [left, right] : captured.merges) spec->merges.push_back({std::move(left), std::move(right), index++});
-  spec->ignore_merges = model.value("ignore_merges", false);
   const json& added = j.value("added_tokens", json::array());
   if (!added.is_array()) throw InputError(where + ": added_tokens must be a list");
   for (size_t k = 0; k < added.size(); ++k) {
@@ -166,9 +86,7 @@ void read_tokenizer_json(const fs::path& path, BpeSpec* spec) {
       throw InputError(at + ": expected an object with an integer \"id\"");
     spec->added.push_back(read_added(added[k], added[k]["id"].get<int32_t>(), at));
   }
-  spec->patterns_context = where;
-  read_pre_tokenizer(j.value("pre_tokenizer", json()), where, spec);
-  spec->normal_form = read_normalizer(j.value("normalizer", json()), where);
+  text::tokenizer_json_read_pipeline(j, where, spec);
 }
 
 // bos_token etc.: a string, {"content": ...}, or null.
@@ -189,7 +107,7 @@ ConfigInfo read_tokenizer_config(const fs::path& path, BpeSpec* spec) {
   if (!fs::exists(path)) return info;
   info.present = true;
   const std::string where = path.string();
-  json j = read_json(path);
+  json j = json_read_file(path.string());
   if (!j.is_object()) throw InputError(where + ": expected a JSON object");
   info.tokenizer_class = j.value("tokenizer_class", "");
   if (j.contains("added_tokens_decoder")) {
@@ -268,7 +186,6 @@ ConfigInfo read_files(const fs::path& d, BpeSpec* spec, bool* from_vocab_files) 
     text::parse_vocab_json(read_file(vocab), vocab.string(), &captured);
     spec->vocab = std::move(captured.vocab);
     read_merges_txt(merges, spec);
-    spec->patterns_context = vocab.string();
     *from_vocab_files = true;
   }
   return read_tokenizer_config(d / "tokenizer_config.json", spec);
@@ -288,13 +205,14 @@ std::shared_ptr<Tokenizer> Tokenizer::load(const std::string& dir, const Tokeniz
     // A field of the wrong JSON type (a number where a string belongs, ...).
     throw InputError(dir + ": unexpected tokenizer file content (" + e.what() + ")");
   }
-  if (spec.chat_template.empty() && fs::exists(d / "chat_template.jinja"))
-    spec.chat_template = read_file(d / "chat_template.jinja");
+  // chat_template.jinja (how newer transformers save it) wins over tokenizer_config.json's
+  // "chat_template", as in transformers' from_pretrained.
+  if (fs::exists(d / "chat_template.jinja")) spec.chat_template = read_file(d / "chat_template.jinja");
 
   if (from_vocab_files) {
     std::string family = guess_family(spec, config);
-    spec.split_patterns = {text::pretokenizer_pattern(family)};
-    if (family == "qwen2") spec.normal_form = text::NormalForm::NFC;
+    spec.pre_tokenizer.add(text::pretokenizer_pattern(family), spec.vocab_file);
+    if (family == "qwen2") spec.normalizer.set_unicode_form(text::NormalForm::NFC);
     if (!config.present) {
       // GPT-2's tokenizer without a config: <|endoftext|> is bos, eos and a special token.
       if (auto eot = find_token(spec, "<|endoftext|>")) {
@@ -304,11 +222,13 @@ std::shared_ptr<Tokenizer> Tokenizer::load(const std::string& dir, const Tokeniz
     }
   }
   if (!options.pre_tokenizer.empty()) {
-    spec.split_patterns = {text::pretokenizer_pattern(options.pre_tokenizer)};
-    spec.patterns_context = "pre-tokenizer option";
+    text::PreTokenizer replaced;
+    if (spec.pre_tokenizer.prefix_space()) replaced.add_byte_level(/*add_prefix_space=*/true, /*use_regex=*/false);
+    replaced.add(text::pretokenizer_pattern(options.pre_tokenizer), "pre-tokenizer option");
+    spec.pre_tokenizer = replaced;
   }
   if (!options.normalizer.empty())
-    spec.normal_form = text::normal_form_from_name(options.normalizer, "normalizer option");
+    spec.normalizer.set_unicode_form(text::normal_form_from_name(options.normalizer, "normalizer option"));
   return std::make_shared<text::BpeTokenizer>(std::move(spec));
 }
 

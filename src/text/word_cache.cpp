@@ -6,9 +6,7 @@ namespace emlab::text {
 
 uint64_t WordCache::hash(std::string_view word) {
   // FNV-1a, then mixed: pieces are short, so this is cheap and spreads well.
-  uint64_t h = 0xcbf29ce484222325ULL;
-  for (unsigned char c : word) h = (h ^ c) * 0x100000001b3ULL;
-  return mix64(h) | 1;
+  return mix64(fnv1a64(word)) | 1;
 }
 
 void StringIdTable::reserve(size_t n) {

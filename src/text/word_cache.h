@@ -10,16 +10,9 @@
 #include <string_view>
 #include <vector>
 
-namespace emlab::text {
+#include "emlab/hash.h"
 
-inline uint64_t mix64(uint64_t k) {
-  k ^= k >> 33;
-  k *= 0xff51afd7ed558ccdULL;
-  k ^= k >> 33;
-  k *= 0xc4ceb9fe1a85ec53ULL;
-  k ^= k >> 33;
-  return k;
-}
+namespace emlab::text {
 
 // 64-bit key -> value, filled once then read concurrently. The key ~0 is reserved.
 template <typename V>
@@ -40,6 +33,16 @@ class FlatMap64 {
         keys_[i] = key;
         values_[i] = value;
         return true;
+      }
+    }
+  }
+  // Inserts, or replaces the value of an existing key.
+  void assign(uint64_t key, const V& value) {
+    for (size_t i = mix64(key) & mask_;; i = (i + 1) & mask_) {
+      if (keys_[i] == key || keys_[i] == kEmpty) {
+        keys_[i] = key;
+        values_[i] = value;
+        return;
       }
     }
   }

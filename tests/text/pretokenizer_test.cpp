@@ -3,6 +3,7 @@
 // whitespace and newlines, non-ASCII letters and numbers, malformed UTF-8).
 #include <gtest/gtest.h>
 
+#include <deque>
 #include <random>
 
 #include "text/pretokenizer.h"
@@ -47,6 +48,67 @@ void compare(const std::string& name) {
 TEST(PreTokenizerFast, Gpt2MatchesPcre2) { compare("gpt2"); }
 TEST(PreTokenizerFast, Qwen2MatchesPcre2) { compare("qwen2"); }
 TEST(PreTokenizerFast, Llama3MatchesPcre2) { compare("llama3"); }
+
+// Pieces of the general pre-tokenizer, with "^" marking a piece that begins the input.
+std::vector<std::string> pieces(const text::PreTokenizer& pre, const std::string& s, bool at_start = true) {
+  std::deque<std::string> arena;
+  std::vector<text::PreToken> out;
+  pre.pre_tokenize(s, at_start, &arena, &out);
+  std::vector<std::string> result;
+  for (const auto& p : out) result.push_back((p.at_start ? "^" : "") + std::string(p.text));
+  return result;
+}
+
+using Strings = std::vector<std::string>;
+
+TEST(PreTokenizerSteps, SplitBehaviours) {
+  auto with = [](text::SplitBehavior b, bool invert, const std::string& regex = "\\d") {
+    text::PreTokenizer pre;
+    pre.add_split(regex, "test", b, invert);
+    return pre;
+  };
+  using B = text::SplitBehavior;
+  // Matches "1", "2", "3" in "a12b3": as tokenizers' SplitDelimiterBehavior describes.
+  EXPECT_EQ(pieces(with(B::Isolated, false), "a12b3"), (Strings{"^a", "1", "2", "b", "3"}));
+  EXPECT_EQ(pieces(with(B::Removed, false), "a12b3"), (Strings{"^a", "b"}));
+  EXPECT_EQ(pieces(with(B::MergedWithPrevious, false), "a12b3"), (Strings{"^a1", "2", "b3"}));
+  EXPECT_EQ(pieces(with(B::MergedWithNext, false), "a12b3"), (Strings{"^a", "1", "2b", "3"}));
+  EXPECT_EQ(pieces(with(B::Contiguous, false), "a12b3"), (Strings{"^a", "12", "b", "3"}));
+  // invert: the text between matches is what is matched.
+  EXPECT_EQ(pieces(with(B::Removed, true), "a12b3"), (Strings{"1", "2", "3"}));
+  EXPECT_EQ(pieces(with(B::MergedWithPrevious, true), "a12b3"), (Strings{"^a", "1", "2b", "3"}));
+  EXPECT_FALSE(with(B::Removed, false).simple());
+  EXPECT_TRUE(with(B::Isolated, false).simple());
+  // A removed first piece: what follows does not begin the input.
+  EXPECT_EQ(pieces(with(B::Removed, false), "1ab"), (Strings{"ab"}));
+  EXPECT_EQ(pieces(with(B::Isolated, false), "ab", /*at_start=*/false), (Strings{"ab"}));
+}
+
+TEST(PreTokenizerSteps, MetaspaceAndByteLevel) {
+  const std::string m = "\xE2\x96\x81";  // ▁
+  text::PreTokenizer always, first, never, whole;
+  always.add_metaspace(m, text::PrependScheme::Always, true);
+  first.add_metaspace(m, text::PrependScheme::First, true);
+  never.add_metaspace(m, text::PrependScheme::Never, true);
+  whole.add_metaspace(m, text::PrependScheme::Always, false);
+  EXPECT_EQ(pieces(always, "hi  there"), (Strings{"^" + m + "hi", m, m + "there"}));
+  EXPECT_EQ(pieces(always, m + "hi"), (Strings{"^" + m + "hi"}));  // already starts with ▁
+  EXPECT_EQ(pieces(first, "hi", /*at_start=*/false), (Strings{"hi"}));
+  EXPECT_EQ(pieces(first, "hi"), (Strings{"^" + m + "hi"}));
+  EXPECT_EQ(pieces(never, "hi there"), (Strings{"^hi", m + "there"}));
+  EXPECT_EQ(pieces(whole, "hi there"), (Strings{"^" + m + "hi" + m + "there"}));
+  // ByteLevel after a split puts its space before every piece (not only the first).
+  text::PreTokenizer prefix;
+  prefix.add_split("\\d+", "test", text::SplitBehavior::Isolated, false);
+  prefix.add_byte_level(/*add_prefix_space=*/true, /*use_regex=*/false);
+  EXPECT_FALSE(prefix.simple());
+  EXPECT_EQ(pieces(prefix, "ab12 c"), (Strings{"^ ab", " 12", " c"}));
+  EXPECT_EQ(prefix.patterns(), (Strings{"\\d+"}));
+  text::PreTokenizer leading;  // ByteLevel first: one space before the whole text, the fast path
+  leading.add_byte_level(true, true);
+  EXPECT_TRUE(leading.simple());
+  EXPECT_TRUE(leading.prefix_space());
+}
 
 TEST(PreTokenizerFast, OtherPatternsUseTheRegexEngine) {
   EXPECT_EQ(text::fast_split_for("\\p{N}+"), FastSplit::None);
