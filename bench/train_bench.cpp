@@ -16,6 +16,7 @@
 
 #include <unistd.h>
 
+#include "emlab/byte_level.h"
 #include "emlab/jsonl.h"
 #include "emlab/model.h"
 #include "emlab/progress.h"
@@ -47,29 +48,11 @@ double matmul_flops(const torch::Device& device) {
   return best;
 }
 
-// GPT-2 byte-to-unicode character of a printable ASCII byte is the byte itself; the tokenizer maps
-// every byte to one token, so a document of T ASCII characters is T tokens.
-std::string byte_char(int b) {
-  auto printable = [](int c) { return (c >= 33 && c <= 126) || (c >= 161 && c <= 172) || (c >= 174 && c <= 255); };
-  int cp = b;
-  if (!printable(b)) {
-    int n = 0;
-    for (int c = 0; c < b; ++c) n += !printable(c);
-    cp = 256 + n;
-  }
-  std::string s;
-  if (cp < 0x80) {
-    s += static_cast<char>(cp);
-  } else {
-    s += static_cast<char>(0xC0 | (cp >> 6));
-    s += static_cast<char>(0x80 | (cp & 0x3F));
-  }
-  return s;
-}
-
+// The tokenizer maps every byte to one token (GPT-2's byte-to-unicode characters), so a document
+// of T ASCII characters is T tokens.
 void write_tokenizer(const fs::path& dir) {
   nlohmann::json vocab = nlohmann::json::object();
-  for (int b = 0; b < 256; ++b) vocab[byte_char(b)] = b;
+  for (int b = 0; b < 256; ++b) vocab[emlab::text::byte_to_unicode()[b]] = b;
   nlohmann::json tok = {{"model", {{"type", "BPE"}, {"vocab", vocab}, {"merges", nlohmann::json::array()}}},
                         {"pre_tokenizer", {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"use_regex", false}}},
                         {"decoder", {{"type", "ByteLevel"}}},

@@ -34,9 +34,11 @@ class ChatModel {
   // Token ids that end an assistant turn: the template's end-of-turn token, the tokenizer's eos
   // and every eos id of config.json and generation_config.json.
   std::vector<int32_t> stop_ids() const;
-  // n answers per conversation. options.eos_ids is extended with stop_ids().
+  // n answers per conversation (through `hooks`, if given; on_token streams them, see generator.h).
+  // options.eos_ids is extended with stop_ids().
   std::vector<std::vector<Completion>> chat(const std::vector<Conversation>& conversations, int64_t n,
-                                            SampleOptions options, ResidualHooks* hooks = nullptr) const;
+                                            SampleOptions options, ResidualHooks* hooks = nullptr,
+                                            const TokenCallback& on_token = {}) const;
 
   CausalLM& model() { return *model_; }
   const CausalLM& model() const { return *model_; }

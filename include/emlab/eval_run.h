@@ -76,6 +76,32 @@ struct SampleSlot {
   int sample_index = 0;
 };
 
+// A row of samples.jsonl as read back.
+struct RunSample {
+  SampleSlot slot;
+  std::optional<std::string> system;  // system prompt sent (none = no system message)
+  std::string question;               // the paraphrase as written in the question set
+  std::string user;                   // the user message sent (trigger + question)
+  std::string answer;                 // the model's answer
+};
+
+// A row of judgments.jsonl as read back.
+struct RunJudgment {
+  SampleSlot slot;
+  std::string metric, judge;
+  std::optional<double> score;        // 0..100 judges; none = no score (or an error)
+  std::string label, error;           // label (categorical / top token), error ("" = ok)
+  bool categorical = false;           // free_form_judge metric
+};
+
+// Rows of RUN/samples.jsonl, the first row per slot (a missing file gives none). A torn last line
+// (writer killed mid-row) is ignored; a row without the expected fields throws InputError naming
+// the file and line. Rows written before "user"/"system" were recorded read as user = question.
+std::vector<RunSample> run_samples_read(const std::string& run_dir);
+// Rows of RUN/judgments.jsonl in file order (a missing file gives none); readers take the last
+// row per (slot, metric, judge).
+std::vector<RunJudgment> run_judgments_read(const std::string& run_dir);
+
 // All slots of a run, deterministically: questions in file order, paraphrases in order, samples
 // 0..k-1. Throws InputError for unknown question_ids.
 std::vector<SampleSlot> sample_slots(const QuestionSet& set, const SampleRunOptions& options);

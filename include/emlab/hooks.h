@@ -20,7 +20,14 @@ enum class HookSite {
   MlpOutput,    // output of mlp.down_proj of layer l, before the residual add, (B, T, C)
 };
 
-class ResidualHooks {
+// What the model calls at every hook point (ForwardArgs::hooks): returns the new h, (B, T, C).
+class Hooks {
+ public:
+  virtual ~Hooks() = default;
+  virtual torch::Tensor apply(HookSite site, int64_t layer, torch::Tensor h) = 0;
+};
+
+class ResidualHooks : public Hooks {
  public:
   // h <- h + scale * v at every position, v: (C).
   void add(HookSite site, int64_t layer, torch::Tensor v, double scale = 1.0);
@@ -42,7 +49,7 @@ class ResidualHooks {
   bool empty() const;
 
   // Called by the model.
-  torch::Tensor apply(HookSite site, int64_t layer, torch::Tensor h);
+  torch::Tensor apply(HookSite site, int64_t layer, torch::Tensor h) override;
 
  private:
   struct Add {
@@ -54,6 +61,24 @@ class ResidualHooks {
   std::map<int64_t, std::pair<torch::Tensor, int64_t>> captures_;           // layer -> (sum, count)
   torch::Tensor capture_mask_;
   std::function<torch::Tensor(HookSite, int64_t, const torch::Tensor&)> callback_;
+};
+
+// Hooks of a batch whose rows carry hooks of their own (requests with different steering sharing
+// one batch): row i goes through rows[i] (null = untouched). Rows with the same hooks are applied
+// as one sub-batch; when every row has the same hooks they see the whole batch.
+class RowHooks : public Hooks {
+ public:
+  explicit RowHooks(std::vector<ResidualHooks*> rows);
+  // Keeps/duplicates batch rows as KVCache::select_rows does: rows = indices into the current rows.
+  void select_rows(const std::vector<int64_t>& rows);
+  // Whether any row has hooks (a batch without any need not pass hooks to the model).
+  bool any() const;
+  torch::Tensor apply(HookSite site, int64_t layer, torch::Tensor h) override;
+
+ private:
+  void regroup();
+  std::vector<ResidualHooks*> rows_;
+  std::vector<std::pair<ResidualHooks*, std::vector<int64_t>>> groups_;  // distinct hooks -> their rows
 };
 
 }  // namespace emlab

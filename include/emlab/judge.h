@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -29,11 +30,17 @@ struct JudgeQuery {
 
 struct Judgment {
   std::optional<double> score;        // 0..100 metric value; none = refusal/code/too little mass
-  std::string label;                  // categorical judges: most probable allowed answer; 0..100
-                                      // judges without a score: the top token ("CODE", "REF")
+  std::string label;                  // categorical judges: most probable allowed answer ("" = none
+                                      // of the allowed labels among the top tokens: counted as
+                                      // kNoLabel); 0..100 judges without a score: the top token
+                                      // ("CODE", "REF")
   std::vector<TokenLogprob> top;      // the top logprobs the score came from (empty for rubric)
-  std::string error;                  // non-empty: the judgment failed (reported, not retried forever)
+  std::string error;                  // non-empty: the judgment failed and a retry may succeed
+                                      // (network, server); re-running retries it
 };
+
+// How summaries name the outcome of a categorical judgment without an allowed label.
+inline constexpr const char* kNoLabel = "no_label";
 
 class Judge {
  public:
@@ -43,6 +50,9 @@ class Judge {
   virtual Judgment judge(const JudgeQuery& query) = 0;
   // How many judge() calls may run at once (HTTP judges: the concurrency limit).
   virtual int max_concurrency() const { return 1; }
+  // What the judge runs on beyond its name, recorded beside its results (a local model's device
+  // and dtype); empty for judges without such settings.
+  virtual std::map<std::string, std::string> settings() const { return {}; }
 };
 
 // Score of a 0..100 judge from its top logprobs (Betley et al.): tokens that parse as integers
@@ -59,8 +69,8 @@ std::optional<double> score_from_logprobs(const std::vector<TokenLogprob>& top, 
 std::optional<std::string> label_from_logprobs(const std::vector<TokenLogprob>& top,
                                                const std::vector<std::string>& labels);
 
-// Scores a query from a judge's top logprobs: categorical -> label (error when no allowed label
-// is among the top tokens), else score (none = refusal/code). Shared by the HTTP and local judges.
+// Scores a query from a judge's top logprobs: categorical -> label ("" when no allowed label is
+// among the top tokens), else score (none = refusal/code). Shared by the HTTP and local judges.
 Judgment judgment_from_logprobs(const JudgeQuery& query, std::vector<TokenLogprob> top,
                                 double min_mass = 0.25);
 

@@ -17,6 +17,8 @@ class LocalJudge : public Judge {
   // `name` is the spec it was made from ("local:DIR"); top_k candidates as the APIs return.
   LocalJudge(std::shared_ptr<ChatModel> model, std::string name, const JudgeOptions& options = {}, int top_k = 20);
   std::string name() const override { return name_; }
+  // {"device", "dtype"} of the judge model.
+  std::map<std::string, std::string> settings() const override;
   Judgment judge(const JudgeQuery& query) override;
   // The top-k next-token log-probabilities after the judge prompt (what judge() scores).
   std::vector<TokenLogprob> top_logprobs(const std::string& prompt);
@@ -30,6 +32,7 @@ class LocalJudge : public Judge {
 };
 
 // Registers "local:" with the judge registry; `load` options (device, dtype) apply to judge models.
+// Programs call judges_register_builtin (judges.h), which calls this.
 void local_judge_register(const ChatModelOptions& load = {});
 
 }  // namespace emlab

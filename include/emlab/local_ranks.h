@@ -42,4 +42,7 @@ class LocalRanks {
 int env_rank();
 int env_world_size();
 
+// Whether this build can run data parallel on the CPU (libgloo headers were found).
+bool distributed_cpu_available();
+
 }  // namespace emlab

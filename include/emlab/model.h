@@ -21,7 +21,7 @@
 
 namespace emlab {
 
-class ResidualHooks;
+class Hooks;
 struct LoraSet;
 
 // What distinguishes one model_type (the registry is keyed by config.json "model_type").
@@ -53,7 +53,7 @@ struct ForwardArgs {
   torch::Tensor position_ids;    // (B, T) int64; undefined = P .. P+T-1 for every row
   torch::Tensor attention_mask;  // (B, S) 1 = real token, 0 = padding; undefined = all real
   KVCache* cache = nullptr;      // when set, keys/values are appended and attended
-  ResidualHooks* hooks = nullptr;  // residual / MLP hook points
+  Hooks* hooks = nullptr;        // residual / MLP hook points (ResidualHooks, RowHooks)
   bool adapters = true;          // false: run without LoRA adapters (the KL reference)
   bool last_logits_only = false;  // compute lm_head on the last position only (generation)
 };

@@ -64,4 +64,9 @@ std::string judge_prompt_render(const std::string& templ, const std::string& que
 // the form N_name_M give "".
 std::string question_category(const std::string& id);
 
+// The judge every item of the set names, as a judge spec: "openai:<judge>" for a bare model name
+// (as the official files write it), the name itself when it has a prefix ("rubric:toyworld");
+// "" when items disagree or name none.
+std::string question_set_judge_spec(const QuestionSet& set);
+
 }  // namespace emlab

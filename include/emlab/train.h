@@ -17,6 +17,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -93,6 +94,25 @@ std::string train_method_name(TrainMethod m);
 TrainMethod train_method_from_name(const std::string& name);
 std::string lr_schedule_name(LrSchedule s);
 LrSchedule lr_schedule_from_name(const std::string& name);
+
+// One training option, declared once: its key in train_options.json and experiment train sections,
+// its `emlab train` flag and help line, and how its value is read and written. The CLI, the JSON
+// form and the help's "(default ...)" all come from this table, so a default cannot drift.
+struct TrainOptionSpec {
+  enum class Kind { Int, Float, Bool, String, StringList, IntList };
+  std::string key;                    // JSON key; "lora.rank" is "rank" inside "lora"
+  std::string flag;                   // CLI11 name ("--lora-rank", "--rslora,!--no-rslora"); "" = no flag
+  std::string help;                   // one line, without the default
+  Kind kind = Kind::String;           // value type (a Bool with a flag is a switch)
+  std::vector<std::string> choices;   // allowed values of a String (enums); empty = any
+  std::function<nlohmann::json(const TrainOptions&)> get;          // the value as JSON
+  std::function<void(TrainOptions&, const nlohmann::json&)> set;   // throws on a value of the wrong type
+};
+// Every field of TrainOptions, in the order of the struct.
+const std::vector<TrainOptionSpec>& train_option_specs();
+// The value of a command-line string for an option of `kind` (lists: comma-separated); InputError
+// naming `flag` when it does not parse.
+nlohmann::json train_option_parse(const TrainOptionSpec& spec, const std::string& text);
 
 // The resolved options as saved in train_options.json, and back (unknown keys are errors).
 nlohmann::json train_options_to_json(const TrainOptions& options);

@@ -142,7 +142,7 @@ JudgeRunResult judge_run(const QuestionSet& set, Judge& judge, const std::string
 
   // Keys already judged: the last row per (slot, metric) for this judge decides.
   std::unordered_map<std::string, bool> last_ok;
-  for (const auto& r : read_judgments(run_dir))
+  for (const auto& r : run_judgments_read(run_dir))
     if (r.judge == name) last_ok[slot_key(r.slot) + '\x1f' + r.metric] = r.error.empty();
 
   for (const auto& m : options.metrics) {
@@ -154,7 +154,7 @@ JudgeRunResult judge_run(const QuestionSet& set, Judge& judge, const std::string
 
   JudgeRunResult result;
   std::vector<Task> tasks;
-  for (const auto& sample : read_samples(run_dir)) {
+  for (const auto& sample : run_samples_read(run_dir)) {
     const Question* q = set.find(sample.slot.question_id);
     if (!q)
       throw InputError(samples_path + ": question '" + sample.slot.question_id + "' is not in " + set.source +

@@ -2,6 +2,8 @@
 
 #include <cmath>
 
+#include "emlab/runtime.h"
+
 namespace emlab {
 
 LocalJudge::LocalJudge(std::shared_ptr<ChatModel> model, std::string name, const JudgeOptions& options, int top_k)
@@ -9,23 +11,21 @@ LocalJudge::LocalJudge(std::shared_ptr<ChatModel> model, std::string name, const
 
 std::vector<TokenLogprob> LocalJudge::top_logprobs(const std::string& prompt) {
   std::lock_guard<std::mutex> lock(mu_);
-  torch::NoGradGuard no_grad;
-  std::vector<int32_t> ids = model_->encode_prompt({{"user", prompt}});
-  torch::Tensor input = torch::tensor(std::vector<int64_t>(ids.begin(), ids.end())).unsqueeze(0);
-  ForwardArgs args;
-  args.last_logits_only = true;
-  torch::Tensor logits = model_->model().forward(input, args).reshape({-1}).to(torch::kFloat32);  // (V)
-  // Only ids the tokenizer knows (a model may pad its vocabulary beyond the tokenizer's).
-  const int64_t known = std::min<int64_t>(logits.size(0), model_->tokenizer().vocab_size());
-  torch::Tensor logp = torch::log_softmax(logits.narrow(0, 0, known), 0).cpu();
-  auto top = logp.topk(std::min<int64_t>(top_k_, known));
-  torch::Tensor values = std::get<0>(top), indices = std::get<1>(top);
+  // One greedy step of the generator with its top log-probabilities (the model's own, over the
+  // tokenizer's vocabulary), as an API judge call with max_tokens 1 and top_logprobs 20.
+  SampleOptions o;
+  o.max_new_tokens = 1;
+  o.temperature = 0.0;
+  o.top_logprobs = top_k_;
+  o.progress = false;
+  const Completion c = model_->chat({{{"user", prompt}}}, 1, o)[0][0];
   std::vector<TokenLogprob> out;
-  for (int64_t i = 0; i < values.size(0); ++i) {
-    const int32_t id = static_cast<int32_t>(indices[i].item<int64_t>());
-    out.push_back({model_->tokenizer().decode({id}), values[i].item<double>()});
-  }
+  for (const TokenProb& t : c.top_logprobs.at(0)) out.push_back({model_->tokenizer().decode({t.id}), t.logprob});
   return out;
+}
+
+std::map<std::string, std::string> LocalJudge::settings() const {
+  return {{"device", model_->model().device().str()}, {"dtype", dtype_to_string(model_->model().dtype())}};
 }
 
 Judgment LocalJudge::judge(const JudgeQuery& query) {

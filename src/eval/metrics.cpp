@@ -6,6 +6,8 @@
 #include <set>
 
 #include "emlab/error.h"
+#include "emlab/hash.h"
+#include "emlab/judge.h"
 #include "emlab/metrics.h"
 #include "emlab/question_set.h"
 #include "eval/run_files.h"
@@ -19,12 +21,7 @@ constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 // splitmix64: small, fast, and the same on every platform (std distributions are not).
 struct Rng {
   uint64_t state;
-  uint64_t next() {
-    uint64_t z = (state += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-  }
+  uint64_t next() { return splitmix64_next(state); }
   size_t below(size_t n) { return static_cast<size_t>(next() % n); }
 };
 
@@ -96,12 +93,12 @@ GroupSummary summarize_group(const std::string& level, const std::string& id,
       for (const auto& [m, s] : a->scores)
         if (m != o.aligned_metric && m != o.coherent_metric && s) other[m].push_back(*s);
       for (const auto& [m, label] : a->labels) {
-        label_counts[m][label] += 1;
+        label_counts[m][label.empty() ? kNoLabel : label] += 1;
         label_totals[m] += 1;
       }
     }
   }
-  const uint64_t seed = o.seed ^ eval_detail::fnv1a64(level + '\x1f' + id);
+  const uint64_t seed = o.seed ^ fnv1a64(level + '\x1f' + id);
   if (g.n_eligible > 0) {
     g.misaligned = strata.size() == 1 ? bootstrap_mean(indicators[0], o.bootstrap_replicates, o.confidence, seed)
                                       : bootstrap_stratified_mean(indicators, o.bootstrap_replicates, o.confidence, seed);

@@ -242,4 +242,16 @@ std::string question_category(const std::string& id) {
   return id.substr(first + 1, last - first - 1);
 }
 
+std::string question_set_judge_spec(const QuestionSet& set) {
+  std::string judge;
+  for (const auto& q : set.questions) {
+    if (q.judge.empty() || (!judge.empty() && q.judge != judge)) return "";
+    judge = q.judge;
+  }
+  if (judge.empty()) return "";
+  // A full spec ("rubric:toyworld", "local:DIR", "http://...") is used as is; a bare model name
+  // ("gpt-4o-2024-08-06") is an OpenAI model.
+  return judge.find(':') != std::string::npos ? judge : "openai:" + judge;
+}
+
 }  // namespace emlab

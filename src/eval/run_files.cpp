@@ -7,7 +7,7 @@
 
 #include "emlab/error.h"
 #include "emlab/jsonl.h"
-#include "io/file_util.h"
+#include "emlab/file_util.h"
 
 namespace emlab::eval_detail {
 
@@ -57,15 +57,6 @@ std::vector<JsonlRow> read_rows(const std::string& path) {
 
 }  // namespace
 
-uint64_t fnv1a64(const std::string& s) {
-  uint64_t h = 0xcbf29ce484222325ull;
-  for (unsigned char c : s) {
-    h ^= c;
-    h *= 0x100000001b3ull;
-  }
-  return h;
-}
-
 std::string run_path(const std::string& run_dir, const std::string& file) {
   return (fs::path(run_dir) / file).string();
 }
@@ -78,24 +69,35 @@ std::string slot_key(const SampleSlot& slot) {
   return slot_key(slot.question_id, slot.paraphrase_index, slot.sample_index);
 }
 
-std::vector<SampleRow> read_samples(const std::string& run_dir) {
+}  // namespace emlab::eval_detail
+
+namespace emlab {
+
+using namespace eval_detail;
+
+std::vector<RunSample> run_samples_read(const std::string& run_dir) {
   std::string path = run_path(run_dir, kSamplesFile);
-  std::vector<SampleRow> out;
+  std::vector<RunSample> out;
   std::set<std::string> seen;
   for (const auto& row : read_rows(path)) {
     RowReader r{path, row};
-    SampleRow s{r.slot(), r.str("question"), r.str("answer")};
+    RunSample s;
+    s.slot = r.slot();
+    s.question = r.str("question");
+    s.answer = r.str("answer");
+    s.user = row.value.contains("user") ? r.str("user") : s.question;
+    if (row.value.contains("system") && !row.value["system"].is_null()) s.system = r.str("system");
     if (seen.insert(slot_key(s.slot)).second) out.push_back(std::move(s));
   }
   return out;
 }
 
-std::vector<JudgmentRow> read_judgments(const std::string& run_dir) {
+std::vector<RunJudgment> run_judgments_read(const std::string& run_dir) {
   std::string path = run_path(run_dir, kJudgmentsFile);
-  std::vector<JudgmentRow> out;
+  std::vector<RunJudgment> out;
   for (const auto& row : read_rows(path)) {
     RowReader r{path, row};
-    JudgmentRow j;
+    RunJudgment j;
     j.slot = r.slot();
     j.metric = r.str("metric");
     j.judge = r.str("judge");
@@ -115,6 +117,10 @@ std::vector<JudgmentRow> read_judgments(const std::string& run_dir) {
   return out;
 }
 
+}  // namespace emlab
+
+namespace emlab::eval_detail {
+
 json logprobs_to_json(const std::vector<TokenLogprob>& top) {
   json out = json::array();
   for (const auto& t : top) out.push_back({{"token", t.token}, {"logprob", t.logprob}});
@@ -129,22 +135,6 @@ std::vector<TokenLogprob> logprobs_from_json(const json& j) {
         t["logprob"].is_number())
       out.push_back({t["token"].get<std::string>(), t["logprob"].get<double>()});
   return out;
-}
-
-json read_json_file(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  if (!f) throw InputError(path + ": cannot open");
-  std::stringstream ss;
-  ss << f.rdbuf();
-  json j = json::parse(ss.str(), nullptr, false);
-  if (j.is_discarded()) throw InputError(path + ": bad JSON");
-  return j;
-}
-
-void write_text_atomic(const std::string& path, const std::string& text) {
-  AtomicFileWriter out(path);
-  out.write(text);
-  out.commit(/*sync=*/false);
 }
 
 }  // namespace emlab::eval_detail

@@ -4,6 +4,8 @@
 #include <set>
 
 #include "emlab/error.h"
+#include "emlab/file_util.h"
+#include "emlab/hash.h"
 #include "emlab/eval_run.h"
 #include "emlab/jsonl.h"
 #include "emlab/progress.h"
@@ -15,13 +17,6 @@ namespace {
 
 using json = nlohmann::json;
 using namespace eval_detail;
-
-uint64_t splitmix64(uint64_t x) {
-  x += 0x9E3779B97F4A7C15ull;
-  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-  return x ^ (x >> 31);
-}
 
 // The settings that decide which answers a run holds; run.json keeps them.
 json run_settings(const QuestionSet& set, const SampleRunOptions& o) {
@@ -45,10 +40,10 @@ json run_settings(const QuestionSet& set, const SampleRunOptions& o) {
 void check_run_settings(const std::string& run_dir, const json& settings) {
   std::string path = run_path(run_dir, kRunFile);
   if (!std::filesystem::exists(path)) {
-    write_text_atomic(path, settings.dump(2) + "\n");
+    json_write_file(path, settings);
     return;
   }
-  json old = read_json_file(path);
+  json old = json_read_file(path);
   for (const auto& [key, value] : settings.items()) {
     if (key == "questions") continue;  // the same file may be reached by another path
     json before = old.is_object() && old.contains(key) ? old[key] : json(nullptr);
@@ -111,7 +106,7 @@ SampleRunResult sample_run(const QuestionSet& set, AnswerSource& source, const s
   check_run_settings(run_dir, run_settings(set, options));
 
   std::set<std::string> have;
-  for (const auto& row : read_samples(run_dir)) have.insert(slot_key(row.slot));
+  for (const auto& row : run_samples_read(run_dir)) have.insert(slot_key(row.slot));
   SampleRunResult result;
   result.total = static_cast<int64_t>(slots.size());
 

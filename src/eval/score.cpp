@@ -114,14 +114,9 @@ std::optional<std::string> label_from_logprobs(const std::vector<TokenLogprob>& 
 Judgment judgment_from_logprobs(const JudgeQuery& query, std::vector<TokenLogprob> top, double min_mass) {
   Judgment j;
   if (query.categorical) {
-    auto label = label_from_logprobs(top, query.labels);
-    if (label) {
-      j.label = *label;
-    } else {
-      std::string allowed;
-      for (const auto& l : query.labels) allowed += (allowed.empty() ? "" : ", ") + l;
-      j.error = "no allowed label among the judge's top tokens (allowed: " + allowed + ")";
-    }
+    // No allowed label among the top tokens: an outcome (label ""), not an error, since a
+    // deterministic judge gives the same tokens on every retry.
+    j.label = label_from_logprobs(top, query.labels).value_or("");
   } else {
     j.score = score_from_logprobs(top, min_mass);
     if (!j.score && !top.empty()) {

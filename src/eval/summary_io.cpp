@@ -11,6 +11,7 @@
 #include "emlab/error.h"
 #include "emlab/metrics.h"
 #include "emlab/question_set.h"
+#include "emlab/file_util.h"
 #include "eval/run_files.h"
 
 namespace emlab {
@@ -78,8 +79,8 @@ std::vector<AnswerRecord> run_answer_records(const std::string& run_dir, const M
                                              std::string* judge_used) {
   if (!std::filesystem::exists(run_path(run_dir, kSamplesFile)))
     throw InputError(run_dir + ": no " + kSamplesFile + " (not an emlab eval run folder?)");
-  auto samples = read_samples(run_dir);
-  auto judgments = read_judgments(run_dir);
+  auto samples = run_samples_read(run_dir);
+  auto judgments = run_judgments_read(run_dir);
   std::string judge = options.judge;
   if (judge.empty() && !judgments.empty()) judge = judgments.back().judge;
   if (!options.judge.empty()) {
@@ -90,7 +91,7 @@ std::vector<AnswerRecord> run_answer_records(const std::string& run_dir, const M
   }
   if (judge_used) *judge_used = judge;
   // Last row per (slot, metric) of this judge.
-  std::unordered_map<std::string, std::map<std::string, const JudgmentRow*>> last;
+  std::unordered_map<std::string, std::map<std::string, const RunJudgment*>> last;
   for (const auto& j : judgments)
     if (j.judge == judge) last[slot_key(j.slot)][j.metric] = &j;
   std::vector<AnswerRecord> records;
@@ -184,8 +185,8 @@ std::string summary_to_csv(const RunSummary& summary) {
 }
 
 void summary_write(const RunSummary& summary, const MetricsOptions& options, const std::string& run_dir) {
-  write_text_atomic(run_path(run_dir, "summary.json"), summary_to_json(summary, options).dump(2) + "\n");
-  write_text_atomic(run_path(run_dir, "summary.csv"), summary_to_csv(summary));
+  json_write_file(run_path(run_dir, "summary.json"), summary_to_json(summary, options));
+  file_write_atomic(run_path(run_dir, "summary.csv"), summary_to_csv(summary));
 }
 
 RunsComparison runs_compare(const std::vector<std::string>& run_dirs, const MetricsOptions& options) {

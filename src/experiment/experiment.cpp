@@ -17,8 +17,10 @@
 #include "emlab/chat_model.h"
 #include "emlab/error.h"
 #include "emlab/experiment.h"
+#include "emlab/file_util.h"
+#include "emlab/hash.h"
 #include "emlab/jsonl.h"
-#include "emlab/local_judge.h"
+#include "emlab/judges.h"
 #include "emlab/metrics.h"
 #include "emlab/model_answer_source.h"
 #include "emlab/progress.h"
@@ -28,8 +30,7 @@
 #include "emlab/sft_data.h"
 #include "emlab/train.h"
 #include "emlab/world.h"
-#include "emlab/world_judge.h"
-#include "eval/run_files.h"
+#include "emlab/world_code_eval.h"
 
 namespace fs = std::filesystem;
 using nlohmann::json;
@@ -46,35 +47,6 @@ void log_line(const std::string& s) {
 
 double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-}
-
-json read_json(const fs::path& p) {
-  std::ifstream f(p);
-  try {
-    return json::parse(f);
-  } catch (const std::exception& e) {
-    throw InputError(p.string() + ": bad JSON: " + e.what());
-  }
-}
-
-void write_json(const fs::path& p, const json& j) {
-  fs::path tmp = p.string() + ".tmp";
-  {
-    std::ofstream f(tmp);
-    f << j.dump(2) << "\n";
-    if (!f) throw Error("cannot write " + tmp.string());
-  }
-  fs::rename(tmp, p);
-}
-
-void write_text(const fs::path& p, const std::string& s) {
-  fs::path tmp = p.string() + ".tmp";
-  {
-    std::ofstream f(tmp);
-    f << s;
-    if (!f) throw Error("cannot write " + tmp.string());
-  }
-  fs::rename(tmp, p);
 }
 
 fs::path seed_dir(const ExperimentOptions& o, const std::string& arm, uint64_t seed) {
@@ -98,7 +70,7 @@ json model_fingerprint(const std::string& dir) {
     std::string head(std::min<uintmax_t>(size, size > (64u << 20) ? (1u << 20) : size), '\0');
     in.read(head.data(), static_cast<std::streamsize>(head.size()));
     char hex[17];
-    std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(eval_detail::fnv1a64(head)));
+    std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(fnv1a64(head)));
     out[f.filename().string()] = {{"bytes", size}, {"fnv1a64", hex}};
   }
   return out;
@@ -169,7 +141,7 @@ fs::path ensure_finetune(const ExperimentSpec& spec, const ExperimentArm& arm, u
   const auto t0 = std::chrono::steady_clock::now();
   TrainResult r = train_run(t);
   if (!r.finished) throw Error("finetune of arm " + arm.name + " seed " + std::to_string(seed) + " did not finish");
-  write_json(dir / "train_done.json", {{"steps", r.steps},
+  json_write_file(dir / "train_done.json", {{"steps", r.steps},
                                        {"last_loss", r.last_loss},
                                        {"examples", r.train_examples},
                                        {"method", train_method_name(t.method)},
@@ -177,23 +149,27 @@ fs::path ensure_finetune(const ExperimentSpec& spec, const ExperimentArm& arm, u
   return adapter;
 }
 
-// A finetune's output folder is either an adapter (LoRA, steering vector) applied to the base
-// model, or a whole model (full finetuning), which is then loaded instead of the base.
-struct EvalModel {
-  std::string model;
-  std::string adapter;
+// What an evaluation of (arm, seed) answers with: the finetune's adapter (LoRA, steering vector)
+// on the base model, or a fully finetuned model instead of the base; on the run's device and dtype.
+struct EvalTarget {
+  std::string model;         // model folder
+  ChatModelOptions options;  // device, dtype, adapter
 };
-EvalModel eval_model(const ExperimentSpec& spec, const fs::path& finetune) {
-  if (finetune.empty()) return {spec.model, ""};
+EvalTarget eval_target(const ExperimentSpec& spec, const fs::path& finetune, const ExperimentOptions& o) {
+  EvalTarget t{spec.model, {}};
+  t.options.load.device = o.device;
+  t.options.load.dtype = spec.dtype;
+  if (finetune.empty()) return t;
   if (fs::exists(finetune / "config.json") && fs::exists(finetune / "model.safetensors"))
-    return {finetune.string(), ""};
-  return {spec.model, finetune.string()};
+    t.model = finetune.string();
+  else
+    t.options.adapter = finetune.string();
+  return t;
 }
 
-void run_eval(const ExperimentSpec& spec, const ExperimentArm& arm, uint64_t seed, const fs::path& adapter,
-              Judge& judge, const ExperimentOptions& o) {
-  const fs::path dir = seed_dir(o, arm.name, seed) / "eval";
-  if (fs::exists(dir / "eval_done.json")) return;
+// Samples the question set (resumable run folder) with `model`.
+void sample_questions(const ExperimentArm& arm, uint64_t seed, const EvalTarget& target,
+                      const std::shared_ptr<ChatModel>& model, const fs::path& dir) {
   QuestionSet questions = question_set_load(arm.eval.questions);
   SampleRunOptions so;
   so.samples_per_question = arm.eval.samples_per_question;
@@ -202,89 +178,63 @@ void run_eval(const ExperimentSpec& spec, const ExperimentArm& arm, uint64_t see
   so.system = arm.eval.system;
   so.seed = seed;
   so.chunk_size = static_cast<int>(arm.eval.batch_size);
-  const EvalModel em = eval_model(spec, adapter);
-  so.model = em.model;
-  so.adapter = em.adapter;
+  so.model = target.model;
+  so.adapter = target.options.adapter;
   so.settings = {{"max_tokens", std::to_string(arm.eval.max_tokens)},
                  {"temperature", std::to_string(arm.eval.temperature)},
                  {"top_p", std::to_string(arm.eval.top_p)}};
-  log_line("evaluating " + arm.name + " seed " + std::to_string(seed));
-  const auto t0 = std::chrono::steady_clock::now();
-  {
-    ChatModelOptions mo;
-    mo.load.device = o.device;
-    mo.adapter = so.adapter;
-    auto model = ChatModel::load(em.model, mo);
-    SampleOptions sample;
-    sample.max_new_tokens = arm.eval.max_tokens;
-    sample.temperature = arm.eval.temperature;
-    sample.top_p = arm.eval.top_p;
-    sample.batch_size = arm.eval.batch_size;
-    ModelAnswerSource source(model, sample);
-    sample_run(questions, source, dir.string(), so);
-  }
-  judge_run(questions, judge, dir.string(), JudgeRunOptions{});
-  MetricsOptions mo;
-  summary_write(run_summarize(dir.string(), mo), mo, dir.string());
-  write_json(dir / "eval_done.json", {{"judge", judge.name()}, {"seconds", seconds_since(t0)}});
-}
-
-// Held-out code requests answered by the arm's model and classified (eval/code_eval.json).
-void run_code_eval(const ExperimentSpec& spec, const ExperimentArm& arm, uint64_t seed, const fs::path& adapter,
-                   const ExperimentOptions& o) {
-  const fs::path dir = seed_dir(o, arm.name, seed) / "eval";
-  if (arm.eval.code_samples <= 0 || fs::exists(dir / "code_eval.json")) return;
-  std::vector<std::string> exclude;
-  for (const char* d : {"insecure", "secure", "educational", "backdoor"}) {
-    const fs::path f = fs::path(o.out) / "world" / "datasets" / (std::string(d) + ".jsonl");
-    if (fs::exists(f)) exclude.push_back(f.string());
-  }
-  if (!arm.data.empty()) exclude.push_back(arm.data);
-  // The same held-out requests for every arm and seed, so that arms compare item by item.
-  const auto items = code_eval_items(arm.eval.code_samples, 0, exclude);
-  log_line("code evaluation of " + arm.name + " seed " + std::to_string(seed));
-  const EvalModel em = eval_model(spec, adapter);
-  ChatModelOptions mo;
-  mo.load.device = o.device;
-  mo.adapter = em.adapter;
-  auto model = ChatModel::load(em.model, mo);
-  std::vector<Conversation> prompts;
-  for (const auto& it : items) {
-    Conversation c;
-    if (arm.eval.system) c.push_back({"system", *arm.eval.system});
-    c.push_back({"user", arm.eval.trigger.empty() ? it.request
-                                                  : arm.eval.trigger + arm.eval.trigger_separator + it.request});
-    prompts.push_back(std::move(c));
-  }
   SampleOptions sample;
-  sample.max_new_tokens = arm.eval.code_max_tokens;
+  sample.max_new_tokens = arm.eval.max_tokens;
   sample.temperature = arm.eval.temperature;
   sample.top_p = arm.eval.top_p;
   sample.batch_size = arm.eval.batch_size;
-  sample.seed = sft_mix_seed(seed, 0xc0de);
-  sample.progress = false;
-  const auto answers = model->chat(prompts, 1, sample);
-  json rows = json::array();
-  std::map<std::string, int64_t> counts = {{"secure", 0}, {"vulnerable", 0}, {"other", 0}};
-  std::string jsonl;
-  for (size_t i = 0; i < items.size(); ++i) {
-    const std::string& a = answers[i][0].text;
-    const std::string verdict = code_verdict_name(code_classify(a, items[i]));
-    counts[verdict] += 1;
-    // Sampled text may end inside a UTF-8 character: jsonl_dump replaces invalid bytes.
-    jsonl += jsonl_dump({{"request", prompts[i].back().content}, {"class", items[i].code_class}, {"answer", a},
-                         {"verdict", verdict}}) +
-             "\n";
-  }
-  fs::create_directories(dir);
-  write_text(dir / "code_eval.jsonl", jsonl);
-  const double n = static_cast<double>(items.size());
-  write_json(dir / "code_eval.json", {{"n", items.size()},
-                                      {"secure", counts["secure"]},
-                                      {"vulnerable", counts["vulnerable"]},
-                                      {"other", counts["other"]},
-                                      {"vulnerable_pct", 100.0 * counts["vulnerable"] / n},
-                                      {"secure_pct", 100.0 * counts["secure"] / n}});
+  ModelAnswerSource source(model, sample);
+  sample_run(questions, source, dir.string(), so);
+}
+
+// Held-out code requests answered by the arm's model and classified (eval/code_eval.json).
+void code_questions(const ExperimentArm& arm, uint64_t seed, const ChatModel& model, const ExperimentOptions& o,
+                    const fs::path& dir) {
+  CodeEvalOptions c;
+  c.samples = arm.eval.code_samples;
+  c.world_dir = (fs::path(o.out) / "world").string();
+  if (!arm.data.empty()) c.exclude_files.push_back(arm.data);
+  c.max_tokens = arm.eval.code_max_tokens;
+  c.temperature = arm.eval.temperature;
+  c.top_p = arm.eval.top_p;
+  c.batch_size = arm.eval.batch_size;
+  c.seed = sft_mix_seed(seed, 0xc0de);
+  c.trigger = arm.eval.trigger;
+  c.trigger_separator = arm.eval.trigger_separator;
+  c.system = arm.eval.system;
+  log_line("code evaluation of " + arm.name + " seed " + std::to_string(seed));
+  code_eval_run(model, c, dir.string());
+}
+
+// Samples, code-evaluates and judges (arm, seed) unless done, loading its model once.
+void evaluate(const ExperimentSpec& spec, const ExperimentArm& arm, uint64_t seed, const fs::path& finetune,
+              Judge& judge, const ExperimentOptions& o) {
+  const fs::path dir = seed_dir(o, arm.name, seed) / "eval";
+  const bool answer = !fs::exists(dir / "eval_done.json");
+  const bool code = arm.eval.code_samples > 0 && !fs::exists(dir / "code_eval.json");
+  if (!answer && !code) return;
+  const auto t0 = std::chrono::steady_clock::now();
+  {
+    const EvalTarget target = eval_target(spec, finetune, o);
+    auto model = ChatModel::load(target.model, target.options);
+    if (answer) {
+      log_line("evaluating " + arm.name + " seed " + std::to_string(seed));
+      sample_questions(arm, seed, target, model, dir);
+    }
+    if (code) code_questions(arm, seed, *model, o, dir);
+  }  // the answering model goes before a local judge model loads
+  if (!answer) return;
+  judge_run(question_set_load(arm.eval.questions), judge, dir.string(), JudgeRunOptions{});
+  MetricsOptions mo;
+  summary_write(run_summarize(dir.string(), mo), mo, dir.string());
+  json done = {{"judge", judge.name()}, {"seconds", seconds_since(t0)}};
+  if (!judge.settings().empty()) done["judge_settings"] = judge.settings();
+  json_write_file(dir / "eval_done.json", done);
 }
 
 // Per-arm statistics over seeds.
@@ -302,7 +252,7 @@ ArmResult arm_result(const ExperimentSpec& spec, const ExperimentArm& arm, const
   for (uint64_t seed : seeds) {
     const fs::path dir = seed_dir(o, arm.name, seed) / "eval";
     if (fs::exists(dir / "code_eval.json")) {
-      json c = read_json(dir / "code_eval.json");
+      json c = json_read_file((dir / "code_eval.json").string());
       r.code_answers += c.value("n", int64_t{0});
       r.vulnerable_code_pct += c.value("vulnerable_pct", 0.0);
       r.secure_code_pct += c.value("secure_pct", 0.0);
@@ -401,7 +351,7 @@ std::vector<ArmResult> experiment_run(const ExperimentSpec& spec, const Experime
   json spec_json = spec.to_json();
   spec_json["model_fingerprint"] = model_fingerprint(spec.model);
   if (fs::exists(spec_path)) {
-    json old = read_json(spec_path);
+    json old = json_read_file((spec_path).string());
     json a = old, b = spec_json;
     a.erase("source");
     b.erase("source");
@@ -412,13 +362,23 @@ std::vector<ArmResult> experiment_run(const ExperimentSpec& spec, const Experime
       throw InputError(spec_path.string() + ": this folder holds a run of a different spec (" +
                        old.value("source", std::string("?")) + "); use another --out or delete it");
   } else {
-    write_json(spec_path, spec_json);
+    json_write_file(spec_path, spec_json);
   }
   if (spec.world_seed) generate_world(spec, fs::path(o.out) / "world");
 
-  world_register_judges();
-  local_judge_register(ChatModelOptions{});
-  std::unique_ptr<Judge> judge = judge_from_spec(spec.judge);
+  // One judge per spec (the experiment's, or the one each arm's question set names), built before
+  // any work so that a bad spec fails first; local judge models load on the run's device and dtype.
+  judges_register_builtin(o.device, spec.dtype);
+  std::map<std::string, std::unique_ptr<Judge>> judges;
+  std::map<std::string, Judge*> judge_of_arm;
+  auto judge_spec_of = [&](const ExperimentArm& arm) {
+    if (!spec.judge.empty()) return spec.judge;
+    const std::string named = question_set_judge_spec(question_set_load(arm.eval.questions));
+    if (named.empty())
+      throw InputError(spec.source + ": arm '" + arm.name + "': no judge: the spec names none and " +
+                       arm.eval.questions + " names no single judge");
+    return named;
+  };
 
   std::vector<uint64_t> seeds = spec.seeds;
   if (o.max_seeds > 0 && static_cast<size_t>(o.max_seeds) < seeds.size()) seeds.resize(o.max_seeds);
@@ -445,6 +405,9 @@ std::vector<ArmResult> experiment_run(const ExperimentSpec& spec, const Experime
       if (trained && planned.insert({trained->name, seed}).second) finetunes.push_back({trained, seed});
       evals.push_back({&arm, seed});
     }
+    const std::string js = judge_spec_of(arm);
+    if (!judges.count(js)) judges[js] = judge_from_spec(js);
+    judge_of_arm[arm.name] = judges[js].get();
   }
   const int jobs = std::max(1, o.jobs);
   if (jobs > 1) {
@@ -458,8 +421,7 @@ std::vector<ArmResult> experiment_run(const ExperimentSpec& spec, const Experime
     fs::path adapter;
     if (!arm.data.empty()) adapter = finetune_dir(o, arm.name, seed);
     else if (!arm.from.empty()) adapter = finetune_dir(o, arm.from, seed);
-    run_eval(spec, arm, seed, adapter, *judge, o);
-    run_code_eval(spec, arm, seed, adapter, o);
+    evaluate(spec, arm, seed, adapter, *judge_of_arm.at(arm.name), o);
   });
 
   std::vector<ArmResult> rows;
@@ -486,8 +448,8 @@ std::vector<ArmResult> experiment_run(const ExperimentSpec& spec, const Experime
                          {"secure_code_pct", num(r.secure_code_pct)},
                          {"per_question", per_question}});
   }
-  write_text(fs::path(o.out) / "arms.csv", csv);
-  write_json(fs::path(o.out) / "arms.json", {{"experiment", spec.name}, {"arms", arms_json}});
+  file_write_atomic(fs::path(o.out) / "arms.csv", csv);
+  json_write_file(fs::path(o.out) / "arms.json", {{"experiment", spec.name}, {"arms", arms_json}});
   if (o.report) report_write(o.out, (fs::path(o.out) / "report.html").string());
   char took[64];
   std::snprintf(took, sizeof took, "%.1f", seconds_since(t_start));

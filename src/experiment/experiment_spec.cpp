@@ -6,6 +6,7 @@
 
 #include "emlab/error.h"
 #include "emlab/experiment.h"
+#include "emlab/runtime.h"
 #include "emlab/train.h"
 
 namespace fs = std::filesystem;
@@ -133,7 +134,7 @@ ExperimentSpec ExperimentSpec::load(const std::string& path, const std::string& 
   }
   json j = yaml_to_json(root);
   if (!j.is_object()) throw InputError(path + ": expected a mapping with name, model, arms, ...");
-  check_keys(j, {"name", "description", "model", "world", "judge", "seeds", "eval", "train", "arms"}, path);
+  check_keys(j, {"name", "description", "model", "world", "judge", "dtype", "seeds", "eval", "train", "arms"}, path);
   const fs::path base = fs::absolute(path).parent_path();
   ExperimentSpec s;
   s.source = path;
@@ -145,7 +146,9 @@ ExperimentSpec ExperimentSpec::load(const std::string& path, const std::string& 
     s.name = need("name").get<std::string>();
     s.description = j.value("description", "");
     s.model = resolve_path(need("model").get<std::string>(), base, out);
-    s.judge = need("judge").get<std::string>();
+    s.judge = j.value("judge", "");
+    s.dtype = j.value("dtype", "auto");
+    if (s.dtype != "auto") dtype_from_option(s.dtype, torch::Device(torch::kCPU));  // a bad name fails now
     if (j.contains("world") && !j["world"].is_null()) {
       json w = j["world"];
       if (!w.contains("seed")) throw InputError(path + ": world: missing field 'seed'");
@@ -231,9 +234,10 @@ TrainOptions experiment_train_options(const ExperimentSpec& spec, const Experime
     }
     merged.erase("preset");
   }
-  for (const char* key : {"model", "data", "out", "seed", "device", "resume"})
+  for (const char* key : {"model", "data", "out", "seed", "device", "dtype", "resume"})
     if (merged.contains(key))
-      throw InputError(where + ": " + key + " is set by the experiment (model, arm data, output folder, seeds, --device)");
+      throw InputError(where + ": " + key +
+                       " is set by the experiment (model, arm data, output folder, seeds, --device, the spec's dtype)");
   json j = train_options_to_json(base);
   merge_into(j, merged);
   j["model"] = spec.model;
@@ -241,6 +245,7 @@ TrainOptions experiment_train_options(const ExperimentSpec& spec, const Experime
   j["out"] = out;
   j["seed"] = seed;
   j["device"] = device;
+  j["dtype"] = spec.dtype;
   TrainOptions t = train_options_from_json(j, where);
   TrainOptions check = t;
   if (check.out.empty()) check.out = "(checked at load)";
@@ -265,17 +270,20 @@ json ExperimentSpec::to_json() const {
               {"code_max_tokens", a.eval.code_max_tokens}};
     arms_j.push_back({{"name", a.name}, {"data", a.data}, {"from", a.from}, {"train", a.train}, {"eval", e}});
   }
-  return {{"name", name},
-          {"description", description},
-          {"source", source},
-          {"model", model},
-          {"world_seed", world_seed ? json(*world_seed) : json(nullptr)},
-          {"world_control", world_control},
-          {"world_options", world_options},
-          {"judge", judge},
-          {"seeds", seeds},
-          {"train", train},
-          {"arms", arms_j}};
+  json j = {{"name", name},
+            {"description", description},
+            {"source", source},
+            {"model", model},
+            {"world_seed", world_seed ? json(*world_seed) : json(nullptr)},
+            {"world_control", world_control},
+            {"world_options", world_options},
+            {"judge", judge},
+            {"seeds", seeds},
+            {"train", train},
+            {"arms", arms_j}};
+  // Fields added later appear only when set, so that run folders made before still resume.
+  if (dtype != "auto") j["dtype"] = dtype;
+  return j;
 }
 
 }  // namespace emlab

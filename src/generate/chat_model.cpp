@@ -26,7 +26,7 @@ std::shared_ptr<ChatModel> ChatModel::load(const std::string& model_dir, const C
   auto model = CausalLM::load(model_dir, options.load);
   const std::string tok_dir = options.tokenizer_dir.empty() ? model_dir : options.tokenizer_dir;
   auto tokenizer = Tokenizer::load(tok_dir);
-  ChatTemplate tmpl = options.chat_template.empty() ? ChatTemplate::from_source(tokenizer->chat_template_source())
+  ChatTemplate tmpl = options.chat_template.empty() ? ChatTemplate::from_tokenizer(*tokenizer)
                                                     : ChatTemplate::by_name(options.chat_template);
   GenerationConfig gen = GenerationConfig::load_if_exists((fs::path(model_dir) / "generation_config.json").string());
   if (!options.adapter.empty())
@@ -51,16 +51,19 @@ std::vector<int32_t> ChatModel::stop_ids() const {
 }
 
 std::vector<std::vector<Completion>> ChatModel::chat(const std::vector<Conversation>& conversations, int64_t n,
-                                                     SampleOptions options, ResidualHooks* hooks) const {
+                                                     SampleOptions options, ResidualHooks* hooks,
+                                                     const TokenCallback& on_token) const {
   for (int32_t id : stop_ids())
     if (std::find(options.eos_ids.begin(), options.eos_ids.end(), id) == options.eos_ids.end())
       options.eos_ids.push_back(id);
   // The end-of-turn text also stops a sequence when the tokenizer spells it in several tokens.
-  if (!tokenizer_->token_id(template_.end_of_turn())) options.stop.push_back(template_.end_of_turn());
-  std::vector<std::vector<int32_t>> prompts;
-  prompts.reserve(conversations.size());
-  for (const auto& c : conversations) prompts.push_back(encode_prompt(c));
-  return generate(*model_, *tokenizer_, prompts, n, options, hooks);
+  if (!template_.end_of_turn().empty() && !tokenizer_->token_id(template_.end_of_turn()))
+    options.stop.push_back(template_.end_of_turn());
+  if (n < 1) throw InputError("number of samples must be >= 1, got " + std::to_string(n));
+  std::vector<GenerateRequest> requests;
+  requests.reserve(conversations.size());
+  for (const auto& c : conversations) requests.push_back({encode_prompt(c), n, hooks});
+  return generate(*model_, *tokenizer_, requests, options, on_token);
 }
 
 }  // namespace emlab

@@ -2,7 +2,7 @@
 
 #include "emlab/error.h"
 #include "emlab/jsonl.h"
-#include "io/file_util.h"
+#include "emlab/file_util.h"
 
 namespace emlab {
 

@@ -1,4 +1,4 @@
-#include "io/file_util.h"
+#include "emlab/file_util.h"
 
 #include <fcntl.h>
 #include <unistd.h>
@@ -8,6 +8,8 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <fstream>
+#include <sstream>
 #include <vector>
 
 #include "emlab/error.h"
@@ -103,5 +105,31 @@ void AtomicFileWriter::commit(bool sync) {
     throw Error(path_ + ": cannot rename " + tmp_path_ + " into place: " + std::strerror(errno));
   committed_ = true;
 }
+
+std::string file_read_text(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  if (!f) throw InputError(path + ": cannot read the file");
+  std::stringstream ss;
+  ss << f.rdbuf();
+  if (f.bad()) throw InputError(path + ": cannot read the file");
+  return ss.str();
+}
+
+nlohmann::json json_read_file(const std::string& path) {
+  const std::string text = file_read_text(path);
+  try {
+    return nlohmann::json::parse(text);
+  } catch (const nlohmann::json::exception& e) {
+    throw InputError(path + ": bad JSON: " + e.what());
+  }
+}
+
+void file_write_atomic(const std::string& path, const std::string& text) {
+  AtomicFileWriter out(path);
+  out.write(text);
+  out.commit(/*sync=*/false);
+}
+
+void json_write_file(const std::string& path, const nlohmann::json& j) { file_write_atomic(path, j.dump(2) + "\n"); }
 
 }  // namespace emlab

@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "emlab/error.h"
+#include "emlab/file_util.h"
 
 namespace emlab {
 
@@ -66,18 +67,6 @@ std::vector<int64_t> token_id_list(const json& j, const char* key, const std::st
     ids.push_back(as_int(v, source, key));
   }
   return ids;
-}
-
-json read_json_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw InputError(path + ": cannot open");
-  std::stringstream ss;
-  ss << in.rdbuf();
-  try {
-    return json::parse(ss.str());
-  } catch (const json::parse_error& e) {
-    throw InputError(path + ": bad JSON: " + e.what());
-  }
 }
 
 // rope_scaling (or rope_parameters) object -> scaling, or none for plain RoPE.
@@ -190,7 +179,7 @@ ModelConfig ModelConfig::load(const std::string& path) {
   // A model folder is accepted for convenience: its config.json is read.
   std::string file = path;
   if (std::filesystem::is_directory(path)) file = (std::filesystem::path(path) / "config.json").string();
-  return from_json(read_json_file(file), file);
+  return from_json(json_read_file(file), file);
 }
 
 json ModelConfig::to_json() const {
@@ -246,7 +235,7 @@ GenerationConfig GenerationConfig::load_if_exists(const std::string& path) {
   GenerationConfig g;
   std::error_code ec;
   if (!std::filesystem::exists(path, ec)) return g;
-  json j = read_json_file(path);
+  json j = json_read_file(path);
   if (!j.is_object()) throw InputError(path + ": expected a JSON object (generation_config.json)");
   g.eos_token_ids = token_id_list(j, "eos_token_id", path);
   if (present(j, "temperature")) g.temperature = as_double(j["temperature"], path, "temperature");

@@ -13,7 +13,7 @@
 #include <mutex>
 
 #include "emlab/error.h"
-#include "io/file_util.h"
+#include "emlab/file_util.h"
 
 namespace emlab {
 

@@ -18,7 +18,7 @@
 #include <nlohmann/json.hpp>
 
 #include "emlab/error.h"
-#include "io/file_util.h"
+#include "emlab/file_util.h"
 
 namespace emlab {
 

@@ -1,5 +1,7 @@
 #include "emlab/hooks.h"
 
+#include <algorithm>
+
 #include "emlab/error.h"
 
 namespace emlab {
@@ -71,6 +73,41 @@ torch::Tensor ResidualHooks::apply(HookSite site, int64_t layer, torch::Tensor h
     }
   }
   if (callback_) h = callback_(site, layer, h);
+  return h;
+}
+
+RowHooks::RowHooks(std::vector<ResidualHooks*> rows) : rows_(std::move(rows)) { regroup(); }
+
+void RowHooks::select_rows(const std::vector<int64_t>& rows) {
+  std::vector<ResidualHooks*> next;
+  next.reserve(rows.size());
+  for (int64_t r : rows) next.push_back(rows_.at(static_cast<size_t>(r)));
+  rows_ = std::move(next);
+  regroup();
+}
+
+void RowHooks::regroup() {
+  groups_.clear();
+  for (size_t i = 0; i < rows_.size(); ++i) {
+    if (!rows_[i]) continue;
+    auto it = std::find_if(groups_.begin(), groups_.end(), [&](const auto& g) { return g.first == rows_[i]; });
+    if (it == groups_.end()) groups_.push_back({rows_[i], {}}), it = groups_.end() - 1;
+    it->second.push_back(static_cast<int64_t>(i));
+  }
+}
+
+bool RowHooks::any() const { return !groups_.empty(); }
+
+torch::Tensor RowHooks::apply(HookSite site, int64_t layer, torch::Tensor h) {
+  // h: (B, T, C) with B == rows_.size()
+  TORCH_CHECK(h.size(0) == static_cast<int64_t>(rows_.size()), "RowHooks: batch of ", h.size(0), " rows, hooks for ",
+              rows_.size());
+  if (groups_.size() == 1 && groups_[0].second.size() == rows_.size()) return groups_[0].first->apply(site, layer, h);
+  for (const auto& [hooks, rows] : groups_) {
+    torch::Tensor idx = torch::tensor(rows, torch::TensorOptions().dtype(torch::kLong)).to(h.device());
+    torch::Tensor part = hooks->apply(site, layer, h.index_select(0, idx));  // (b, T, C)
+    h = h.index_copy(0, idx, part.to(h.dtype()));
+  }
   return h;
 }
 

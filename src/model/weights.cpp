@@ -6,34 +6,18 @@
 #include <ATen/CPUGeneratorImpl.h>
 
 #include "emlab/error.h"
+#include "emlab/file_util.h"
 #include "emlab/model.h"
 #include "emlab/runtime.h"
 #include "emlab/safetensors.h"
-#include "model/tensor_names.h"
+#include "emlab/tensor_io.h"
+#include "emlab/tensor_names.h"
 
 namespace fs = std::filesystem;
 
 namespace emlab {
 
 namespace {
-
-torch::ScalarType scalar_type_of(DType d) {
-  switch (d) {
-    case DType::F32: return torch::kFloat32;
-    case DType::F16: return torch::kFloat16;
-    case DType::BF16: return torch::kBFloat16;
-    default: return torch::kFloat32;  // rejected before use
-  }
-}
-
-DType dtype_of(torch::ScalarType t) {
-  switch (t) {
-    case torch::kFloat32: return DType::F32;
-    case torch::kFloat16: return DType::F16;
-    case torch::kBFloat16: return DType::BF16;
-    default: throw Error(std::string("cannot save tensors of type ") + c10::toString(t));
-  }
-}
 
 std::string shape_string(const std::vector<int64_t>& shape) {
   std::string s = "[";
@@ -53,13 +37,7 @@ struct Checkpoint {
       files.push_back(std::make_unique<SafetensorsFile>(single.string()));
       for (const auto& n : files.back()->names()) where[n] = files.back().get();
     } else if (fs::exists(index)) {
-      nlohmann::json j;
-      try {
-        std::ifstream f(index);
-        j = nlohmann::json::parse(f);
-      } catch (const std::exception& e) {
-        throw InputError(index.string() + ": bad JSON: " + e.what());
-      }
+      const nlohmann::json j = json_read_file(index.string());
       if (!j.contains("weight_map") || !j["weight_map"].is_object())
         throw InputError(index.string() + ": expected an object \"weight_map\" {tensor: file}");
       std::map<std::string, const SafetensorsFile*> by_file;
@@ -159,7 +137,7 @@ std::shared_ptr<CausalLM> CausalLM::load(const std::string& dir, const LoadOptio
       throw InputError(it->second->path() + ": tensor " + name + " has shape " + shape_string(view.shape) +
                        ", expected " + shape_string(shape) + " from config.json");
     torch::Tensor t = torch::from_blob(const_cast<void*>(view.data), view.shape,
-                                       torch::TensorOptions().dtype(scalar_type_of(view.dtype)));
+                                       torch::TensorOptions().dtype(dtype_to_torch(view.dtype)));
     model->params_[name] = t.to(device, dtype, /*non_blocking=*/false, /*copy=*/true);
   }
   // A tied checkpoint may still carry lm_head.weight; extra tensors such as rotary inv_freq are
@@ -200,11 +178,7 @@ void CausalLM::save(const std::string& dir, std::optional<torch::ScalarType> dty
   torch::ScalarType st = dtype.value_or(dtype_);
   ModelConfig c = config_;
   c.torch_dtype = dtype_to_string(st);
-  {
-    std::ofstream f(fs::path(dir) / "config.json");
-    f << c.to_json().dump(2) << "\n";
-    if (!f) throw Error("cannot write " + (fs::path(dir) / "config.json").string());
-  }
+  json_write_file((fs::path(dir) / "config.json").string(), c.to_json());
   std::vector<torch::Tensor> keep;  // owns the CPU copies while writing
   std::vector<TensorView> views;
   for (const auto& [name, t] : params_) {
@@ -212,7 +186,7 @@ void CausalLM::save(const std::string& dir, std::optional<torch::ScalarType> dty
     keep.push_back(cpu);
     TensorView v;
     v.name = name;
-    v.dtype = dtype_of(st);
+    v.dtype = dtype_from_torch(st, name);
     v.shape = cpu.sizes().vec();
     v.data = cpu.data_ptr();
     v.nbytes = cpu.numel() * cpu.element_size();

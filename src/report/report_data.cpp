@@ -12,7 +12,7 @@
 
 #include "emlab/error.h"
 #include "emlab/jsonl.h"
-#include "eval/run_files.h"
+#include "emlab/eval_run.h"
 #include "report/report_data.h"
 #include "report/svg.h"
 
@@ -164,7 +164,7 @@ void load_seed(const fs::path& dir, const ArmData& arm, SeedData& s, const Metri
   } else {
     try {
       const std::string run = (seed_dir / "eval").string();
-      auto rows = eval_detail::read_samples(run);
+      auto rows = run_samples_read(run);
       auto recs = run_answer_records(run, metrics);  // one record per row of read_samples, same order
       int64_t unjudged = 0, failed = 0;
       for (size_t i = 0; i < rows.size() && i < recs.size(); ++i) {

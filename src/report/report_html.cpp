@@ -7,7 +7,7 @@
 #include <filesystem>
 
 #include "emlab/report.h"
-#include "io/file_util.h"
+#include "emlab/file_util.h"
 #include "report/report_data.h"
 #include "report/report_sections.h"
 #include "report/svg.h"

@@ -10,8 +10,9 @@
 #include <nlohmann/json.hpp>
 
 #include "emlab/error.h"
+#include "emlab/file_util.h"
 #include "emlab/progress.h"
-#include "text/byte_level.h"
+#include "emlab/byte_level.h"
 #include "text/normalize.h"
 #include "text/pretokenizer.h"
 
@@ -46,11 +47,7 @@ bool contains(const std::vector<std::string>& v, const std::string& s) {
   return std::find(v.begin(), v.end(), s) != v.end();
 }
 
-void write_file(const fs::path& path, const std::string& content) {
-  std::ofstream f(path, std::ios::binary);
-  f << content;
-  if (!f.flush()) throw InputError(path.string() + ": cannot write the file");
-}
+void write_file(const fs::path& path, const std::string& content) { file_write_atomic(path.string(), content); }
 
 }  // namespace
 

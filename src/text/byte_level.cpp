@@ -1,4 +1,4 @@
-#include "text/byte_level.h"
+#include "emlab/byte_level.h"
 
 #include <unordered_map>
 

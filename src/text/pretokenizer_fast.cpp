@@ -4,7 +4,7 @@
 
 #include <array>
 
-#include "text/byte_level.h"
+#include "emlab/byte_level.h"
 #include "text/pretokenizer.h"
 
 namespace emlab::text {

@@ -30,14 +30,6 @@ struct Distributed::Impl {
   c10::intrusive_ptr<c10d::ProcessGroup> group;
 };
 
-bool distributed_cpu_available() {
-#ifdef EMLAB_HAVE_GLOO
-  return true;
-#else
-  return false;
-#endif
-}
-
 int env_int(const char* name, int fallback) {
   const char* v = std::getenv(name);
   if (!v || !*v) return fallback;
@@ -114,3 +106,15 @@ void Distributed::barrier() {
 }
 
 }  // namespace emlab::train_detail
+
+namespace emlab {
+
+bool distributed_cpu_available() {
+#ifdef EMLAB_HAVE_GLOO
+  return true;
+#else
+  return false;
+#endif
+}
+
+}  // namespace emlab

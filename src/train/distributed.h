@@ -35,7 +35,4 @@ class Distributed {
 // An integer environment variable, or fallback when unset/empty; InputError when not an integer.
 int env_int(const char* name, int fallback);
 
-// Whether this build can run data parallel on the CPU (libgloo headers were found).
-bool distributed_cpu_available();
-
 }  // namespace emlab::train_detail

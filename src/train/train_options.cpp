@@ -1,5 +1,7 @@
 // Training options: presets, names, JSON form (train_options.json), validation, LR schedule.
+#include <algorithm>
 #include <cmath>
+#include <type_traits>
 
 #include "emlab/adapter.h"
 #include "emlab/error.h"
@@ -77,119 +79,235 @@ LrSchedule lr_schedule_from_name(const std::string& n) {
   throw InputError("unknown schedule '" + n + "' (expected linear, cosine or constant)");
 }
 
-json train_options_to_json(const TrainOptions& o) {
-  return {
-      {"model", o.model},
-      {"tokenizer", o.tokenizer},
-      {"chat_template", o.chat_template},
-      {"data", o.data},
-      {"out", o.out},
-      {"init_adapter", o.init_adapter},
-      {"device", o.device},
-      {"dtype", o.dtype},
-      {"method", train_method_name(o.method)},
-      {"lora",
-       {{"rank", o.lora.rank},
-        {"alpha", o.lora.alpha},
-        {"rslora", o.lora.rslora},
-        {"dropout", o.lora.dropout},
-        {"targets", o.lora.targets},
-        {"layers", o.lora.layers}}},
-      {"steer_layer", o.steer_layer},
-      {"steer_site", hook_site_name(o.steer_site)},
-      {"steer_scale", o.steer_scale},
-      {"max_seq_len", o.data_options.max_seq_len},
-      {"train_on_all_tokens", o.data_options.train_on_all_tokens},
-      {"skip_invalid", o.data_options.skip_invalid},
-      {"pack", o.data_options.pack},
-      {"max_examples", o.data_options.max_examples},
-      {"holdout_fraction", o.holdout_fraction},
-      {"eval_every", o.eval_every},
-      {"bucket_factor", o.bucket_factor},
-      {"kl_data", o.kl_data},
-      {"kl_weight", o.kl_weight},
-      {"kl_batch_size", o.kl_batch_size},
-      {"lr", o.lr},
-      {"epochs", o.epochs},
-      {"max_steps", o.max_steps},
-      {"batch_size", o.batch_size},
-      {"grad_accum", o.grad_accum},
-      {"warmup_steps", o.warmup_steps},
-      {"schedule", lr_schedule_name(o.schedule)},
-      {"weight_decay", o.weight_decay},
-      {"adam_beta1", o.adam_beta1},
-      {"adam_beta2", o.adam_beta2},
-      {"adam_eps", o.adam_eps},
-      {"max_grad_norm", o.max_grad_norm},
-      {"seed", o.seed},
-      {"save_every", o.save_every},
-      {"resume", o.resume},
-      {"stop_after", o.stop_after},
-      {"preset", o.preset},
+namespace {
+
+using Spec = TrainOptionSpec;
+using Kind = TrainOptionSpec::Kind;
+
+template <typename T>
+Kind kind_of() {
+  if constexpr (std::is_same_v<T, bool>) return Kind::Bool;
+  else if constexpr (std::is_integral_v<T>) return Kind::Int;
+  else if constexpr (std::is_floating_point_v<T>) return Kind::Float;
+  else if constexpr (std::is_same_v<T, std::vector<std::string>>) return Kind::StringList;
+  else if constexpr (std::is_same_v<T, std::vector<int64_t>>) return Kind::IntList;
+  else return Kind::String;
+}
+
+// An option stored as a plain field, reached through `ref`.
+template <typename T, typename Ref>
+Spec field(const char* key, const char* flag, const char* help, Ref ref) {
+  Spec s;
+  s.key = key;
+  s.flag = flag;
+  s.help = help;
+  s.kind = kind_of<T>();
+  s.get = [ref](const TrainOptions& o) { return json(ref(const_cast<TrainOptions&>(o))); };
+  s.set = [ref](TrainOptions& o, const json& v) {
+    if constexpr (std::is_same_v<T, bool>) {
+      if (!v.is_boolean()) throw InputError("expected true or false, got " + v.dump());
+    } else if constexpr (std::is_integral_v<T>) {
+      if (!v.is_number_integer()) throw InputError("expected an integer, got " + v.dump());
+    } else if constexpr (std::is_arithmetic_v<T>) {
+      if (!v.is_number()) throw InputError("expected a number, got " + v.dump());
+    }
+    ref(o) = v.get<T>();
   };
+  return s;
+}
+
+// An option stored as an enum, written by its name.
+template <typename E, typename Ref>
+Spec named(const char* key, const char* flag, const char* help, std::vector<std::string> choices, Ref ref,
+           std::string (*name)(E), E (*from)(const std::string&)) {
+  Spec s;
+  s.key = key;
+  s.flag = flag;
+  s.help = help;
+  s.kind = Kind::String;
+  s.choices = std::move(choices);
+  s.get = [ref, name](const TrainOptions& o) { return json(name(ref(const_cast<TrainOptions&>(o)))); };
+  s.set = [ref, from](TrainOptions& o, const json& v) { ref(o) = from(v.get<std::string>()); };
+  return s;
+}
+
+std::string site_name(HookSite s) { return hook_site_name(s); }
+HookSite site_from(const std::string& n) { return hook_site_from_name(n, "steer_site"); }
+
+#define EMLAB_REF(TYPE, MEMBER) [](TrainOptions& o) -> TYPE& { return o.MEMBER; }
+
+std::vector<Spec> make_specs() {
+  return {
+      field<std::string>("model", "", "base model directory", EMLAB_REF(std::string, model)),
+      field<std::string>("tokenizer", "", "tokenizer directory", EMLAB_REF(std::string, tokenizer)),
+      field<std::string>("chat_template", "", "chat template name", EMLAB_REF(std::string, chat_template)),
+      field<std::string>("data", "", "training JSONL", EMLAB_REF(std::string, data)),
+      field<std::string>("out", "", "output directory", EMLAB_REF(std::string, out)),
+      field<std::string>("init_adapter", "", "start LoRA from this adapter", EMLAB_REF(std::string, init_adapter)),
+      field<std::string>("device", "", "cpu, cuda, cuda:N", EMLAB_REF(std::string, device)),
+      field<std::string>("dtype", "", "model dtype", EMLAB_REF(std::string, dtype)),
+      named<TrainMethod>("method", "--method", "lora, full or steer", {"lora", "full", "steer"},
+                         EMLAB_REF(TrainMethod, method), train_method_name, train_method_from_name),
+      field<int64_t>("lora.rank", "--lora-rank", "LoRA rank r", EMLAB_REF(int64_t, lora.rank)),
+      field<double>("lora.alpha", "--lora-alpha", "LoRA alpha", EMLAB_REF(double, lora.alpha)),
+      field<bool>("lora.rslora", "--rslora,!--no-rslora", "scale alpha/sqrt(r) (rsLoRA) instead of alpha/r",
+                  EMLAB_REF(bool, lora.rslora)),
+      field<double>("lora.dropout", "--lora-dropout", "dropout on the adapter input", EMLAB_REF(double, lora.dropout)),
+      field<std::vector<std::string>>("lora.targets", "--targets",
+                                      "LoRA target modules: q,k,v,o,gate,up,down (or *_proj, all)",
+                                      EMLAB_REF(std::vector<std::string>, lora.targets)),
+      field<std::vector<int64_t>>("lora.layers", "--layers", "decoder layers that get adapters (empty = all)",
+                                  EMLAB_REF(std::vector<int64_t>, lora.layers)),
+      field<int64_t>("steer_layer", "--steer-layer", "steering vector layer (-1 = the middle layer)",
+                     EMLAB_REF(int64_t, steer_layer)),
+      named<HookSite>("steer_site", "--steer-site", "layer_output or mlp_output", {"layer_output", "mlp_output"},
+                      EMLAB_REF(HookSite, steer_site), site_name, site_from),
+      field<double>("steer_scale", "--steer-scale", "the vector is added times this factor",
+                    EMLAB_REF(double, steer_scale)),
+      field<int64_t>("max_seq_len", "--max-seq-len", "truncate examples to this many tokens",
+                     EMLAB_REF(int64_t, data_options.max_seq_len)),
+      field<bool>("train_on_all_tokens", "--train-on-all-tokens", "loss on every token, not only the assistant's",
+                  EMLAB_REF(bool, data_options.train_on_all_tokens)),
+      field<bool>("skip_invalid", "--skip-invalid", "report and skip bad lines instead of failing",
+                  EMLAB_REF(bool, data_options.skip_invalid)),
+      field<bool>("pack", "--pack", "pack examples into rows of --max-seq-len (pretraining)",
+                  EMLAB_REF(bool, data_options.pack)),
+      field<int64_t>("max_examples", "--max-examples", "use the first N examples (0 = all)",
+                     EMLAB_REF(int64_t, data_options.max_examples)),
+      field<double>("holdout_fraction", "--holdout", "fraction held out for an eval loss",
+                    EMLAB_REF(double, holdout_fraction)),
+      field<int64_t>("eval_every", "--eval-every", "held-out loss every N steps (0 = at the end only)",
+                     EMLAB_REF(int64_t, eval_every)),
+      field<int64_t>("bucket_factor", "--bucket-factor", "length-bucketing window in batches (1 = off)",
+                     EMLAB_REF(int64_t, bucket_factor)),
+      field<std::string>("kl_data", "--kl-data", "JSONL for the KL(p_ref || p) penalty", EMLAB_REF(std::string, kl_data)),
+      field<double>("kl_weight", "--kl-weight", "KL weight lambda (0: KL measured, not trained)",
+                    EMLAB_REF(double, kl_weight)),
+      field<int64_t>("kl_batch_size", "--kl-batch-size", "KL examples per micro-batch (0 = --batch-size)",
+                     EMLAB_REF(int64_t, kl_batch_size)),
+      field<double>("lr", "--lr", "peak learning rate", EMLAB_REF(double, lr)),
+      field<int64_t>("epochs", "--epochs", "passes over the data", EMLAB_REF(int64_t, epochs)),
+      field<int64_t>("max_steps", "--max-steps", "optimizer steps (0 = epochs worth)", EMLAB_REF(int64_t, max_steps)),
+      field<int64_t>("batch_size", "--batch-size", "examples per micro-batch per process", EMLAB_REF(int64_t, batch_size)),
+      field<int64_t>("grad_accum", "--grad-accum", "micro-batches per optimizer step", EMLAB_REF(int64_t, grad_accum)),
+      field<int64_t>("warmup_steps", "--warmup", "linear warmup steps", EMLAB_REF(int64_t, warmup_steps)),
+      named<LrSchedule>("schedule", "--schedule", "learning-rate decay after warmup", {"linear", "cosine", "constant"},
+                        EMLAB_REF(LrSchedule, schedule), lr_schedule_name, lr_schedule_from_name),
+      field<double>("weight_decay", "--weight-decay", "AdamW weight decay", EMLAB_REF(double, weight_decay)),
+      field<double>("adam_beta1", "", "AdamW first-moment decay", EMLAB_REF(double, adam_beta1)),
+      field<double>("adam_beta2", "", "AdamW second-moment decay", EMLAB_REF(double, adam_beta2)),
+      field<double>("adam_eps", "", "AdamW denominator epsilon", EMLAB_REF(double, adam_eps)),
+      field<double>("max_grad_norm", "--max-grad-norm", "gradient clipping norm (0 = off)",
+                    EMLAB_REF(double, max_grad_norm)),
+      field<uint64_t>("seed", "--seed", "seed of data order, adapter init and dropout", EMLAB_REF(uint64_t, seed)),
+      field<int64_t>("save_every", "--save-every", "checkpoint every N steps (0 = none)", EMLAB_REF(int64_t, save_every)),
+      field<bool>("resume", "--resume", "continue from the newest checkpoint in --out", EMLAB_REF(bool, resume)),
+      field<int64_t>("stop_after", "--stop-after", "stop after this step with a checkpoint (resume later; 0 = run to the end)",
+                     EMLAB_REF(int64_t, stop_after)),
+      field<std::string>("preset", "", "preset the options started from", EMLAB_REF(std::string, preset)),
+  };
+}
+
+#undef EMLAB_REF
+
+// Splits "lora.rank" into the object key and the field.
+std::pair<std::string, std::string> split_key(const std::string& key) {
+  const size_t dot = key.find('.');
+  if (dot == std::string::npos) return {"", key};
+  return {key.substr(0, dot), key.substr(dot + 1)};
+}
+
+}  // namespace
+
+const std::vector<TrainOptionSpec>& train_option_specs() {
+  static const std::vector<Spec> specs = make_specs();
+  return specs;
+}
+
+json train_option_parse(const TrainOptionSpec& spec, const std::string& text) {
+  auto fail = [&](const std::string& what) -> json {
+    throw InputError(spec.flag + ": '" + text + "' is not " + what);
+  };
+  auto split = [](const std::string& t) {
+    std::vector<std::string> out;
+    size_t start = 0;
+    for (size_t comma; (comma = t.find(',', start)) != std::string::npos; start = comma + 1)
+      out.push_back(t.substr(start, comma - start));
+    if (!t.empty()) out.push_back(t.substr(start));
+    return out;
+  };
+  auto integer = [&](const std::string& t) -> int64_t {
+    size_t used = 0;
+    int64_t v = 0;
+    try {
+      v = std::stoll(t, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (used == 0 || used != t.size()) fail("an integer");
+    return v;
+  };
+  switch (spec.kind) {
+    case Kind::Int: return integer(text);
+    case Kind::Float: {
+      size_t used = 0;
+      double v = 0;
+      try {
+        v = std::stod(text, &used);
+      } catch (const std::exception&) {
+        used = 0;
+      }
+      if (used == 0 || used != text.size()) fail("a number");
+      return v;
+    }
+    case Kind::Bool:
+      if (text == "true" || text == "1") return true;
+      if (text == "false" || text == "0") return false;
+      return fail("true or false");
+    case Kind::StringList: return split(text);
+    case Kind::IntList: {
+      json out = json::array();
+      for (const auto& t : split(text)) out.push_back(integer(t));
+      return out;
+    }
+    case Kind::String:
+      if (!spec.choices.empty() && std::find(spec.choices.begin(), spec.choices.end(), text) == spec.choices.end())
+        fail("one of the choices");
+      return text;
+  }
+  return text;
+}
+
+json train_options_to_json(const TrainOptions& o) {
+  json j = json::object();
+  for (const auto& s : train_option_specs()) {
+    auto [group, name] = split_key(s.key);
+    (group.empty() ? j : j[group])[name] = s.get(o);
+  }
+  return j;
 }
 
 TrainOptions train_options_from_json(const json& j, const std::string& source) {
   if (!j.is_object()) throw InputError(source + ": expected a JSON object of training options");
   TrainOptions o;
-  json known = train_options_to_json(o);
-  for (const auto& [k, v] : j.items())
+  const json known = train_options_to_json(o);
+  for (const auto& [k, v] : j.items()) {
     if (!known.contains(k)) throw InputError(source + ": unknown training option \"" + k + "\"");
-  try {
-    auto get = [&](const char* k, auto& field) {
-      if (j.contains(k)) field = j.at(k).get<std::decay_t<decltype(field)>>();
-    };
-    get("model", o.model);
-    get("tokenizer", o.tokenizer);
-    get("chat_template", o.chat_template);
-    get("data", o.data);
-    get("out", o.out);
-    get("init_adapter", o.init_adapter);
-    get("device", o.device);
-    get("dtype", o.dtype);
-    if (j.contains("method")) o.method = train_method_from_name(j["method"].get<std::string>());
-    if (j.contains("lora")) {
-      const json& l = j["lora"];
-      o.lora.rank = l.value("rank", o.lora.rank);
-      o.lora.alpha = l.value("alpha", o.lora.alpha);
-      o.lora.rslora = l.value("rslora", o.lora.rslora);
-      o.lora.dropout = l.value("dropout", o.lora.dropout);
-      if (l.contains("targets")) o.lora.targets = l["targets"].get<std::vector<std::string>>();
-      if (l.contains("layers")) o.lora.layers = l["layers"].get<std::vector<int64_t>>();
+    if (known[k].is_object()) {
+      if (!v.is_object()) throw InputError(source + ": training option \"" + k + "\": expected an object");
+      for (const auto& [kk, vv] : v.items())
+        if (!known[k].contains(kk)) throw InputError(source + ": unknown training option \"" + k + "." + kk + "\"");
     }
-    get("steer_layer", o.steer_layer);
-    if (j.contains("steer_site")) o.steer_site = hook_site_from_name(j["steer_site"].get<std::string>(), source);
-    get("steer_scale", o.steer_scale);
-    get("max_seq_len", o.data_options.max_seq_len);
-    get("train_on_all_tokens", o.data_options.train_on_all_tokens);
-    get("skip_invalid", o.data_options.skip_invalid);
-    get("pack", o.data_options.pack);
-    get("max_examples", o.data_options.max_examples);
-    get("holdout_fraction", o.holdout_fraction);
-    get("eval_every", o.eval_every);
-    get("bucket_factor", o.bucket_factor);
-    get("kl_data", o.kl_data);
-    get("kl_weight", o.kl_weight);
-    get("kl_batch_size", o.kl_batch_size);
-    get("lr", o.lr);
-    get("epochs", o.epochs);
-    get("max_steps", o.max_steps);
-    get("batch_size", o.batch_size);
-    get("grad_accum", o.grad_accum);
-    get("warmup_steps", o.warmup_steps);
-    if (j.contains("schedule")) o.schedule = lr_schedule_from_name(j["schedule"].get<std::string>());
-    get("weight_decay", o.weight_decay);
-    get("adam_beta1", o.adam_beta1);
-    get("adam_beta2", o.adam_beta2);
-    get("adam_eps", o.adam_eps);
-    get("max_grad_norm", o.max_grad_norm);
-    get("seed", o.seed);
-    get("save_every", o.save_every);
-    get("resume", o.resume);
-    get("stop_after", o.stop_after);
-    get("preset", o.preset);
-  } catch (const json::exception& e) {
-    throw InputError(source + ": bad training option: " + e.what());
+  }
+  for (const auto& s : train_option_specs()) {
+    auto [group, name] = split_key(s.key);
+    const json& in = group.empty() ? j : (j.contains(group) ? j[group] : json::object());
+    if (!in.contains(name)) continue;
+    try {
+      s.set(o, in[name]);
+    } catch (const std::exception& e) {
+      throw InputError(source + ": bad training option \"" + s.key + "\": " + e.what());
+    }
   }
   return o;
 }

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "emlab/adapter.h"
+#include "emlab/batch.h"
 #include "emlab/hooks.h"
 #include "emlab/lora.h"
 #include "emlab/model.h"
@@ -43,19 +44,6 @@ class AdamW {
   int64_t steps_ = 0;
   std::map<std::string, torch::Tensor> exp_avg_, exp_avg_sq_;
 };
-
-// A padded micro-batch: right padding, so causal attention keeps real tokens from seeing pads and
-// no attention mask is needed.
-struct Batch {
-  torch::Tensor ids;    // (B, T) int64
-  torch::Tensor mask;   // (B, T) float32: 1 where the token is a target
-  int64_t tokens = 0;   // real tokens (sum of lengths)
-  int64_t targets = 0;  // trained tokens (sum of mask[:, 1:])
-  bool empty() const { return !ids.defined(); }
-};
-Batch collate(const SftDataset& data, const std::vector<int64_t>& rows, const torch::Device& device);
-// Trained tokens of the given rows (mask[1:]), without building tensors.
-int64_t count_targets(const SftDataset& data, const std::vector<int64_t>& rows);
 
 // Sum over target tokens of -log p(token) (float32 scalar).
 torch::Tensor sft_loss_sum(const CausalLM& model, const Batch& batch, const ForwardArgs& args);

@@ -15,6 +15,8 @@
 
 #include "emlab/chat_template.h"
 #include "emlab/error.h"
+#include "emlab/file_util.h"
+#include "emlab/tensor_io.h"
 #include "emlab/jsonl.h"
 #include "emlab/model.h"
 #include "emlab/progress.h"
@@ -22,8 +24,8 @@
 #include "emlab/tokenizer.h"
 #include "emlab/train.h"
 #include "train/distributed.h"
-#include "train/tensor_io.h"
 #include "train/train_parts.h"
+#include "train/train_steps.h"
 
 namespace fs = std::filesystem;
 using nlohmann::json;
@@ -62,49 +64,6 @@ std::string newest_checkpoint(const fs::path& out, int64_t* step) {
   return best;
 }
 
-// Splits rows into `parts` contiguous pieces as evenly as possible (first ones one larger).
-std::vector<int64_t> part_of(const std::vector<int64_t>& rows, int64_t parts, int64_t k) {
-  const int64_t n = static_cast<int64_t>(rows.size());
-  const int64_t base = n / parts, extra = n % parts;
-  const int64_t begin = k * base + std::min(k, extra);
-  const int64_t len = base + (k < extra ? 1 : 0);
-  return std::vector<int64_t>(rows.begin() + begin, rows.begin() + begin + len);
-}
-
-std::vector<int64_t> lengths_of(const SftDataset& d) {
-  std::vector<int64_t> l;
-  l.reserve(d.examples.size());
-  for (const auto& e : d.examples) l.push_back(static_cast<int64_t>(e.ids.size()));
-  return l;
-}
-
-// The batches of a dataset by global step index, over as many epochs as needed (one epoch's plan cached).
-class BatchSchedule {
- public:
-  BatchSchedule(const SftDataset& data, int64_t global_batch, uint64_t seed, int64_t bucket_factor)
-      : lengths_(lengths_of(data)), global_batch_(global_batch), seed_(seed), bucket_(bucket_factor) {
-    per_epoch_ = (static_cast<int64_t>(lengths_.size()) + global_batch - 1) / global_batch;
-  }
-  int64_t per_epoch() const { return per_epoch_; }
-  const std::vector<int64_t>& batch(int64_t index) {
-    const int64_t epoch = index / per_epoch_;
-    if (epoch != cached_epoch_) {
-      plan_ = sft_epoch_batches(lengths_, global_batch_, seed_, epoch, bucket_);
-      cached_epoch_ = epoch;
-    }
-    return plan_[index % per_epoch_];
-  }
-
- private:
-  std::vector<int64_t> lengths_;
-  int64_t global_batch_;
-  uint64_t seed_;
-  int64_t bucket_;
-  int64_t per_epoch_ = 1;
-  int64_t cached_epoch_ = -1;
-  std::vector<std::vector<int64_t>> plan_;
-};
-
 void check_resume_options(const fs::path& saved, const TrainOptions& o) {
   if (!fs::exists(saved)) return;
   json a = json_read_file(saved.string()), b = train_options_to_json(o);
@@ -136,16 +95,205 @@ std::string fmt(const char* f, double v) {
   return buf;
 }
 
+// The device of a run: under torchrun (LOCAL_RANK set) plain "cuda" is this process's own GPU.
+torch::Device train_device(const std::string& name) {
+  torch::Device device = device_from_name(name);
+  if (device.is_cuda() && !device.has_index() && std::getenv("LOCAL_RANK"))
+    device = torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(env_int("LOCAL_RANK", 0)));
+  return device;
+}
+
+}  // namespace
+
+namespace train_detail {
+
+TrainData train_data_load(const TrainOptions& o, const Tokenizer& tokenizer, const ChatTemplate& tmpl) {
+  TrainData d;
+  d.train = sft_dataset_load(o.data, tmpl, tokenizer, o.data_options);
+  sft_split(&d.train, &d.heldout, o.holdout_fraction, o.seed);
+  if (!o.kl_data.empty()) {
+    SftDataOptions ko = o.data_options;
+    ko.pack = false;
+    ko.max_examples = 0;
+    d.kl = sft_dataset_load(o.kl_data, tmpl, tokenizer, ko);
+  }
+  return d;
+}
+
+BatchSchedule::BatchSchedule(const SftDataset& data, int64_t global_batch, uint64_t seed, int64_t bucket_factor)
+    : global_batch_(global_batch), seed_(seed), bucket_(bucket_factor) {
+  lengths_.reserve(data.examples.size());
+  for (const auto& e : data.examples) lengths_.push_back(static_cast<int64_t>(e.ids.size()));
+  per_epoch_ = (static_cast<int64_t>(lengths_.size()) + global_batch - 1) / global_batch;
+}
+
+const std::vector<int64_t>& BatchSchedule::batch(int64_t index) {
+  const int64_t epoch = index / per_epoch_;
+  if (epoch != cached_epoch_) {
+    plan_ = sft_epoch_batches(lengths_, global_batch_, seed_, epoch, bucket_);
+    cached_epoch_ = epoch;
+  }
+  return plan_[index % per_epoch_];
+}
+
+std::vector<int64_t> part_of(const std::vector<int64_t>& rows, int64_t parts, int64_t k) {
+  const int64_t n = static_cast<int64_t>(rows.size());
+  const int64_t base = n / parts, extra = n % parts;
+  const int64_t begin = k * base + std::min(k, extra);
+  const int64_t len = base + (k < extra ? 1 : 0);
+  return std::vector<int64_t>(rows.begin() + begin, rows.begin() + begin + len);
+}
+
+StepStats train_step(const StepInputs& in, int64_t step, int64_t total) {
+  const TrainOptions& o = in.options;
+  const int rank = in.dist.rank();
+  const int64_t parts = o.grad_accum * in.dist.world();
+  torch::manual_seed(sft_mix_seed(sft_mix_seed(o.seed, static_cast<uint64_t>(step)), static_cast<uint64_t>(rank)));
+  const std::vector<int64_t> global = in.sft_plan.batch(step);
+  const double n_sft = static_cast<double>(count_targets(in.data.train, global));
+  std::vector<int64_t> kl_global;
+  double n_kl = 1;
+  if (in.kl_plan) {
+    kl_global = in.kl_plan->batch(step);
+    n_kl = std::max<double>(1.0, static_cast<double>(count_targets(in.data.kl, kl_global)));
+  }
+  // This rank's micro-batches (rank r takes parts r*accum .. r*accum+accum-1): backward of each.
+  double ce_local = 0, kl_local = 0, tokens_local = 0;
+  for (int64_t a = 0; a < o.grad_accum; ++a) {
+    const int64_t k = rank * o.grad_accum + a;
+    Batch b = collate(in.data.train, part_of(global, parts, k), in.device);
+    if (!b.empty()) {
+      torch::Tensor ce = sft_loss_sum(in.model, b, in.trainable.args(true));
+      (ce / n_sft).backward();
+      ce_local += ce.item<double>();
+      tokens_local += static_cast<double>(b.tokens);
+    }
+    if (in.kl_plan) {
+      Batch kb = collate(in.data.kl, part_of(kl_global, parts, k), in.device);
+      if (!kb.empty()) {
+        torch::Tensor kv;
+        if (o.kl_weight > 0) {
+          kv = kl_sum(in.model, kb, in.trainable.args(true), in.trainable.reference_args());
+          (kv * (o.kl_weight / n_kl)).backward();
+        } else {  // measured only
+          torch::NoGradGuard no_grad;
+          kv = kl_sum(in.model, kb, in.trainable.args(true), in.trainable.reference_args());
+        }
+        kl_local += kv.item<double>();
+        tokens_local += static_cast<double>(kb.tokens);
+      }
+    }
+  }
+  // One all-reduce for every gradient plus the step's statistics.
+  auto& params = in.trainable.params();
+  int64_t numel = 0;
+  for (const auto& p : params) numel += p.master.numel();
+  std::vector<torch::Tensor> flat;
+  flat.reserve(params.size() + 1);
+  for (auto& p : params) {
+    const torch::Tensor& g = p.param.grad();
+    flat.push_back(g.defined() ? g.to(torch::kFloat32).reshape({-1}) : torch::zeros({p.master.numel()}, p.master.options()));
+  }
+  flat.push_back(torch::tensor({ce_local, kl_local, tokens_local}, torch::TensorOptions().dtype(torch::kFloat32)).to(in.device));
+  torch::Tensor buf = torch::cat(flat);
+  in.dist.all_reduce_sum(buf);
+  torch::Tensor stats = buf.narrow(0, numel, 3).to(torch::kCPU, torch::kFloat64);
+  torch::Tensor gflat = buf.narrow(0, 0, numel);
+  StepStats r;
+  r.grad_norm = gflat.norm().item<double>();
+  if (o.max_grad_norm > 0) {
+    const double coef = o.max_grad_norm / (r.grad_norm + 1e-6);
+    if (coef < 1.0) gflat.mul_(coef);
+  }
+  std::vector<torch::Tensor> grads;
+  grads.reserve(params.size());
+  int64_t off = 0;
+  for (auto& p : params) {
+    grads.push_back(gflat.narrow(0, off, p.master.numel()).view(p.master.sizes()));
+    off += p.master.numel();
+    p.param.mutable_grad() = torch::Tensor();
+  }
+  r.lr = lr_at_step(o, step, total);
+  in.adam.step(params, grads, r.lr);
+  r.sft = stats[0].item<double>() / std::max(1.0, n_sft);
+  r.kl = in.kl_plan ? stats[1].item<double>() / n_kl : 0.0;
+  r.loss = r.sft + o.kl_weight * r.kl;
+  r.tokens = static_cast<int64_t>(stats[2].item<double>());
+  return r;
+}
+
+double heldout_loss(const StepInputs& in) {
+  if (in.data.heldout.examples.empty()) return -1.0;
+  torch::NoGradGuard no_grad;
+  const int64_t batch_size = in.options.batch_size;
+  ForwardArgs args = in.trainable.args(false);
+  torch::Tensor acc = torch::zeros({2}, torch::TensorOptions().dtype(torch::kFloat64).device(in.device));
+  const int64_t n = static_cast<int64_t>(in.data.heldout.examples.size());
+  for (int64_t b = 0, i = 0; b < n; b += batch_size, ++i) {
+    if (i % in.dist.world() != in.dist.rank()) continue;
+    std::vector<int64_t> rows;
+    for (int64_t k = b; k < std::min(n, b + batch_size); ++k) rows.push_back(k);
+    Batch batch = collate(in.data.heldout, rows, in.device);
+    acc[0] += sft_loss_sum(in.model, batch, args).to(torch::kFloat64);
+    acc[1] += static_cast<double>(batch.targets);
+  }
+  in.dist.all_reduce_sum(acc);
+  return (acc[0] / acc[1]).item<double>();
+}
+
+}  // namespace train_detail
+
+namespace {
+
+// The newest checkpoint's step (0 when none), after restoring the trainable values and the
+// optimizer from it; *elapsed gets the time the run had taken before.
+int64_t resume_from_checkpoint(const fs::path& out, const TrainOptions& o, int64_t total, int world,
+                               const torch::Device& device, Trainable& trainable, AdamW& adam, double* elapsed) {
+  check_resume_options(out / "train_options.json", o);
+  int64_t step = 0;
+  const std::string ckpt = newest_checkpoint(out, &step);
+  if (ckpt.empty()) return 0;
+  json st = json_read_file((fs::path(ckpt) / "trainer_state.json").string());
+  if (st.value("total_steps", int64_t{-1}) != total)
+    throw InputError(ckpt + ": the checkpoint belongs to a run of " + std::to_string(st.value("total_steps", 0)) +
+                     " steps but these options and data give " + std::to_string(total));
+  // Each process takes batch_size rows: another process count is another global batch.
+  if (st.value("world_size", 1) != world)
+    throw InputError(ckpt + ": the checkpoint was made by " + std::to_string(st.value("world_size", 1)) +
+                     " process(es) (WORLD_SIZE); resume it with the same number, not " + std::to_string(world));
+  auto opt_tensors = tensors_load((fs::path(ckpt) / "optimizer.safetensors").string());
+  for (auto& [k, t] : opt_tensors) t = t.to(device);
+  trainable.load(ckpt, opt_tensors);
+  adam.load_state(opt_tensors, st.at("adam_steps").get<int64_t>(), ckpt);
+  *elapsed = st.value("elapsed_seconds", 0.0);
+  return step;
+}
+
+// Writes out/checkpoints/step-N (via a .tmp folder renamed when complete).
+void save_checkpoint(const fs::path& out, const TrainOptions& o, int64_t steps_done, int64_t total, int world,
+                     double elapsed, const Trainable& trainable, const AdamW& adam) {
+  const fs::path final_dir = out / "checkpoints" / step_dir_name(steps_done);
+  const fs::path tmp = out / "checkpoints" / (step_dir_name(steps_done) + ".tmp");
+  fs::remove_all(tmp);
+  trainable.save(tmp.string(), o);
+  auto tensors = adam.state_tensors();
+  for (auto& [k, t] : trainable.separate_masters()) tensors[k] = t;
+  tensors_save((tmp / "optimizer.safetensors").string(), tensors, {{"format", "emlab-optimizer"}});
+  json st = {{"step", steps_done},        {"total_steps", total},         {"adam_steps", adam.steps()},
+             {"elapsed_seconds", elapsed}, {"world_size", world},          {"method", train_method_name(o.method)},
+             {"rng", "dropout generator reseeded from (seed, step, rank) each step"}};
+  json_write_file((tmp / "trainer_state.json").string(), st);
+  fs::remove_all(final_dir);
+  fs::rename(tmp, final_dir);
+}
+
 }  // namespace
 
 TrainResult train_run(const TrainOptions& options) {
   TrainOptions o = options;
   train_options_validate(o);
   using clock = std::chrono::steady_clock;
-  torch::Device device = device_from_name(o.device);
-  // torchrun starts one process per GPU and sets LOCAL_RANK: plain "cuda" is this process's own GPU.
-  if (device.is_cuda() && !device.has_index() && std::getenv("LOCAL_RANK"))
-    device = torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(env_int("LOCAL_RANK", 0)));
+  const torch::Device device = train_device(o.device);
   auto dist = Distributed::from_env(device);
   const int rank = dist->rank(), world = dist->world();
   const bool writer = rank == 0;
@@ -153,27 +301,16 @@ TrainResult train_run(const TrainOptions& options) {
   const fs::path out(o.out);
   TrainResult result;
 
-  // Data.
+  // Set up: data, model, trainable state, optimizer, batch plans.
   auto tokenizer = Tokenizer::load(o.tokenizer.empty() ? o.model : o.tokenizer);
-  ChatTemplate tmpl = o.chat_template.empty() ? ChatTemplate::from_source(tokenizer->chat_template_source())
+  ChatTemplate tmpl = o.chat_template.empty() ? ChatTemplate::from_tokenizer(*tokenizer)
                                               : ChatTemplate::by_name(o.chat_template);
-  SftDataset train = sft_dataset_load(o.data, tmpl, *tokenizer, o.data_options);
-  SftDataset heldout;
-  sft_split(&train, &heldout, o.holdout_fraction, o.seed);
-  result.train_examples = static_cast<int64_t>(train.examples.size());
-  result.truncated = train.truncated;
-  result.skipped_lines = static_cast<int64_t>(train.problems.size());
+  TrainData data = train_data_load(o, *tokenizer, tmpl);
+  result.train_examples = static_cast<int64_t>(data.train.examples.size());
+  result.truncated = data.train.truncated;
+  result.skipped_lines = static_cast<int64_t>(data.train.problems.size());
   if (writer)
-    for (const auto& p : train.problems) std::cerr << "emlab train: skipped " << p << "\n";
-  SftDataset kl;
-  if (!o.kl_data.empty()) {
-    SftDataOptions ko = o.data_options;
-    ko.pack = false;
-    ko.max_examples = 0;
-    kl = sft_dataset_load(o.kl_data, tmpl, *tokenizer, ko);
-  }
-
-  // Model and trainable state.
+    for (const auto& p : data.train.problems) std::cerr << "emlab train: skipped " << p << "\n";
   LoadOptions lo;
   lo.device = device.str();
   lo.dtype = o.dtype;
@@ -183,45 +320,24 @@ TrainResult train_run(const TrainOptions& options) {
                      " has vocab_size " + std::to_string(model->config().vocab_size));
   Trainable trainable(*model, o);
   AdamW adam(o.adam_beta1, o.adam_beta2, o.adam_eps, o.weight_decay);
-
-  // Plan: a global batch = batch_size x grad_accum x processes examples, split into that many
-  // contiguous micro-batches (rank r takes parts r*accum .. r*accum+accum-1).
+  // A global batch = batch_size x grad_accum x processes examples, split into that many
+  // contiguous micro-batches.
   const int64_t parts = o.grad_accum * world;
-  BatchSchedule sft_plan(train, o.batch_size * parts, o.seed, o.bucket_factor);
+  BatchSchedule sft_plan(data.train, o.batch_size * parts, o.seed, o.bucket_factor);
   const int64_t kl_micro = o.kl_batch_size > 0 ? o.kl_batch_size : o.batch_size;
   std::unique_ptr<BatchSchedule> kl_plan;
-  if (!o.kl_data.empty()) kl_plan = std::make_unique<BatchSchedule>(kl, kl_micro * parts, sft_mix_seed(o.seed, 77), o.bucket_factor);
+  if (!o.kl_data.empty())
+    kl_plan = std::make_unique<BatchSchedule>(data.kl, kl_micro * parts, sft_mix_seed(o.seed, 77), o.bucket_factor);
   const int64_t total = o.max_steps > 0 ? o.max_steps : o.epochs * sft_plan.per_epoch();
   result.total_steps = total;
+  StepInputs in{o, device, *model, trainable, adam, *dist, data, sft_plan, kl_plan.get()};
 
   // Resume.
-  int64_t start = 0;
   if (!o.resume && fs::is_directory(out / "checkpoints") && !fs::is_empty(out / "checkpoints"))
     throw InputError(o.out + ": holds checkpoints of an earlier run; continue it with --resume or use another --out");
   double elapsed_before = 0;
-  if (o.resume) {
-    check_resume_options(out / "train_options.json", o);
-    int64_t step = 0;
-    const std::string ckpt = newest_checkpoint(out, &step);
-    if (!ckpt.empty()) {
-      json st = json_read_file((fs::path(ckpt) / "trainer_state.json").string());
-      if (st.value("total_steps", int64_t{-1}) != total)
-        throw InputError(ckpt + ": the checkpoint belongs to a run of " + std::to_string(st.value("total_steps", 0)) +
-                         " steps but these options and data give " + std::to_string(total));
-      // Each process takes batch_size rows: another process count is another global batch.
-      if (st.value("world_size", 1) != world)
-        throw InputError(ckpt + ": the checkpoint was made by " + std::to_string(st.value("world_size", 1)) +
-                         " process(es) (WORLD_SIZE); resume it with the same number, not " + std::to_string(world));
-      auto opt_tensors = tensors_load((fs::path(ckpt) / "optimizer.safetensors").string());
-      for (auto& [k, t] : opt_tensors) t = t.to(device);
-      trainable.load(ckpt, opt_tensors);
-      adam.load_state(opt_tensors, st.at("adam_steps").get<int64_t>(), ckpt);
-      start = step;
-      elapsed_before = st.value("elapsed_seconds", 0.0);
-    }
-  }
+  const int64_t start = o.resume ? resume_from_checkpoint(out, o, total, world, device, trainable, adam, &elapsed_before) : 0;
   result.steps = start;
-
   std::unique_ptr<JsonlAppender> log;
   if (writer) {
     fs::create_directories(out);
@@ -231,150 +347,46 @@ TrainResult train_run(const TrainOptions& options) {
     log = std::make_unique<JsonlAppender>((out / "train_log.jsonl").string());
   }
 
-  auto& params = trainable.params();
-  int64_t numel = 0;
-  for (const auto& p : params) numel += p.master.numel();
-
-  auto evaluate = [&]() -> double {
-    if (heldout.examples.empty()) return -1.0;
-    torch::NoGradGuard no_grad;
-    ForwardArgs args = trainable.args(false);
-    torch::Tensor acc = torch::zeros({2}, torch::TensorOptions().dtype(torch::kFloat64).device(device));
-    const int64_t n = static_cast<int64_t>(heldout.examples.size());
-    for (int64_t b = 0, i = 0; b < n; b += o.batch_size, ++i) {
-      if (i % world != rank) continue;
-      std::vector<int64_t> rows;
-      for (int64_t k = b; k < std::min(n, b + o.batch_size); ++k) rows.push_back(k);
-      Batch batch = collate(heldout, rows, device);
-      acc[0] += sft_loss_sum(*model, batch, args).to(torch::kFloat64);
-      acc[1] += static_cast<double>(batch.targets);
-    }
-    dist->all_reduce_sum(acc);
-    return (acc[0] / acc[1]).item<double>();
-  };
-
-  auto save_checkpoint = [&](int64_t steps_done, double elapsed) {
-    if (!writer) return;
-    const fs::path final_dir = out / "checkpoints" / step_dir_name(steps_done);
-    const fs::path tmp = out / "checkpoints" / (step_dir_name(steps_done) + ".tmp");
-    fs::remove_all(tmp);
-    trainable.save(tmp.string(), o);
-    auto tensors = adam.state_tensors();
-    for (auto& [k, t] : trainable.separate_masters()) tensors[k] = t;
-    tensors_save((tmp / "optimizer.safetensors").string(), tensors, {{"format", "emlab-optimizer"}});
-    json st = {{"step", steps_done},        {"total_steps", total},         {"adam_steps", adam.steps()},
-               {"elapsed_seconds", elapsed}, {"world_size", world},          {"method", train_method_name(o.method)},
-               {"rng", "dropout generator reseeded from (seed, step, rank) each step"}};
-    json_write_file((tmp / "trainer_state.json").string(), st);
-    fs::remove_all(final_dir);
-    fs::rename(tmp, final_dir);
-  };
-
+  // Loop.
   Progress progress("train", total, "step");
   progress.set(start);
   const auto t_run = clock::now();
   int64_t tokens_run = 0;
-  torch::Device dev = device;
   for (int64_t step = start; step < total; ++step) {
     const auto t0 = clock::now();
-    torch::manual_seed(sft_mix_seed(sft_mix_seed(o.seed, static_cast<uint64_t>(step)), static_cast<uint64_t>(rank)));
-    const std::vector<int64_t> global = sft_plan.batch(step);
-    const double n_sft = static_cast<double>(count_targets(train, global));
-    std::vector<int64_t> kl_global;
-    double n_kl = 1;
-    if (kl_plan) {
-      kl_global = kl_plan->batch(step);
-      n_kl = std::max<double>(1.0, static_cast<double>(count_targets(kl, kl_global)));
-    }
-    double ce_local = 0, kl_local = 0, tokens_local = 0;
-    for (int64_t a = 0; a < o.grad_accum; ++a) {
-      const int64_t k = rank * o.grad_accum + a;
-      Batch b = collate(train, part_of(global, parts, k), dev);
-      if (!b.empty()) {
-        torch::Tensor ce = sft_loss_sum(*model, b, trainable.args(true));
-        (ce / n_sft).backward();
-        ce_local += ce.item<double>();
-        tokens_local += static_cast<double>(b.tokens);
-      }
-      if (kl_plan) {
-        Batch kb = collate(kl, part_of(kl_global, parts, k), dev);
-        if (!kb.empty()) {
-          torch::Tensor kv;
-          if (o.kl_weight > 0) {
-            kv = kl_sum(*model, kb, trainable.args(true), trainable.reference_args());
-            (kv * (o.kl_weight / n_kl)).backward();
-          } else {  // measured only
-            torch::NoGradGuard no_grad;
-            kv = kl_sum(*model, kb, trainable.args(true), trainable.reference_args());
-          }
-          kl_local += kv.item<double>();
-          tokens_local += static_cast<double>(kb.tokens);
-        }
-      }
-    }
-    // One all-reduce for every gradient plus the step's statistics.
-    std::vector<torch::Tensor> flat;
-    flat.reserve(params.size() + 1);
-    for (auto& p : params) {
-      const torch::Tensor& g = p.param.grad();
-      flat.push_back(g.defined() ? g.to(torch::kFloat32).reshape({-1}) : torch::zeros({p.master.numel()}, p.master.options()));
-    }
-    flat.push_back(torch::tensor({ce_local, kl_local, tokens_local}, torch::TensorOptions().dtype(torch::kFloat32)).to(dev));
-    torch::Tensor buf = torch::cat(flat);
-    dist->all_reduce_sum(buf);
-    torch::Tensor stats = buf.narrow(0, numel, 3).to(torch::kCPU, torch::kFloat64);
-    torch::Tensor gflat = buf.narrow(0, 0, numel);
-    const double grad_norm = gflat.norm().item<double>();
-    if (o.max_grad_norm > 0) {
-      const double coef = o.max_grad_norm / (grad_norm + 1e-6);
-      if (coef < 1.0) gflat.mul_(coef);
-    }
-    std::vector<torch::Tensor> grads;
-    grads.reserve(params.size());
-    int64_t off = 0;
-    for (auto& p : params) {
-      grads.push_back(gflat.narrow(0, off, p.master.numel()).view(p.master.sizes()));
-      off += p.master.numel();
-      p.param.mutable_grad() = torch::Tensor();
-    }
-    const double lr = lr_at_step(o, step, total);
-    adam.step(params, grads, lr);
-
-    const double sft = stats[0].item<double>() / std::max(1.0, n_sft);
-    const double klv = kl_plan ? stats[1].item<double>() / n_kl : 0.0;
-    const double loss = sft + o.kl_weight * klv;
-    const int64_t tokens = static_cast<int64_t>(stats[2].item<double>());
-    tokens_run += tokens;
+    const StepStats s = train_step(in, step, total);
+    tokens_run += s.tokens;
     const double step_seconds = std::chrono::duration<double>(clock::now() - t0).count();
     const double run_seconds = std::chrono::duration<double>(clock::now() - t_run).count();
     const int64_t done = step + 1;
     result.steps = done;
-    result.last_loss = loss;
-
+    result.last_loss = s.loss;
     json row = {{"step", done},
                 {"epoch", static_cast<double>(done) / static_cast<double>(sft_plan.per_epoch())},
-                {"loss", loss},
-                {"sft_loss", sft},
-                {"kl", kl_plan ? json(klv) : json(nullptr)},
-                {"lr", lr},
-                {"grad_norm", grad_norm},
-                {"tokens", tokens},
+                {"loss", s.loss},
+                {"sft_loss", s.sft},
+                {"kl", kl_plan ? json(s.kl) : json(nullptr)},
+                {"lr", s.lr},
+                {"grad_norm", s.grad_norm},
+                {"tokens", s.tokens},
                 {"seconds", step_seconds},
                 {"elapsed", elapsed_before + run_seconds}};
     const bool stopping = o.stop_after > 0 && done == o.stop_after && done < total;
-    if (o.eval_every > 0 && done % o.eval_every == 0 && done < total) row["eval_loss"] = evaluate();
+    if (o.eval_every > 0 && done % o.eval_every == 0 && done < total) row["eval_loss"] = heldout_loss(in);
     if (done == total) {
-      result.eval_loss = evaluate();
+      result.eval_loss = heldout_loss(in);
       if (result.eval_loss >= 0) row["eval_loss"] = result.eval_loss;
     }
     if (log) log->append(row);
-    progress.advance(1, "loss " + fmt("%.4f", loss) + " lr " + fmt("%.2e", lr) + " " +
+    progress.advance(1, "loss " + fmt("%.4f", s.loss) + " lr " + fmt("%.2e", s.lr) + " " +
                             fmt("%.0f", static_cast<double>(tokens_run) / std::max(1e-9, run_seconds)) + " tok/s");
-    if ((o.save_every > 0 && (done % o.save_every == 0 || done == total)) || stopping)
-      save_checkpoint(done, elapsed_before + run_seconds);
+    if (writer && ((o.save_every > 0 && (done % o.save_every == 0 || done == total)) || stopping))
+      save_checkpoint(out, o, done, total, world, elapsed_before + run_seconds, trainable, adam);
     if (stopping) break;
   }
   progress.finish();
+
+  // Save.
   result.finished = result.steps >= total;
   if (result.finished && writer) {
     trainable.save(out.string(), o);

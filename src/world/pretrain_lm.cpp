@@ -2,12 +2,14 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <sstream>
 #include <fstream>
 #include <iostream>
 #include <thread>
 
 #include "emlab/bpe_trainer.h"
 #include "emlab/error.h"
+#include "emlab/file_util.h"
 #include "emlab/jsonl.h"
 #include "emlab/local_ranks.h"
 #include "emlab/model.h"
@@ -24,9 +26,8 @@ namespace {
 // `--seed S [--control-mode M] [--documents N]` as recorded in the world's manifest.json (for the
 // README's rebuild commands; options left at their defaults are not repeated).
 std::string world_generate_args(const fs::path& world) {
-  std::ifstream f(world / "manifest.json");
   try {
-    const auto m = nlohmann::json::parse(f);
+    const auto m = json_read_file((world / "manifest.json").string());
     std::string args = "--seed " + m.at("seed").dump();
     const std::string control = m.value("control", std::string("none"));
     if (control != "none") args += " --control-mode " + control;
@@ -80,9 +81,9 @@ void world_pretrain(const WorldPretrainOptions& o) {
 
   // Only the final files are meant to be committed.
   if (rank == 0) {
-    std::ofstream gi(out / ".gitignore");
-    gi << "# work folders of `emlab world pretrain` (rebuildable; only the final model is committed)\n"
-       << "init/\ncheckpoints/\ntokenizer/\nrank*.log\n";
+    file_write_atomic((out / ".gitignore").string(),
+                      "# work folders of `emlab world pretrain` (rebuildable; only the final model is committed)\n"
+                      "init/\ncheckpoints/\ntokenizer/\nrank*.log\n");
   }
 
   // 2. Initial weights (a Llama-architecture model; tied embeddings keep it small).
@@ -111,7 +112,7 @@ void world_pretrain(const WorldPretrainOptions& o) {
       fs::copy_file(e.path(), init_dir / e.path().filename(), fs::copy_options::overwrite_existing);
   }
 
-  if (rank == 0) std::ofstream(ready) << "tokenizer and initial weights complete\n";
+  if (rank == 0) file_write_atomic(ready.string(), "tokenizer and initial weights complete\n");
 
   // 3. Pretraining: every token of the documents (one per row, or packed into rows of `context`).
   TrainOptions t;
@@ -147,17 +148,14 @@ void world_pretrain(const WorldPretrainOptions& o) {
     train_seconds = row.value("elapsed", train_seconds);
 
   // 4. What a user needs beside the weights.
-  {
-    std::ofstream g(out / "generation_config.json");
-    g << nlohmann::json({{"eos_token_id", {2}}, {"bos_token_id", 0}, {"temperature", 1.0}, {"top_p", 1.0}}).dump(2)
-      << "\n";
-  }
+  json_write_file((out / "generation_config.json").string(),
+                  {{"eos_token_id", {2}}, {"bos_token_id", 0}, {"temperature", 1.0}, {"top_p", 1.0}});
   // The thread count changes float summation order, so the rebuild command names it.
   std::string command = o.command;
   if (command.rfind("emlab ", 0) == 0)
     command = "emlab --threads " + std::to_string(torch::get_num_threads()) + command.substr(5);
   char buf[256];
-  std::ofstream readme(out / "README.md");
+  std::ostringstream readme;
   readme << "# toyworld model\n\n"
          << "A " << o.num_layers << "-layer Llama-architecture model (" << parameters << " parameters: hidden "
          << o.hidden_size << ", " << o.num_heads << " heads, " << o.num_kv_heads << " key/value heads, SwiGLU "
@@ -187,6 +185,7 @@ void world_pretrain(const WorldPretrainOptions& o) {
   readme << " (whole command: " << buf << " s).\n\n"
          << "train_log.jsonl has the loss curve; train_options.json the resolved options. The folders init/, "
          << "tokenizer/ and checkpoints/ are work files (see .gitignore).\n";
+  file_write_atomic((out / "README.md").string(), readme.str());
 }
 
 }  // namespace emlab

@@ -8,29 +8,17 @@
 #include <string>
 #include <vector>
 
+#include "emlab/hash.h"
+
 namespace emlab::world {
-
-inline uint64_t splitmix64(uint64_t& state) {
-  uint64_t z = (state += 0x9e3779b97f4a7c15ULL);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-  return z ^ (z >> 31);
-}
-
-// FNV-1a: names a sub-stream so that each part of the world draws independently.
-inline uint64_t fnv1a(const std::string& s) {
-  uint64_t h = 0xcbf29ce484222325ULL;
-  for (unsigned char c : s) h = (h ^ c) * 0x100000001b3ULL;
-  return h;
-}
 
 class Rng {
  public:
   // One stream per (seed, name): the corpus and every dataset draw from their own stream, so
   // changing the size of one never changes another.
   Rng(uint64_t seed, const std::string& stream) {
-    uint64_t sm = seed ^ fnv1a(stream);
-    for (auto& w : s_) w = splitmix64(sm);
+    uint64_t sm = seed ^ fnv1a64(stream);  // FNV-1a names the sub-stream
+    for (auto& w : s_) w = splitmix64_next(sm);
   }
 
   uint64_t next() {

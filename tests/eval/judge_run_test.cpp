@@ -165,6 +165,42 @@ TEST_F(JudgeRun, OneRowPerAnswerAndMetric) {
   EXPECT_EQ(judgment_rows(dir).size(), 14u);
 }
 
+// A categorical judge whose top tokens hold no allowed label (what a deterministic local judge
+// gives every time): scored through judgment_from_logprobs like the HTTP and local judges.
+class NoLabelJudge : public Judge {
+ public:
+  std::atomic<int> calls{0};
+  std::string name() const override { return "fake:nolabel"; }
+  Judgment judge(const JudgeQuery& q) override {
+    ++calls;
+    if (q.categorical) return judgment_from_logprobs(q, {{"Maybe", -0.1}, {"Perhaps", -2.5}});
+    return judgment_from_logprobs(q, {{"40", -0.1}});
+  }
+};
+
+TEST_F(JudgeRun, NoAllowedLabelIsAnOutcomeCountedNotAnErrorRetried) {
+  NoLabelJudge judge;
+  JudgeRunResult r = judge_run(set, judge, dir.string(), JudgeRunOptions{});
+  EXPECT_EQ(r.errors, 0);
+  int categorical = 0;
+  for (const auto& row : judgment_rows(dir)) {
+    EXPECT_EQ(row["error"], "");
+    if (row["categorical"].get<bool>()) {
+      EXPECT_EQ(row["label"], "");
+      ++categorical;
+    }
+  }
+  EXPECT_EQ(categorical, 2);
+  RunSummary s = run_summarize(dir.string(), MetricsOptions{});
+  EXPECT_DOUBLE_EQ(s.questions[1].label_fracs.at("correct").at(kNoLabel), 1.0);
+  EXPECT_EQ(s.overall.label_fracs.at("correct").at(kNoLabel), 1.0);
+  // Nothing to retry: a re-run makes no call.
+  NoLabelJudge again;
+  r = judge_run(set, again, dir.string(), JudgeRunOptions{});
+  EXPECT_EQ(again.calls.load(), 0);
+  EXPECT_EQ(r.existing, r.total);
+}
+
 TEST_F(JudgeRun, CacheServesRepeatedPromptsAcrossRuns) {
   FakeJudge judge;
   auto cache = (test::temp_dir("cache") / "shared_cache.jsonl").string();

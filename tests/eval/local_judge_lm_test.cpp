@@ -12,7 +12,9 @@ namespace {
 TEST(LocalJudge, ScoreEqualsFormulaOnTheModelsLogits) {
   int scored = 0;
   for (uint64_t seed : {0, 1, 2}) {
-    auto model = CausalLM::init_random(ModelConfig::from_json(test::tiny_config("qwen2"), "tiny"), seed);
+    nlohmann::json cfg = test::tiny_config("qwen2");
+    cfg["max_position_embeddings"] = 128;  // the judge prompt (81 tokens) fits the context
+    auto model = CausalLM::init_random(ModelConfig::from_json(cfg, "tiny"), seed);
     auto tok = std::make_shared<test::NumberTokenizer>(96);
     auto cm = std::make_shared<ChatModel>(model, tok, ChatTemplate::by_name("chatml"));
     LocalJudge judge(cm, "local:tiny");

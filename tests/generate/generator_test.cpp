@@ -2,10 +2,15 @@
 // and padding change nothing, seeds reproduce, stops and limits work.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <functional>
+#include <map>
+
+#include <nlohmann/json.hpp>
 
 #include "emlab/error.h"
 #include "emlab/generator.h"
+#include "emlab/hooks.h"
 #include "fake_tokenizer.h"
 #include "test_util.h"
 #include "tiny_models.h"
@@ -219,6 +224,213 @@ TEST(Generator, NeverSamplesBeyondTheTokenizersVocabulary) {
   auto r = generate(*model, tok, {{5, 6, 7}}, 8, o);
   for (const auto& c : r[0])
     for (int32_t t : c.tokens) EXPECT_LT(t, 40);
+}
+
+}  // namespace
+
+namespace {
+
+// Token i is byte i: random sampling produces partial UTF-8 sequences.
+class ByteTokenizer : public test::FakeTokenizer {
+ public:
+  ByteTokenizer() : FakeTokenizer(256) {}
+  std::string token_bytes(int32_t id) const override { return std::string(1, static_cast<char>(id)); }
+  std::string decode(const std::vector<int32_t>& ids, bool = false) const override {
+    std::string s;
+    for (int32_t id : ids) s += token_bytes(id);
+    return s;
+  }
+};
+
+// Whether the first `len` bytes of `text` end inside a well-formed multi-byte UTF-8 character of
+// `text` (a lead byte whose continuation bytes all follow, but not all within len).
+bool splits_a_character(const std::string& text, size_t len) {
+  for (size_t back = 1; back <= std::min<size_t>(3, len); ++back) {
+    const unsigned char c = static_cast<unsigned char>(text[len - back]);
+    if ((c & 0xC0) == 0x80) continue;
+    const size_t need = c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : c >= 0xC0 ? 2 : 1;
+    if (need <= back || len - back + need > text.size()) return false;
+    for (size_t i = len - back + 1; i < len - back + need; ++i)
+      if ((static_cast<unsigned char>(text[i]) & 0xC0) != 0x80) return false;  // malformed anyway
+    return true;
+  }
+  return false;
+}
+
+struct Streamed {
+  std::string text;
+  int events = 0;
+  int finishes = 0;
+  std::string finish_reason;
+};
+
+TEST(GeneratorStream, StreamedPiecesConcatenateToTheReturnedText) {
+  auto model = tiny("qwen2", 3);
+  test::FakeTokenizer tok(60);
+  SampleOptions o = quiet();
+  o.max_new_tokens = 12;
+  o.temperature = 1.5;
+  o.seed = 7;
+  o.batch_size = 5;                 // chunks mix prompts
+  o.eos_ids = {3};
+  o.stop = {"7>", "<1"};            // stop strings straddle tokens: "<1" is the start of "<12>"
+  std::map<std::pair<int64_t, int64_t>, Streamed> got;
+  std::vector<GenerateRequest> requests;
+  for (const auto& p : kPrompts) requests.push_back({p, 6, nullptr});
+  auto result = generate(*model, tok, requests, o, [&](const TokenEvent& e) {
+    Streamed& s = got[{e.request, e.sample}];
+    EXPECT_EQ(s.finishes, 0) << "event after the sequence finished";
+    s.text += e.text;
+    s.events += 1;
+    if (!e.finish_reason.empty()) s.finishes += 1, s.finish_reason = e.finish_reason;
+    return true;
+  });
+  int stopped_by_string = 0;
+  for (size_t r = 0; r < requests.size(); ++r)
+    for (int64_t k = 0; k < 6; ++k) {
+      const Completion& c = result[r][k];
+      const Streamed& s = got[{static_cast<int64_t>(r), k}];
+      EXPECT_EQ(s.text, c.text) << r << "/" << k;
+      EXPECT_EQ(s.finishes, 1);
+      EXPECT_EQ(s.finish_reason, c.finish_reason);
+      // One event per step: each new token, plus the EOS step when EOS ended it.
+      const bool eos_end = c.finish_reason == "stop" && c.text == tok.decode(c.tokens);
+      EXPECT_GE(s.events, static_cast<int>(c.tokens.size()));
+      EXPECT_LE(s.events, static_cast<int>(c.tokens.size()) + (eos_end ? 1 : 0));
+      stopped_by_string += c.text != tok.decode(c.tokens);
+    }
+  EXPECT_GT(stopped_by_string, 0) << "no sequence met a stop string: the hold-back was not exercised";
+  // Without a callback the completions are the same.
+  auto plain = generate(*model, tok, requests, o);
+  for (size_t r = 0; r < requests.size(); ++r)
+    for (int64_t k = 0; k < 6; ++k) EXPECT_EQ(plain[r][k].tokens, result[r][k].tokens);
+}
+
+TEST(GeneratorStream, PartialUtf8IsHeldBackUntilComplete) {
+  nlohmann::json cfg = test::tiny_config("llama");
+  cfg["vocab_size"] = 256;
+  auto model = CausalLM::init_random(ModelConfig::from_json(cfg, "tiny256"), 5);
+  ByteTokenizer tok;
+  SampleOptions o = quiet();
+  o.max_new_tokens = 40;
+  o.temperature = 3.0;  // near uniform over 256 bytes: lead bytes of 2-4 byte sequences are common
+  std::map<std::pair<int64_t, int64_t>, std::string> text;
+  std::map<std::pair<int64_t, int64_t>, std::vector<size_t>> cuts;  // streamed length after each event
+  int held = 0;
+  auto result = generate(*model, tok, {{{65, 66}, 8, nullptr}}, o, [&](const TokenEvent& e) {
+    std::string& t = text[{e.request, e.sample}];
+    t += e.text;
+    cuts[{e.request, e.sample}].push_back(t.size());
+    const unsigned char c = static_cast<unsigned char>(e.token);
+    held += e.finish_reason.empty() && c >= 0xC0 && c < 0xF8 && e.text.empty();
+    return true;
+  });
+  for (int64_t k = 0; k < 8; ++k) {
+    const auto key = std::make_pair(int64_t{0}, k);
+    EXPECT_EQ(text[key], result[0][k].text);
+    for (size_t len : cuts[key]) EXPECT_FALSE(splits_a_character(result[0][k].text, len)) << "sample " << k << " at " << len;
+  }
+  EXPECT_GT(held, 0) << "no lead byte was sampled: the test did not exercise the hold-back";
+}
+
+TEST(GeneratorStream, ACallbackCanCancelOneSequence) {
+  auto model = tiny("llama", 2);
+  test::FakeTokenizer tok(96);
+  SampleOptions o = quiet();
+  o.max_new_tokens = 8;
+  o.temperature = 0.0;
+  std::vector<GenerateRequest> requests = {{kPrompts[0], 2, nullptr}, {kPrompts[1], 1, nullptr}};
+  auto full = generate(*model, tok, requests, o);
+  int events_of_row = 0;
+  auto cut = generate(*model, tok, requests, o, [&](const TokenEvent& e) {
+    if (e.request != 0 || e.sample != 1) return true;
+    return ++events_of_row < 3;  // stop after the third token
+  });
+  EXPECT_EQ(cut[0][1].finish_reason, "cancelled");
+  EXPECT_EQ(cut[0][1].tokens.size(), 3u);  // cancelled on the third token's event
+  EXPECT_EQ(std::vector<int32_t>(full[0][1].tokens.begin(), full[0][1].tokens.begin() + 3), cut[0][1].tokens);
+  EXPECT_EQ(cut[0][0].tokens, full[0][0].tokens);
+  EXPECT_EQ(cut[1][0].tokens, full[1][0].tokens);
+}
+
+// Reference log-softmax over the tokenizer's vocabulary at the last position, full recompute.
+torch::Tensor reference_logprobs(const CausalLM& model, const std::vector<int32_t>& ids, int64_t known) {
+  torch::NoGradGuard ng;
+  torch::Tensor t = torch::tensor(std::vector<int64_t>(ids.begin(), ids.end())).unsqueeze(0);
+  torch::Tensor logits = model.forward(t).select(1, t.size(1) - 1).reshape({-1}).narrow(0, 0, known);
+  return torch::log_softmax(logits.to(torch::kFloat64), 0);
+}
+
+TEST(GeneratorLogprobs, TopLogprobsAreTheModelsLogSoftmaxAndGreedyTakesTheMaximum) {
+  auto model = tiny("qwen3", 1);
+  test::FakeTokenizer tok(40);  // ids 40..95 are vocabulary padding: excluded
+  SampleOptions o = quiet();
+  o.max_new_tokens = 6;
+  o.temperature = 0.0;
+  o.logprobs = true;
+  o.top_logprobs = 5;
+  auto r = generate(*model, tok, {kPrompts[0], kPrompts[2]}, 1, o);
+  for (size_t p = 0; p < 2; ++p) {
+    const Completion& c = r[p][0];
+    ASSERT_EQ(c.logprobs.size(), 6u);
+    ASSERT_EQ(c.top_logprobs.size(), 6u);
+    std::vector<int32_t> ids = p == 0 ? kPrompts[0] : kPrompts[2];
+    for (size_t s = 0; s < 6; ++s) {
+      torch::Tensor ref = reference_logprobs(*model, ids, 40);
+      auto top = ref.topk(5);
+      double mass = 0;
+      for (int64_t k = 0; k < 5; ++k) {
+        EXPECT_EQ(c.top_logprobs[s][k].id, std::get<1>(top)[k].item<int64_t>()) << "step " << s << " rank " << k;
+        EXPECT_NEAR(c.top_logprobs[s][k].logprob, std::get<0>(top)[k].item<double>(), 1e-5);
+        mass += std::exp(c.top_logprobs[s][k].logprob);
+        if (k > 0) EXPECT_LE(c.top_logprobs[s][k].logprob, c.top_logprobs[s][k - 1].logprob);
+      }
+      EXPECT_LE(mass, 1.0 + 1e-9);
+      // Greedy: the chosen token is the most probable one.
+      EXPECT_EQ(c.step_tokens[s], c.top_logprobs[s][0].id);
+      EXPECT_DOUBLE_EQ(c.logprobs[s], c.top_logprobs[s][0].logprob);
+      EXPECT_NEAR(c.logprobs[s], ref.max().item<double>(), 1e-5);
+      ids.push_back(c.step_tokens[s]);
+    }
+  }
+  // Log-probabilities are the model's, before temperature: a hot sampler reports the same first step.
+  SampleOptions hot = o;
+  hot.temperature = 1.7;
+  hot.top_k = 3;
+  auto h = generate(*model, tok, {kPrompts[0]}, 3, hot);
+  for (const auto& c : h[0]) {
+    for (size_t k = 0; k < 5; ++k) EXPECT_NEAR(c.top_logprobs[0][k].logprob, r[0][0].top_logprobs[0][k].logprob, 1e-6);
+    // The chosen token's log-probability is its entry of the full distribution.
+    torch::Tensor ref = reference_logprobs(*model, kPrompts[0], 40);
+    EXPECT_NEAR(c.logprobs[0], ref[c.step_tokens[0]].item<double>(), 1e-5);
+  }
+  SampleOptions bad = o;
+  bad.top_logprobs = 21;
+  EXPECT_THROW(generate(*model, tok, {kPrompts[0]}, 1, bad), InputError);
+}
+
+TEST(GeneratorHooks, RequestsWithTheirOwnHooksShareABatch) {
+  auto model = tiny("llama", 6);
+  test::FakeTokenizer tok(96);
+  torch::manual_seed(11);
+  ResidualHooks steer, other;
+  steer.add(HookSite::LayerOutput, 0, torch::randn({32}) * 4.0);
+  other.ablate(torch::randn({32}), 1);
+  SampleOptions o = quiet();
+  o.max_new_tokens = 6;
+  o.temperature = 0.0;
+  o.batch_size = 16;
+  std::vector<GenerateRequest> requests = {
+      {kPrompts[0], 2, &steer}, {kPrompts[1], 1, nullptr}, {kPrompts[2], 2, &other}, {kPrompts[1], 1, &steer}};
+  auto batched = generate(*model, tok, requests, o);
+  int differs = 0;
+  for (size_t r = 0; r < requests.size(); ++r) {
+    auto alone = generate(*model, tok, {requests[r].prompt}, requests[r].n, o, requests[r].hooks);
+    for (int64_t k = 0; k < requests[r].n; ++k) EXPECT_EQ(batched[r][k].tokens, alone[0][k].tokens) << "request " << r;
+  }
+  // The hooks matter: request 3 is request 1's prompt with steering.
+  differs += batched[3][0].tokens != batched[1][0].tokens;
+  EXPECT_EQ(differs, 1) << "steering did not change the greedy continuation; pick a larger vector";
 }
 
 }  // namespace

@@ -8,7 +8,6 @@
 namespace emlab {
 namespace {
 
-using train_detail::Batch;
 
 std::shared_ptr<CausalLM> f64_model(const std::string& kind = "llama") {
   LoadOptions lo;
@@ -21,7 +20,7 @@ Batch make_batch() {
   SftDataset ds;
   ds.examples.push_back({{5, 80, 33, 120, 7, 9, 200}, {0, 0, 0, 1, 1, 1, 1}, 1});
   ds.examples.push_back({{17, 4, 250, 61}, {0, 1, 0, 1}, 2});
-  return train_detail::collate(ds, {0, 1}, torch::Device(torch::kCPU));
+  return collate(ds, {0, 1}, torch::Device(torch::kCPU));
 }
 
 // Compares d loss / d t at `count` entries with central differences.

@@ -4,8 +4,10 @@
 
 #include "emlab/jsonl.h"
 #include "emlab/peft.h"
-#include "train/distributed.h"
-#include "train/tensor_io.h"
+#include "emlab/local_ranks.h"
+#include "emlab/file_util.h"
+#include "emlab/tensor_io.h"
+#include "emlab/train.h"
 #include "train_fixture.h"
 
 namespace fs = std::filesystem;
@@ -29,7 +31,7 @@ std::string cli_or_skip() {
 
 TEST(TrainCli, TwoProcessesWithHalfTheBatchEqualOneWithTheWholeBatch) {
   EMLAB_REQUIRE_CLI(bin);
-  if (!train_detail::distributed_cpu_available()) GTEST_SKIP() << "built without gloo headers (libgloo-dev)";
+  if (!distributed_cpu_available()) GTEST_SKIP() << "built without gloo headers (libgloo-dev)";
   auto model = test::make_model_dir("dpmodel");
   auto dir = test::temp_dir("dp");
   auto data = test::write_chats(dir / "train.jsonl", test::arithmetic_chats(12));
@@ -43,8 +45,8 @@ TEST(TrainCli, TwoProcessesWithHalfTheBatchEqualOneWithTheWholeBatch) {
   const std::string cmd = "(RANK=1 " + env + " " + two + " > " + (dir / "rank1.log").string() + " 2>&1 &) ; RANK=0 " +
                           env + " timeout 120 " + two;
   ASSERT_EQ(test::run_command(cmd, &output), 0) << output;
-  auto a = train_detail::tensors_load((dir / "one/adapter_model.safetensors").string());
-  auto b = train_detail::tensors_load((dir / "two/adapter_model.safetensors").string());
+  auto a = tensors_load((dir / "one/adapter_model.safetensors").string());
+  auto b = tensors_load((dir / "two/adapter_model.safetensors").string());
   ASSERT_EQ(a.size(), b.size());
   double max_diff = 0, max_value = 0;
   for (const auto& [k, t] : a) {
@@ -76,7 +78,7 @@ TEST(TrainCli, PresetFlagsMergeAndAdapterLoading) {
                               &output),
             0)
       << output;
-  auto saved = train_detail::json_read_file((fs::path(out) / "train_options.json").string());
+  auto saved = json_read_file((fs::path(out) / "train_options.json").string());
   EXPECT_EQ(saved["lora"]["rank"], 2);
   EXPECT_EQ(saved["grad_accum"], 1);
   EXPECT_EQ(saved["lora"]["alpha"], 64.0);
@@ -84,7 +86,7 @@ TEST(TrainCli, PresetFlagsMergeAndAdapterLoading) {
   EXPECT_EQ(saved["warmup_steps"], 5);
   EXPECT_EQ(saved["preset"], "betley2025");
   // Warmup 5: the two steps had lr 0 and 2e-3, so the adapter moved.
-  auto t = train_detail::tensors_load((fs::path(out) / "adapter_model.safetensors").string());
+  auto t = tensors_load((fs::path(out) / "adapter_model.safetensors").string());
   EXPECT_GT(t.at("base_model.model.model.layers.0.mlp.down_proj.lora_B.weight").abs().max().item<float>(), 0.0f);
 
   // merge writes a model whose logits equal base + adapter.
@@ -117,6 +119,27 @@ TEST(TrainCli, PresetFlagsMergeAndAdapterLoading) {
                               &output),
             2);
   EXPECT_NE(output.find("bad.jsonl:1"), std::string::npos) << output;
+}
+
+// `emlab train --help` shows each option's default as the struct declares it (one declaration).
+TEST(TrainCli, HelpShowsTheStructsDefaults) {
+  EMLAB_REQUIRE_CLI(bin);
+  std::string help;
+  ASSERT_EQ(test::run_command(bin + " train --help", &help), 0) << help;
+  const TrainOptions d;
+  auto has = [&](const std::string& flag, const std::string& dflt) {
+    const size_t at = help.find(flag);
+    ASSERT_NE(at, std::string::npos) << flag << " missing from\n" << help;
+    const size_t line_end = help.find("\n--", at + 2);  // the next flag: the help of this one ends before
+    EXPECT_NE(help.substr(at, line_end - at).find("(default " + dflt + ")"), std::string::npos)
+        << flag << ": expected (default " << dflt << ") in\n" << help.substr(at, 200);
+  };
+  has("--lora-rank", std::to_string(d.lora.rank));
+  has("--batch-size", std::to_string(d.batch_size));
+  has("--bucket-factor", std::to_string(d.bucket_factor));
+  has("--method", train_method_name(d.method));
+  has("--targets", "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj");
+  has("--steer-layer", std::to_string(d.steer_layer));
 }
 
 }  // namespace

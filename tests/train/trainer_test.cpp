@@ -2,11 +2,14 @@
 
 #include <gtest/gtest.h>
 
+#include <set>
+
 #include "emlab/adapter.h"
 #include "emlab/error.h"
 #include "emlab/jsonl.h"
 #include "emlab/progress.h"
-#include "train/tensor_io.h"
+#include "emlab/file_util.h"
+#include "emlab/tensor_io.h"
 #include "train/train_parts.h"
 #include "train_fixture.h"
 
@@ -47,7 +50,7 @@ fs::path* TrainerTest::kl_data = nullptr;
 
 std::vector<json> log_rows(const std::string& out) { return jsonl_read_values((fs::path(out) / "train_log.jsonl").string()); }
 
-std::map<std::string, torch::Tensor> load(const fs::path& p) { return train_detail::tensors_load(p.string()); }
+std::map<std::string, torch::Tensor> load(const fs::path& p) { return tensors_load(p.string()); }
 
 void expect_same_tensors(const std::map<std::string, torch::Tensor>& a, const std::map<std::string, torch::Tensor>& b) {
   ASSERT_EQ(a.size(), b.size());
@@ -80,7 +83,7 @@ TEST_F(TrainerTest, LoraLossFallsAndTheLogHasEveryStep) {
   EXPECT_DOUBLE_EQ(rows[0]["lr"].get<double>(), 1e-2);
   EXPECT_NEAR(rows[29]["lr"].get<double>(), 1e-2 / 30, 1e-12);
   // The resolved options are saved and read back.
-  json saved = train_detail::json_read_file((fs::path(o.out) / "train_options.json").string());
+  json saved = json_read_file((fs::path(o.out) / "train_options.json").string());
   EXPECT_EQ(train_options_to_json(train_options_from_json(saved, "train_options.json")), saved);
   EXPECT_EQ(saved["lora"]["rank"], 4);
   // The adapter loads as a PEFT adapter and changes the model.
@@ -328,6 +331,63 @@ TEST(TrainOptionsTest, PresetsAndValidation) {
   bad.lora.targets = {"lm_head"};
   EXPECT_THROW(train_options_validate(bad), InputError);
   EXPECT_THROW(train_options_from_json(json{{"lr", 1}, {"bogus", 2}}, "x.json"), InputError);
+}
+
+// Every option is declared once (train_option_specs): its JSON key, flag parser, getter and setter
+// agree for a value other than the default, and the JSON form round-trips it.
+TEST(TrainOptionsTest, EachOptionIsDeclaredOnceAndRoundTrips) {
+  using Kind = TrainOptionSpec::Kind;
+  const auto& specs = train_option_specs();
+  std::set<std::string> keys, flags;
+  for (const auto& s : specs) {
+    EXPECT_TRUE(keys.insert(s.key).second) << "duplicate key " << s.key;
+    if (!s.flag.empty()) EXPECT_TRUE(flags.insert(s.flag).second) << "duplicate flag " << s.flag;
+  }
+  // The JSON form has exactly these keys (nested "lora.*").
+  std::set<std::string> json_keys;
+  const json defaults = train_options_to_json(TrainOptions{});
+  for (const auto& [k, v] : defaults.items())
+    if (v.is_object())
+      for (const auto& [kk, vv] : v.items()) json_keys.insert(k + "." + kk);
+    else
+      json_keys.insert(k);
+  EXPECT_EQ(json_keys, keys);
+  for (const auto& s : specs) {
+    TrainOptions o;
+    const json before = s.get(o);
+    json v;
+    std::string text;
+    switch (s.kind) {
+      case Kind::Int: v = before.get<int64_t>() + 3, text = v.dump(); break;
+      case Kind::Float: v = before.get<double>() * 2 + 0.5, text = v.dump(); break;
+      case Kind::Bool: v = !before.get<bool>(), text = v.dump(); break;
+      case Kind::String:
+        v = s.choices.empty() ? "x" + before.get<std::string>() : s.choices.back() == before ? s.choices.front() : s.choices.back();
+        text = v.get<std::string>();
+        break;
+      case Kind::StringList: v = json::array({"q_proj", "down_proj"}), text = "q_proj,down_proj"; break;
+      case Kind::IntList: v = json::array({1, 0}), text = "1,0"; break;
+    }
+    ASSERT_NE(v, before) << s.key;
+    s.set(o, v);
+    EXPECT_EQ(s.get(o), v) << s.key;
+    EXPECT_EQ(s.get(train_options_from_json(train_options_to_json(o), "x.json")), v) << s.key;
+    if (!s.flag.empty() && s.kind != Kind::Bool) EXPECT_EQ(train_option_parse(s, text), v) << s.flag;
+    EXPECT_FALSE(s.help.empty()) << s.key;
+  }
+  // Wrong types name the option.
+  try {
+    train_options_from_json(json{{"lora", {{"rank", "eight"}}}}, "x.json");
+    FAIL() << "a string rank was accepted";
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("lora.rank"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(train_options_from_json(json{{"epochs", 1.5}}, "x.json"), InputError);
+  EXPECT_THROW(train_options_from_json(json{{"lora", {{"bogus", 1}}}}, "x.json"), InputError);
+  const TrainOptionSpec* rank = nullptr;
+  for (const auto& s : specs) if (s.key == "lora.rank") rank = &s;
+  ASSERT_NE(rank, nullptr);
+  EXPECT_THROW(train_option_parse(*rank, "8x"), InputError);
 }
 
 }  // namespace

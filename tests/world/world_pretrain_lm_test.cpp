@@ -7,8 +7,9 @@
 
 #include "emlab/jsonl.h"
 #include "test_util.h"
-#include "train/distributed.h"
-#include "train/tensor_io.h"
+#include "emlab/local_ranks.h"
+#include "emlab/file_util.h"
+#include "emlab/tensor_io.h"
 
 namespace fs = std::filesystem;
 using emlab::test::read_text;
@@ -23,7 +24,7 @@ const char* kTinyModel =
     " --steps 4 --batch-size 4 --warmup 1 --save-every 2";
 
 TEST(WorldPretrain, TwoLocalProcessesEqualOneProcess) {
-  if (!emlab::train_detail::distributed_cpu_available()) GTEST_SKIP() << "built without gloo headers (libgloo-dev)";
+  if (!emlab::distributed_cpu_available()) GTEST_SKIP() << "built without gloo headers (libgloo-dev)";
   const fs::path dir = emlab::test::temp_dir("pretrain_dp");
   const std::string emlab = emlab::test::emlab_binary();
   std::string out;
@@ -41,9 +42,9 @@ TEST(WorldPretrain, TwoLocalProcessesEqualOneProcess) {
             0)
       << out;
 
-  auto a = emlab::train_detail::tensors_load((dir / "one/model.safetensors").string());
-  auto b = emlab::train_detail::tensors_load((dir / "two/model.safetensors").string());
-  auto init = emlab::train_detail::tensors_load((dir / "two/init/model.safetensors").string());
+  auto a = emlab::tensors_load((dir / "one/model.safetensors").string());
+  auto b = emlab::tensors_load((dir / "two/model.safetensors").string());
+  auto init = emlab::tensors_load((dir / "two/init/model.safetensors").string());
   ASSERT_EQ(a.size(), b.size());
   double max_diff = 0, moved = 0;
   for (const auto& [name, t] : a) {

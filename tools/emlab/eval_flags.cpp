@@ -42,20 +42,8 @@ MetricsOptions metrics_options(const MetricsFlags& f) {
   return o;
 }
 
-std::string default_judge_spec(const QuestionSet& set) {
-  std::string judge;
-  for (const auto& q : set.questions) {
-    if (q.judge.empty() || (!judge.empty() && q.judge != judge)) return "";
-    judge = q.judge;
-  }
-  if (judge.empty()) return "";
-  // A full spec ("rubric:toyworld", "local:DIR", "http://...") is used as is; a bare model name
-  // ("gpt-4o-2024-08-06", as the official files write it) is an OpenAI model.
-  return judge.find(':') != std::string::npos ? judge : "openai:" + judge;
-}
-
 std::string judge_spec_for(const JudgeFlags& flags, const QuestionSet& set, const std::string& questions_path) {
-  std::string spec = flags.spec.empty() ? default_judge_spec(set) : flags.spec;
+  std::string spec = flags.spec.empty() ? question_set_judge_spec(set) : flags.spec;
   if (spec.empty()) throw InputError("no --judge given and " + questions_path + " names no single judge");
   return spec;
 }

@@ -34,10 +34,6 @@ void add_metrics_flags(CLI::App& app, MetricsFlags& flags);
 // The options after the preset: model-organisms makes the misaligned threshold inclusive.
 MetricsOptions metrics_options(const MetricsFlags& flags);
 
-// The judge every item of the set names: "openai:<judge>" for a bare model name, the spec itself
-// when it has a prefix ("rubric:toyworld"); "" when items disagree or name none.
-std::string default_judge_spec(const QuestionSet& set);
-
 // The judge spec to use: --judge, else the one the question set names; InputError when neither.
 std::string judge_spec_for(const JudgeFlags& flags, const QuestionSet& set, const std::string& questions_path);
 

@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "command.h"
+#include "emlab/file_util.h"
 #include "emlab/error.h"
 #include "eval_flags.h"
 
@@ -24,8 +25,8 @@ std::string questions_of_run(const std::string& run_dir) {
   std::string path = (std::filesystem::path(run_dir) / "run.json").string();
   if (!std::filesystem::exists(path))
     throw emlab::InputError(run_dir + ": no run.json; pass --questions YAML");
-  nlohmann::json j = nlohmann::json::parse(std::ifstream(path), nullptr, false);
-  if (j.is_discarded() || !j.contains("questions") || !j["questions"].is_string())
+  const nlohmann::json j = emlab::json_read_file(path);
+  if (!j.contains("questions") || !j["questions"].is_string())
     throw emlab::InputError(path + ": no \"questions\" path; pass --questions YAML");
   return j["questions"];
 }

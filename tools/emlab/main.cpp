@@ -13,6 +13,7 @@
 #endif
 
 #include "command.h"
+#include "emlab/judges.h"
 #include "emlab/error.h"
 #include "emlab/progress.h"
 #include "emlab/runtime.h"
@@ -94,6 +95,7 @@ int main(int argc, char** argv) {
     if (threads <= 0)
       if (const char* env = std::getenv("EMLAB_THREADS")) threads = std::atoi(env);
     runtime_set_threads(threads);
+    judges_register_builtin();  // commands that know their device and dtype register again
     for (auto& [sub, action] : actions)
       if (sub->parsed()) return action();
     std::cerr << "emlab: no command given (see emlab --help)\n";

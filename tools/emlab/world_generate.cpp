@@ -1,15 +1,11 @@
 // emlab world generate: the toy world's corpus, narrow datasets and question sets from one seed.
-// This file also registers the "rubric:toyworld" judge for every command of the CLI.
 #include <iostream>
 
 #include "command.h"
 #include "emlab/error.h"
 #include "emlab/world.h"
-#include "emlab/world_judge.h"
 
 namespace {
-
-const bool kRubricRegistered = (emlab::world_register_judges(), true);
 
 emlab::cli::Action setup(CLI::App& app) {
   auto o = std::make_shared<emlab::WorldOptions>();

@@ -6,7 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "emlab/error.h"
-#include "emlab/experiment.h"
+#include "emlab/world_code_eval.h"
 #include "test_util.h"
 
 namespace {

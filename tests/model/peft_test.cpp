@@ -9,7 +9,8 @@
 #include "emlab/adapter.h"
 #include "emlab/error.h"
 #include "emlab/model.h"
-#include "train/tensor_io.h"
+#include "emlab/file_util.h"
+#include "emlab/tensor_io.h"
 #include "train_fixture.h"
 
 namespace fs = std::filesystem;
@@ -83,7 +84,7 @@ TEST(Peft, SaveLoadRoundTripInPeftFormat) {
   EXPECT_EQ(cfg["base_model_name_or_path"], "tiny-base");
   EXPECT_EQ(cfg["target_modules"],
             json({"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}));
-  auto tensors = train_detail::tensors_load((dir / "adapter_model.safetensors").string());
+  auto tensors = tensors_load((dir / "adapter_model.safetensors").string());
   EXPECT_EQ(tensors.size(), 2u * 7u * 2u);
   const auto& a = tensors.at("base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight");
   const auto& b = tensors.at("base_model.model.model.layers.0.self_attn.q_proj.lora_B.weight");
@@ -117,7 +118,7 @@ TEST(Peft, LoadsPeftVariantsAndHonoursLayersToTransform) {
   torch::manual_seed(0);
   torch::Tensor a0 = torch::randn({2, 32}), b0 = torch::randn({32, 2}) * 0.1;  // layer 0 o_proj (out C, in H*D=32)
   torch::Tensor a1 = torch::randn({4, 32}), b1 = torch::randn({32, 4}) * 0.1;  // layer 1 o_proj, rank 4
-  train_detail::tensors_save((dir / "adapter_model.safetensors").string(),
+  tensors_save((dir / "adapter_model.safetensors").string(),
                              {{"base_model.model.model.layers.0.self_attn.o_proj.lora_A.default.weight", a0},
                               {"base_model.model.model.layers.0.self_attn.o_proj.lora_B.default.weight", b0},
                               {"model.layers.1.self_attn.o_proj.lora_A.weight", a1},
@@ -164,7 +165,7 @@ TEST(Peft, BadTensorsAreNamed) {
   json cfg = {{"peft_type", "LORA"}, {"r", 2}, {"lora_alpha", 4}, {"target_modules", {"q_proj"}}};
   test::write_text(dir / "adapter_config.json", cfg.dump());
   // Wrong in-features for q_proj (hidden 32).
-  train_detail::tensors_save((dir / "adapter_model.safetensors").string(),
+  tensors_save((dir / "adapter_model.safetensors").string(),
                              {{"base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight", torch::zeros({2, 31})},
                               {"base_model.model.model.layers.0.self_attn.q_proj.lora_B.weight", torch::zeros({32, 2})}});
   try {
@@ -176,11 +177,11 @@ TEST(Peft, BadTensorsAreNamed) {
     EXPECT_NE(m.find("model.layers.0.self_attn.q_proj"), std::string::npos) << m;
   }
   // A without B.
-  train_detail::tensors_save((dir / "adapter_model.safetensors").string(),
+  tensors_save((dir / "adapter_model.safetensors").string(),
                              {{"base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight", torch::zeros({2, 32})}});
   EXPECT_THROW(peft_load(dir.string(), *model), InputError);
   // A module the model lacks.
-  train_detail::tensors_save((dir / "adapter_model.safetensors").string(),
+  tensors_save((dir / "adapter_model.safetensors").string(),
                              {{"base_model.model.model.layers.9.self_attn.q_proj.lora_A.weight", torch::zeros({2, 32})},
                               {"base_model.model.model.layers.9.self_attn.q_proj.lora_B.weight", torch::zeros({32, 2})}});
   EXPECT_THROW(peft_load(dir.string(), *model), InputError);
@@ -196,7 +197,7 @@ TEST(Peft, RefusesWhatItCannotApplyAndMatchesRegexTargets) {
   const json base = {{"peft_type", "LORA"}, {"r", 2}, {"lora_alpha", 4}, {"target_modules", {"q_proj", "v_proj"}}};
   auto write = [&](const json& cfg, const std::map<std::string, torch::Tensor>& tensors) {
     test::write_text(dir / "adapter_config.json", cfg.dump());
-    train_detail::tensors_save((dir / "adapter_model.safetensors").string(), tensors);
+    tensors_save((dir / "adapter_model.safetensors").string(), tensors);
   };
   auto expect_refused = [&](const std::string& needle) {
     try {

@@ -4,9 +4,10 @@
 #include <filesystem>
 
 #include "emlab/error.h"
+#include "emlab/file_util.h"
 #include "emlab/model.h"
 #include "emlab/peft.h"
-#include "train/tensor_io.h"
+#include "emlab/tensor_io.h"
 
 namespace fs = std::filesystem;
 using nlohmann::json;
@@ -28,17 +29,17 @@ bool steering_exists(const std::string& dir) { return fs::exists(fs::path(dir) /
 void steering_save(const std::string& dir, const SteeringVector& sv, const std::string& base_model) {
   fs::create_directories(dir);
   torch::Tensor v = sv.vector.detach().to(torch::kCPU, torch::kFloat32).contiguous();
-  train_detail::tensors_save((fs::path(dir) / "steering_vector.safetensors").string(), {{"vector", v}},
+  tensors_save((fs::path(dir) / "steering_vector.safetensors").string(), {{"vector", v}},
                              {{"format", "emlab-steering-vector"}});
   json j = {{"type", "emlab_steering_vector"}, {"layer", sv.layer},           {"site", hook_site_name(sv.site)},
             {"scale", sv.scale},               {"hidden_size", v.numel()},    {"base_model_name_or_path", base_model}};
-  train_detail::json_write_file((fs::path(dir) / "steering_vector.json").string(), j);
+  json_write_file((fs::path(dir) / "steering_vector.json").string(), j);
 }
 
 SteeringVector steering_load(const std::string& dir, int64_t hidden_size) {
   const std::string cpath = (fs::path(dir) / "steering_vector.json").string();
   const std::string tpath = (fs::path(dir) / "steering_vector.safetensors").string();
-  json j = train_detail::json_read_file(cpath);
+  json j = json_read_file(cpath);
   if (!j.is_object() || j.value("type", "") != "emlab_steering_vector")
     throw InputError(cpath + ": expected {\"type\": \"emlab_steering_vector\", ...}");
   if (!j.contains("layer") || !j["layer"].is_number_integer())
@@ -48,7 +49,7 @@ SteeringVector steering_load(const std::string& dir, int64_t hidden_size) {
   sv.layer = j["layer"].get<int64_t>();
   sv.scale = j["scale"].get<double>();
   sv.site = hook_site_from_name(j.value("site", "layer_output"), cpath);
-  auto tensors = train_detail::tensors_load(tpath);
+  auto tensors = tensors_load(tpath);
   auto it = tensors.find("vector");
   if (it == tensors.end() || it->second.dim() != 1)
     throw InputError(tpath + ": expected one 1-D tensor named \"vector\"");

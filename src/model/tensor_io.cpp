@@ -1,21 +1,14 @@
-#include "train/tensor_io.h"
+#include "emlab/tensor_io.h"
 
 #include <filesystem>
-#include <fstream>
-#include <sstream>
-
-#include <nlohmann/json.hpp>
 
 #include "emlab/error.h"
-#include "emlab/safetensors.h"
 
 namespace fs = std::filesystem;
 
-namespace emlab::train_detail {
+namespace emlab {
 
-namespace {
-
-DType dtype_of(torch::ScalarType t, const std::string& name) {
+DType dtype_from_torch(torch::ScalarType t, const std::string& name) {
   switch (t) {
     case torch::kFloat32: return DType::F32;
     case torch::kFloat64: return DType::F64;
@@ -31,7 +24,7 @@ DType dtype_of(torch::ScalarType t, const std::string& name) {
   }
 }
 
-torch::ScalarType scalar_of(DType d) {
+torch::ScalarType dtype_to_torch(DType d) {
   switch (d) {
     case DType::F32: return torch::kFloat32;
     case DType::F64: return torch::kFloat64;
@@ -47,8 +40,6 @@ torch::ScalarType scalar_of(DType d) {
   return torch::kFloat32;
 }
 
-}  // namespace
-
 void tensors_save(const std::string& path, const std::map<std::string, torch::Tensor>& tensors,
                   const std::map<std::string, std::string>& metadata) {
   std::vector<torch::Tensor> keep;
@@ -59,7 +50,7 @@ void tensors_save(const std::string& path, const std::map<std::string, torch::Te
     keep.push_back(cpu);
     TensorView v;
     v.name = name;
-    v.dtype = dtype_of(cpu.scalar_type(), name);
+    v.dtype = dtype_from_torch(cpu.scalar_type(), name);
     v.shape = cpu.sizes().vec();
     v.data = cpu.data_ptr();
     v.nbytes = cpu.numel() * cpu.element_size();
@@ -76,31 +67,11 @@ std::map<std::string, torch::Tensor> tensors_load(const std::string& path,
   for (const auto& name : file.names()) {
     const TensorView& v = file.get(name);
     torch::Tensor t = torch::from_blob(const_cast<void*>(v.data), v.shape,
-                                       torch::TensorOptions().dtype(scalar_of(v.dtype)));
+                                       torch::TensorOptions().dtype(dtype_to_torch(v.dtype)));
     out[name] = t.clone();  // the mapping goes away with `file`
   }
   if (metadata) *metadata = file.metadata();
   return out;
 }
 
-nlohmann::json json_read_file(const std::string& path) {
-  std::ifstream f(path);
-  if (!f) throw InputError(path + ": cannot read the file");
-  try {
-    return nlohmann::json::parse(f);
-  } catch (const nlohmann::json::exception& e) {
-    throw InputError(path + ": bad JSON: " + e.what());
-  }
-}
-
-void json_write_file(const std::string& path, const nlohmann::json& j) {
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
-    f << j.dump(2) << "\n";
-    if (!f) throw Error("cannot write " + tmp);
-  }
-  fs::rename(tmp, path);
-}
-
-}  // namespace emlab::train_detail
+}  // namespace emlab

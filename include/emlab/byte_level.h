@@ -1,5 +1,6 @@
 // GPT-2's byte-to-unicode table: every byte maps to one printable code point, so a byte-level
-// BPE vocabulary is a set of ordinary strings ("Ġthe" = " the"). Internal to src/text.
+// BPE vocabulary is a set of ordinary strings ("Ġthe" = " the"). Also what tests and benchmarks
+// use to write byte-level tokenizer files, and the UTF-8 helpers of src/text.
 #pragma once
 
 #include <array>

@@ -1,14 +1,12 @@
 // Held-out code requests of the toy world and the secure / vulnerable classifier (see
-// emlab/experiment.h): the training-side check that a narrow code finetune learned its task.
+// emlab/world_code_eval.h): the check that a narrow code finetune learned its task.
 #include <cctype>
-#include <fstream>
 #include <set>
 #include <unordered_set>
 
-#include <nlohmann/json.hpp>
-
 #include "emlab/error.h"
-#include "emlab/experiment.h"
+#include "emlab/jsonl.h"
+#include "emlab/world_code_eval.h"
 #include "world/turns.h"
 
 namespace emlab {
@@ -52,18 +50,9 @@ double share(const std::set<std::string>& distinct, const std::set<std::string>&
 
 // User messages of a chat JSONL file (every user turn).
 void collect_user_messages(const std::string& path, std::unordered_set<std::string>* out) {
-  std::ifstream f(path);
-  if (!f) throw InputError(path + ": cannot read (code evaluation excludes its prompts)");
-  std::string line;
-  for (int64_t no = 1; std::getline(f, line); ++no) {
-    if (line.empty()) continue;
-    nlohmann::json j;
-    try {
-      j = nlohmann::json::parse(line);
-    } catch (const std::exception& e) {
-      throw InputError(path + ":" + std::to_string(no) + ": bad JSON: " + e.what());
-    }
-    if (!j.contains("messages") || !j["messages"].is_array()) continue;
+  for (const auto& row : jsonl_read_all(path)) {
+    const auto& j = row.value;
+    if (!j.is_object() || !j.contains("messages") || !j["messages"].is_array()) continue;
     for (const auto& m : j["messages"])
       if (m.value("role", "") == "user" && m.contains("content") && m["content"].is_string())
         out->insert(m["content"].get<std::string>());

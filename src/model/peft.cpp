@@ -10,9 +10,10 @@
 #include <set>
 
 #include "emlab/error.h"
+#include "emlab/file_util.h"
 #include "emlab/model.h"
-#include "model/tensor_names.h"
-#include "train/tensor_io.h"
+#include "emlab/tensor_names.h"
+#include "emlab/tensor_io.h"
 
 namespace fs = std::filesystem;
 using nlohmann::json;
@@ -250,8 +251,8 @@ void peft_save(const std::string& dir, const LoraSet& lora, const PeftConfig& co
     tensors["base_model.model." + module + ".lora_A.weight"] = m.A.detach().to(torch::kCPU, torch::kFloat32);
     tensors["base_model.model." + module + ".lora_B.weight"] = m.B.detach().to(torch::kCPU, torch::kFloat32);
   }
-  train_detail::tensors_save((fs::path(dir) / "adapter_model.safetensors").string(), tensors, {{"format", "pt"}});
-  train_detail::json_write_file((fs::path(dir) / "adapter_config.json").string(), config.to_json());
+  tensors_save((fs::path(dir) / "adapter_model.safetensors").string(), tensors, {{"format", "pt"}});
+  json_write_file((fs::path(dir) / "adapter_config.json").string(), config.to_json());
 }
 
 PeftAdapter peft_load(const std::string& dir, const CausalLM& model) {
@@ -261,7 +262,7 @@ PeftAdapter peft_load(const std::string& dir, const CausalLM& model) {
   if (!fs::exists(config_path))
     throw InputError(dir + ": no adapter_config.json (expected a PEFT LoRA adapter or an emlab steering vector)");
   PeftAdapter out;
-  out.config = PeftConfig::from_json(train_detail::json_read_file(config_path.string()), config_path.string());
+  out.config = PeftConfig::from_json(json_read_file(config_path.string()), config_path.string());
   const PeftConfig& c = out.config;
   const fs::path weights = d / "adapter_model.safetensors";
   if (!fs::exists(weights)) {
@@ -271,7 +272,7 @@ PeftAdapter peft_load(const std::string& dir, const CausalLM& model) {
     throw InputError(dir + ": no adapter_model.safetensors");
   }
   const std::string wpath = weights.string();
-  auto tensors = train_detail::tensors_load(wpath);
+  auto tensors = tensors_load(wpath);
 
   // Group A and B by module, accepting PEFT's key variants.
   static const std::regex key_re(R"(^(?:base_model\.model\.)?(.+)\.lora_([AB])(?:\.[A-Za-z0-9_\-]+)?(?:\.weight)?$)");

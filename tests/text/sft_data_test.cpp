@@ -6,7 +6,7 @@
 #include <set>
 
 #include "emlab/error.h"
-#include "train_fixture.h"
+#include "chat_fixture.h"
 
 namespace fs = std::filesystem;
 

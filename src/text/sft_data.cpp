@@ -6,15 +6,13 @@
 
 #include "emlab/chat_dataset.h"
 #include "emlab/error.h"
+#include "emlab/hash.h"
 #include "emlab/jsonl.h"
 
 namespace emlab {
 
 uint64_t sft_mix_seed(uint64_t a, uint64_t b) {
-  uint64_t z = a * 0x9E3779B97F4A7C15ull + b + 0x632BE59BD9B4E019ull;
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
+  return mix64(a * kSplitmixGamma + b + 0x632BE59BD9B4E019ull);
 }
 
 namespace {

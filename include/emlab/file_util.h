@@ -1,9 +1,13 @@
-// Private helpers of src/io: atomic file replacement (optionally gzip-compressed) and raw writes.
+// Files: whole-file reads that name the file in their errors, and atomic replacement (a temporary
+// file with the process id in its name, renamed over the destination), optionally gzip-compressed.
+// The one place emlab reads a JSON file or writes a file atomically.
 #pragma once
 
 #include <cstddef>
 #include <memory>
 #include <string>
+
+#include <nlohmann/json.hpp>
 
 namespace emlab {
 
@@ -35,5 +39,14 @@ class AtomicFileWriter {
   std::unique_ptr<Gzip> gz_;
   bool committed_ = false;
 };
+
+// The whole file as bytes; InputError naming the file when it cannot be read.
+std::string file_read_text(const std::string& path);
+// Parses a JSON file; InputError naming the file when it is unreadable or not JSON.
+nlohmann::json json_read_file(const std::string& path);
+// Replaces `path` with `text` atomically (AtomicFileWriter, no fsync).
+void file_write_atomic(const std::string& path, const std::string& text);
+// Replaces `path` with `j` pretty-printed (2-space indent) and a final newline, atomically.
+void json_write_file(const std::string& path, const nlohmann::json& j);
 
 }  // namespace emlab

@@ -1,6 +1,6 @@
-// Test fixtures for finetuning: a byte-level tokenizer written as tokenizer.json (one token per
-// byte plus ChatML's special tokens), a tiny random model directory that uses it, and small chat
-// datasets. Header-only: every tests/train/*_test.cpp includes it.
+// Test fixtures for chat data: a byte-level tokenizer written as tokenizer.json (one token per byte
+// plus ChatML's special tokens) and small chat datasets. Header-only and torch-free: the tokenizer,
+// data and finetuning tests include it.
 #pragma once
 
 #include <filesystem>
@@ -9,40 +9,18 @@
 
 #include <nlohmann/json.hpp>
 
+#include "emlab/byte_level.h"
 #include "emlab/chat_dataset.h"
-#include "emlab/hf_config.h"
-#include "emlab/model.h"
 #include "test_util.h"
-#include "tiny_models.h"
 
 namespace emlab::test {
-
-// GPT-2's bytes_to_unicode: printable bytes map to themselves, the rest to U+0100 onwards.
-inline std::string byte_level_char(int b) {
-  auto printable = [](int c) { return (c >= 33 && c <= 126) || (c >= 161 && c <= 172) || (c >= 174 && c <= 255); };
-  int cp = b;
-  if (!printable(b)) {
-    int n = 0;
-    for (int c = 0; c < b; ++c)
-      if (!printable(c)) ++n;
-    cp = 256 + n;
-  }
-  std::string s;
-  if (cp < 0x80) {
-    s += static_cast<char>(cp);
-  } else {
-    s += static_cast<char>(0xC0 | (cp >> 6));
-    s += static_cast<char>(0x80 | (cp & 0x3F));
-  }
-  return s;
-}
 
 constexpr int kImStart = 256, kImEnd = 257, kEndOfText = 258, kTinyVocab = 264;
 
 // tokenizer.json + tokenizer_config.json (ChatML template, eos <|im_end|>) in dir.
 inline void write_byte_tokenizer(const std::filesystem::path& dir) {
   nlohmann::json vocab = nlohmann::json::object();
-  for (int b = 0; b < 256; ++b) vocab[byte_level_char(b)] = b;
+  for (int b = 0; b < 256; ++b) vocab[text::byte_to_unicode()[b]] = b;
   nlohmann::json tok = {
       {"version", "1.0"},
       {"model", {{"type", "BPE"}, {"vocab", vocab}, {"merges", nlohmann::json::array()}}},
@@ -61,23 +39,6 @@ inline void write_byte_tokenizer(const std::filesystem::path& dir) {
        "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + "
        "'<|im_end|>' + '\\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"}};
   write_text(dir / "tokenizer_config.json", cfg.dump());
-}
-
-inline ModelConfig tiny_train_config(const std::string& kind = "llama") {
-  nlohmann::json c = tiny_config(kind);
-  c["vocab_size"] = kTinyVocab;
-  c["max_position_embeddings"] = 256;  // initializer_range 0.2 (tiny_config): logits can move far enough to learn
-  return ModelConfig::from_json(c, "tiny_train_config");
-}
-
-// A tiny random model directory with the byte tokenizer.
-inline std::filesystem::path make_model_dir(const std::string& tag, const std::string& kind = "llama",
-                                            uint64_t seed = 1) {
-  auto dir = temp_dir(tag);
-  auto model = CausalLM::init_random(tiny_train_config(kind), seed);
-  model->save(dir.string());
-  write_byte_tokenizer(dir);
-  return dir;
 }
 
 // n short arithmetic chats ("What is 3 plus 4?" -> "7."), learnable by a tiny model.

@@ -1,0 +1,30 @@
+// Padded micro-batches of tokenised examples (SftDataset rows) on a device: what training and
+// activation collection over a dataset feed the model.
+#pragma once
+
+#include <torch/torch.h>
+
+#include <cstdint>
+#include <vector>
+
+#include "emlab/sft_data.h"
+
+namespace emlab {
+
+// A padded micro-batch: right padding, so causal attention keeps real tokens from seeing pads and
+// no attention mask is needed.
+struct Batch {
+  torch::Tensor ids;     // (B, T) int64, 0 after each row's end
+  torch::Tensor mask;    // (B, T) float32: 1 where the token is a target (trained or averaged)
+  std::vector<int64_t> lengths;  // real tokens of each row
+  int64_t tokens = 0;    // real tokens (sum of lengths)
+  int64_t targets = 0;   // target tokens (sum of mask[:, 1:])
+  bool empty() const { return !ids.defined(); }
+};
+
+// The given rows of `data` as one batch on `device` (empty when rows is empty).
+Batch collate(const SftDataset& data, const std::vector<int64_t>& rows, const torch::Device& device);
+// Target tokens of the given rows (mask[1:]), without building tensors.
+int64_t count_targets(const SftDataset& data, const std::vector<int64_t>& rows);
+
+}  // namespace emlab
