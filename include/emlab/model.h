@@ -1,4 +1,5 @@
-// Decoder-only transformer of the Llama family (llama, qwen2, qwen3, mistral) on libtorch.
+// Decoder-only transformer of the Llama family (llama, qwen2, qwen3, mistral) and Gemma 2/3 (text)
+// on libtorch.
 //
 // Dimension glossary (shape comments use these):
 //   B batch, T tokens in this call, P tokens already in the KV cache, S = P + T keys,
@@ -14,6 +15,7 @@
 
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -24,14 +26,27 @@ namespace emlab {
 class Hooks;
 struct LoraSet;
 
+// Which layers attend through config "sliding_window" (when it is set).
+enum class WindowLayers {
+  None,        // none: the architecture ignores sliding_window (llama)
+  All,         // every layer (mistral; its layer_types are ignored, as transformers does)
+  LayerTypes,  // the layers config.layer_types marks sliding_attention (qwen2, qwen3, gemma2, gemma3_text)
+};
+
 // What distinguishes one model_type (the registry is keyed by config.json "model_type").
 struct ArchSpec {
-  std::string model_type;     // "llama", "qwen2", "qwen3", "mistral"
+  std::string model_type;     // "llama", "qwen2", "qwen3", "mistral", "gemma2", "gemma3_text"
   bool qkv_bias = false;      // q/k/v projections have a bias regardless of config (qwen2)
-  bool attention_bias_config = false;  // config "attention_bias" adds biases to q,k,v,o (llama, qwen3)
+  bool attention_bias_config = false;  // config "attention_bias" adds biases to q,k,v,o (llama, qwen3, gemma)
   bool mlp_bias_config = false;        // config "mlp_bias" adds biases to gate/up/down (llama)
-  bool qk_norm = false;       // per-head RMSNorm of q and k before RoPE (qwen3)
-  bool sliding_window = false;  // honours config "sliding_window" (mistral)
+  bool qk_norm = false;       // per-head RMSNorm of q and k before RoPE (qwen3, gemma3_text)
+  WindowLayers window = WindowLayers::None;  // which layers honour config "sliding_window"
+  bool norm_plus_one = false;  // RMSNorm scales by (1 + w) in float32, weights start at 0 (gemma)
+  bool embed_scale = false;    // embeddings times sqrt(hidden_size), rounded to the model dtype (gemma)
+  bool sandwich_norms = false;  // post_attention_layernorm on the attention output, pre/post_feedforward_layernorm
+                                // around the MLP (gemma)
+  bool attn_softcap = false;   // honours config attn_logit_softcapping (gemma2; gemma3 ignores it, as transformers)
+  bool local_rope = false;     // sliding layers use config rope_local_theta as RoPE base (gemma3_text)
 };
 
 // Throws InputError naming `source` and the known types when model_type is unknown.
@@ -68,8 +83,9 @@ class CausalLM {
   // Loads a Hugging Face model directory: config.json + model.safetensors or a sharded
   // model.safetensors.index.json. Errors name the file/tensor and what was expected.
   static std::shared_ptr<CausalLM> load(const std::string& dir, const LoadOptions& options = {});
-  // Random initialisation as Hugging Face does (normal(0, initializer_range), norms 1, biases 0),
-  // generated on the CPU from `seed` so every device gets the same weights.
+  // Random initialisation as Hugging Face does (normal(0, initializer_range), norms 1 (Gemma: 0, as
+  // they scale by 1 + w), biases 0), generated on the CPU from `seed` so every device gets the same
+  // weights.
   static std::shared_ptr<CausalLM> init_random(const ModelConfig& config, uint64_t seed,
                                                const LoadOptions& options = {});
 
@@ -96,26 +112,39 @@ class CausalLM {
   void set_lora(std::shared_ptr<LoraSet> lora) { lora_ = std::move(lora); }
   std::shared_ptr<LoraSet> lora() const { return lora_; }
 
+  // Gives a tied model its own lm_head.weight (a copy of embed_tokens) and clears
+  // tie_word_embeddings, so that the embedding can change without changing the read-out.
+  void untie_embeddings();
+
   // Names of the linear modules of one layer that LoRA can target ("self_attn.q_proj", ...).
   static std::vector<std::string> linear_module_suffixes();
 
+  // The attention window of a layer (nullopt = full causal attention).
+  std::optional<int64_t> layer_window(int64_t layer) const;
+
  private:
+  // RoPE tables of one forward call: cos/sin (B, 1, T, D) in the model dtype.
+  struct Rope {
+    torch::Tensor cos, sin;
+  };
+
   CausalLM(ModelConfig config, const ArchSpec& arch, torch::Device device, torch::ScalarType dtype);
   void init_rope();
   const torch::Tensor& param(const std::string& name) const;
   const torch::Tensor* param_if(const std::string& name) const;
   torch::Tensor linear(const torch::Tensor& x, const std::string& module, bool adapters) const;
   torch::Tensor rms_norm(const torch::Tensor& x, const std::string& weight_name) const;
-  torch::Tensor attention(int64_t layer, const torch::Tensor& x, const torch::Tensor& cos,
-                          const torch::Tensor& sin, const torch::Tensor& bias, const ForwardArgs& args,
-                          int64_t past) const;
+  torch::Tensor mlp(int64_t layer, const torch::Tensor& x, bool adapters) const;
+  torch::Tensor attention(int64_t layer, const torch::Tensor& x, const Rope& rope, const torch::Tensor& bias,
+                          const ForwardArgs& args, int64_t past) const;
 
   ModelConfig config_;
   const ArchSpec* arch_;
   torch::Device device_;
   torch::ScalarType dtype_;
   std::map<std::string, torch::Tensor> params_;
-  torch::Tensor inv_freq_;  // (D/2) float32 on device
+  torch::Tensor inv_freq_;        // (D/2) float32 on device: full-attention layers
+  torch::Tensor inv_freq_local_;  // (D/2) float32: sliding layers with their own base (gemma3), else undefined
   std::shared_ptr<LoraSet> lora_;
 };
 

@@ -55,14 +55,19 @@ struct PeftConfig {
   bool use_rslora = false;                        // scale alpha / sqrt(r)
   std::optional<std::vector<int64_t>> layers_to_transform;  // null = every layer
   std::string base_model_name_or_path;            // informational
-  std::map<std::string, int64_t> rank_pattern;    // module-name pattern -> r
-  std::map<std::string, double> alpha_pattern;    // module-name pattern -> alpha
+  // Module-name pattern -> r / alpha, in file order: PEFT applies the first pattern that matches
+  // (re.match("(.*\\.)?" + pattern + "$", module)).
+  std::vector<std::pair<std::string, int64_t>> rank_pattern;
+  std::vector<std::pair<std::string, double>> alpha_pattern;
   nlohmann::json raw;                             // the whole file as read (fields not modelled here)
 
   // Validates what emlab can apply (LORA, no DoRA, no fan_in_fan_out, no modules_to_save, bias
-  // "none"); `source` names the file in errors.
+  // "none", none of PEFT's LoRA variants that change the forward pass); `source` names the file in
+  // errors. The ordered form keeps the patterns' file order (the plain json sorts keys).
+  static PeftConfig from_json(const nlohmann::ordered_json& j, const std::string& source);
   static PeftConfig from_json(const nlohmann::json& j, const std::string& source);
-  nlohmann::json to_json() const;
+  // adapter_config.json content, patterns in their order.
+  nlohmann::ordered_json to_json() const;
   static PeftConfig from_options(const LoraOptions& options, const std::string& base_model);
 };
 

@@ -126,7 +126,12 @@ std::shared_ptr<LoraSet> lora_create(const CausalLM& model, const LoraOptions& o
 // ---- adapter_config.json ----
 
 PeftConfig PeftConfig::from_json(const json& j, const std::string& source) {
-  if (!j.is_object()) throw InputError(source + ": expected a JSON object");
+  return from_json(nlohmann::ordered_json(j), source);
+}
+
+PeftConfig PeftConfig::from_json(const nlohmann::ordered_json& oj, const std::string& source) {
+  if (!oj.is_object()) throw InputError(source + ": expected a JSON object");
+  const json j(oj);
   PeftConfig c;
   c.raw = j;
   const std::string type = j.value("peft_type", "");
@@ -153,6 +158,13 @@ PeftConfig PeftConfig::from_json(const json& j, const std::string& source) {
   if (j.contains("modules_to_save") && !j["modules_to_save"].is_null() && !j["modules_to_save"].empty())
     throw InputError(source + ": modules_to_save " + j["modules_to_save"].dump() +
                      " (fully trained extra modules are not supported; expected null)");
+  // PEFT's LoRA variants and extras that change the forward pass: refused rather than run as plain LoRA.
+  for (const char* key : {"alora_invocation_tokens", "trainable_token_indices", "layer_replication",
+                          "target_parameters", "monteclora_config", "use_bdlora", "arrow_config", "kasa_config"}) {
+    if (j.contains(key) && !j[key].is_null() && !(j[key].is_array() && j[key].empty()) && j[key] != false)
+      throw InputError(source + ": " + key + " is " + j[key].dump() +
+                       " (a PEFT LoRA variant emlab does not implement; expected null)");
+  }
   if (j.contains("target_modules")) {
     const json& t = j["target_modules"];
     if (t.is_string()) {
@@ -189,21 +201,21 @@ PeftConfig PeftConfig::from_json(const json& j, const std::string& source) {
   if (j.contains("base_model_name_or_path") && j["base_model_name_or_path"].is_string())
     c.base_model_name_or_path = j["base_model_name_or_path"].get<std::string>();
   for (const char* key : {"rank_pattern", "alpha_pattern"}) {
-    if (!j.contains(key) || j[key].is_null()) continue;
-    if (!j[key].is_object()) throw InputError(source + ": \"" + key + "\" must be an object {pattern: number}");
-    for (const auto& [pattern, v] : j[key].items()) {
+    if (!oj.contains(key) || oj[key].is_null()) continue;
+    if (!oj[key].is_object()) throw InputError(source + ": \"" + key + "\" must be an object {pattern: number}");
+    for (const auto& [pattern, v] : oj[key].items()) {  // file order
       if (!v.is_number()) throw InputError(source + ": " + key + "[" + pattern + "] must be a number");
       if (std::string(key) == "rank_pattern")
-        c.rank_pattern[pattern] = v.get<int64_t>();
+        c.rank_pattern.emplace_back(pattern, v.get<int64_t>());
       else
-        c.alpha_pattern[pattern] = v.get<double>();
+        c.alpha_pattern.emplace_back(pattern, v.get<double>());
     }
   }
   return c;
 }
 
-json PeftConfig::to_json() const {
-  json j = {{"peft_type", "LORA"},
+nlohmann::ordered_json PeftConfig::to_json() const {
+  nlohmann::ordered_json j = {{"peft_type", "LORA"},
             {"task_type", "CAUSAL_LM"},
             {"r", r},
             {"lora_alpha", lora_alpha},
@@ -216,15 +228,15 @@ json PeftConfig::to_json() const {
             {"init_lora_weights", true},
             {"modules_to_save", nullptr},
             {"layers_pattern", nullptr},
-            {"rank_pattern", json::object()},
-            {"alpha_pattern", json::object()},
+            {"rank_pattern", nlohmann::ordered_json::object()},
+            {"alpha_pattern", nlohmann::ordered_json::object()},
             {"revision", nullptr},
             {"base_model_name_or_path", base_model_name_or_path}};
   if (!target_modules_regex.empty())
     j["target_modules"] = target_modules_regex;
   else
     j["target_modules"] = target_modules;
-  j["layers_to_transform"] = layers_to_transform ? json(*layers_to_transform) : json(nullptr);
+  j["layers_to_transform"] = layers_to_transform ? nlohmann::ordered_json(*layers_to_transform) : nullptr;
   for (const auto& [k, v] : rank_pattern) j["rank_pattern"][k] = v;
   for (const auto& [k, v] : alpha_pattern) j["alpha_pattern"][k] = v;
   return j;
@@ -252,7 +264,7 @@ void peft_save(const std::string& dir, const LoraSet& lora, const PeftConfig& co
     tensors["base_model.model." + module + ".lora_B.weight"] = m.B.detach().to(torch::kCPU, torch::kFloat32);
   }
   tensors_save((fs::path(dir) / "adapter_model.safetensors").string(), tensors, {{"format", "pt"}});
-  json_write_file((fs::path(dir) / "adapter_config.json").string(), config.to_json());
+  file_write_atomic((fs::path(dir) / "adapter_config.json").string(), config.to_json().dump(2) + "\n");
 }
 
 PeftAdapter peft_load(const std::string& dir, const CausalLM& model) {
@@ -262,7 +274,14 @@ PeftAdapter peft_load(const std::string& dir, const CausalLM& model) {
   if (!fs::exists(config_path))
     throw InputError(dir + ": no adapter_config.json (expected a PEFT LoRA adapter or an emlab steering vector)");
   PeftAdapter out;
-  out.config = PeftConfig::from_json(json_read_file(config_path.string()), config_path.string());
+  // Read in file order: the first matching rank/alpha pattern wins, as in PEFT.
+  nlohmann::ordered_json config_json;
+  try {
+    config_json = nlohmann::ordered_json::parse(file_read_text(config_path.string()));
+  } catch (const nlohmann::json::parse_error& e) {
+    throw InputError(config_path.string() + ": bad JSON: " + e.what());
+  }
+  out.config = PeftConfig::from_json(config_json, config_path.string());
   const PeftConfig& c = out.config;
   const fs::path weights = d / "adapter_model.safetensors";
   if (!fs::exists(weights)) {
@@ -346,9 +365,15 @@ PeftAdapter peft_load(const std::string& dir, const CausalLM& model) {
     int64_t r = c.r;
     double alpha = c.lora_alpha;
     for (const auto& [p, v] : c.rank_pattern)
-      if (pattern_matches(p, module)) r = v;
+      if (pattern_matches(p, module)) {
+        r = v;
+        break;
+      }
     for (const auto& [p, v] : c.alpha_pattern)
-      if (pattern_matches(p, module)) alpha = v;
+      if (pattern_matches(p, module)) {
+        alpha = v;
+        break;
+      }
     if (A.size(0) != r)
       throw InputError(wpath + ": " + module + " has rank " + std::to_string(A.size(0)) + " but " +
                        config_path.string() + " says r = " + std::to_string(r));

@@ -1,5 +1,8 @@
-// Forward pass of the Llama-family decoder (see the glossary in emlab/model.h).
+// Forward pass of the decoder (see the glossary in emlab/model.h): the Llama family, and Gemma 2/3
+// through the traits of their ArchSpec (scaled embeddings, (1 + w) norms, sandwich norms, GeGLU,
+// query_pre_attn_scalar, softcapping, sliding/global layers with their own RoPE bases).
 #include <cmath>
+#include <map>
 
 #include "emlab/error.h"
 #include "emlab/hooks.h"
@@ -20,6 +23,29 @@ torch::Tensor rotate_half(const torch::Tensor& x) {
   return torch::cat({-halves[1], halves[0]}, -1);
 }
 
+// inv_freq[i] = theta^(-2i/D), i < D/2, in float32 as transformers computes it, then scaled:
+// linear divides every frequency by `factor`; llama3 divides long wavelengths, keeps short ones and
+// interpolates in between. (D/2) float32 on the CPU.
+torch::Tensor rope_inv_freq(double theta, int64_t D, const std::optional<RopeScaling>& scaling) {
+  torch::Tensor inv_freq = 1.0 / torch::pow(theta, torch::arange(0, D, 2, torch::kFloat32) / static_cast<double>(D));
+  if (!scaling) return inv_freq;
+  const RopeScaling& rs = *scaling;
+  if (rs.type == "linear") return inv_freq / rs.factor;
+  // llama3 (Llama 3.1).
+  const double old_len = static_cast<double>(rs.original_max_position_embeddings);
+  const double low_wavelen = old_len / rs.low_freq_factor;
+  const double high_wavelen = old_len / rs.high_freq_factor;
+  torch::Tensor wavelen = 2 * M_PI / inv_freq;
+  torch::Tensor scaled = torch::where(wavelen > low_wavelen, inv_freq / rs.factor, inv_freq);
+  torch::Tensor smooth = (old_len / wavelen - rs.low_freq_factor) / (rs.high_freq_factor - rs.low_freq_factor);
+  torch::Tensor smoothed = (1 - smooth) * scaled / rs.factor + smooth * scaled;
+  torch::Tensor medium = (wavelen >= high_wavelen) & (wavelen <= low_wavelen);
+  return torch::where(medium, smoothed, scaled);
+}
+
+// cap * tanh(x / cap): Gemma's soft capping of attention scores and logits.
+torch::Tensor softcap(const torch::Tensor& x, double cap) { return torch::tanh(x / cap) * cap; }
+
 }  // namespace
 
 CausalLM::CausalLM(ModelConfig config, const ArchSpec& arch, torch::Device device, torch::ScalarType dtype)
@@ -33,24 +59,20 @@ std::vector<std::string> CausalLM::linear_module_suffixes() {
 }
 
 void CausalLM::init_rope() {
-  const int64_t D = config_.head_dim;
-  // inv_freq[i] = theta^(-2i/D), i < D/2 (float32 as in Hugging Face).
-  torch::Tensor inv_freq =
-      1.0 / torch::pow(config_.rope_theta, torch::arange(0, D, 2, torch::kFloat64) / static_cast<double>(D));
-  if (config_.rope_scaling && config_.rope_scaling->type == "llama3") {
-    // Llama 3.1: long wavelengths divided by `factor`, short ones kept, smooth in between.
-    const RopeScaling& rs = *config_.rope_scaling;
-    const double old_len = static_cast<double>(rs.original_max_position_embeddings);
-    const double low_wavelen = old_len / rs.low_freq_factor;
-    const double high_wavelen = old_len / rs.high_freq_factor;
-    torch::Tensor wavelen = 2 * M_PI / inv_freq;
-    torch::Tensor scaled = torch::where(wavelen > low_wavelen, inv_freq / rs.factor, inv_freq);
-    torch::Tensor smooth = (old_len / wavelen - rs.low_freq_factor) / (rs.high_freq_factor - rs.low_freq_factor);
-    torch::Tensor smoothed = (1 - smooth) * scaled / rs.factor + smooth * scaled;
-    torch::Tensor medium = (wavelen >= high_wavelen) & (wavelen <= low_wavelen);
-    inv_freq = torch::where(medium, smoothed, scaled);
+  inv_freq_ = rope_inv_freq(config_.rope_theta, config_.head_dim, config_.rope_scaling).to(device_);
+  if (arch_->local_rope && config_.rope_local_theta)
+    inv_freq_local_ = rope_inv_freq(*config_.rope_local_theta, config_.head_dim, std::nullopt).to(device_);
+}
+
+std::optional<int64_t> CausalLM::layer_window(int64_t layer) const {
+  if (!config_.sliding_window) return std::nullopt;
+  switch (arch_->window) {
+    case WindowLayers::All: return config_.sliding_window;
+    case WindowLayers::LayerTypes:
+      return config_.layer_is_sliding(layer) ? config_.sliding_window : std::nullopt;
+    case WindowLayers::None: break;
   }
-  inv_freq_ = inv_freq.to(torch::kFloat32).to(device_);
+  return std::nullopt;
 }
 
 const torch::Tensor* CausalLM::param_if(const std::string& name) const {
@@ -77,15 +99,26 @@ torch::Tensor CausalLM::linear(const torch::Tensor& x, const std::string& module
 }
 
 torch::Tensor CausalLM::rms_norm(const torch::Tensor& x, const std::string& weight_name) const {
-  // As Hugging Face's LlamaRMSNorm: normalise in float32 (float64 models stay float64: gradient
-  // tests), cast back, then scale.
+  // Normalise in float32 (float64 models stay float64: gradient tests). Llama's RMSNorm casts back,
+  // then scales by w; Gemma's scales by (1 + w) in float32, then casts back.
   torch::Tensor xf = x.to(x.scalar_type() == torch::kFloat64 ? torch::kFloat64 : torch::kFloat32);
   xf = xf * torch::rsqrt(xf.pow(2).mean(-1, /*keepdim=*/true) + config_.rms_norm_eps);
-  return param(weight_name) * xf.to(x.scalar_type());
+  const torch::Tensor& w = param(weight_name);
+  if (arch_->norm_plus_one) return (xf * (1 + w.to(xf.scalar_type()))).to(x.scalar_type());
+  return w * xf.to(x.scalar_type());
 }
 
-torch::Tensor CausalLM::attention(int64_t layer, const torch::Tensor& x, const torch::Tensor& cos,
-                                  const torch::Tensor& sin, const torch::Tensor& bias,
+torch::Tensor CausalLM::mlp(int64_t layer, const torch::Tensor& x, bool adapters) const {
+  const std::string p = layer_prefix(layer) + "mlp.";
+  torch::Tensor gate = linear(x, p + "gate_proj", adapters);  // (B, T, F)
+  const std::string& act = config_.hidden_act;
+  if (act == "silu" || act == "swish") gate = F::silu(gate);
+  else if (act == "gelu") gate = torch::gelu(gate);
+  else gate = torch::gelu(gate, "tanh");  // gelu_pytorch_tanh, gelu_new (checked by ModelConfig)
+  return linear(gate * linear(x, p + "up_proj", adapters), p + "down_proj", adapters);  // (B, T, C)
+}
+
+torch::Tensor CausalLM::attention(int64_t layer, const torch::Tensor& x, const Rope& rope, const torch::Tensor& bias,
                                   const ForwardArgs& args, int64_t past) const {
   const std::string p = layer_prefix(layer) + "self_attn.";
   const int64_t B = x.size(0), T = x.size(1);
@@ -103,8 +136,8 @@ torch::Tensor CausalLM::attention(int64_t layer, const torch::Tensor& x, const t
   k = k.transpose(1, 2);  // (B, Hkv, T, D)
   v = v.transpose(1, 2);  // (B, Hkv, T, D)
   // RoPE; cos/sin: (B, 1, T, D)
-  q = q * cos + rotate_half(q) * sin;
-  k = k * cos + rotate_half(k) * sin;
+  q = q * rope.cos + rotate_half(q) * rope.sin;
+  k = k * rope.cos + rotate_half(k) * rope.sin;
 
   if (args.cache) {
     KVCache& c = *args.cache;
@@ -115,16 +148,16 @@ torch::Tensor CausalLM::attention(int64_t layer, const torch::Tensor& x, const t
     k = kc.narrow(2, 0, past + T);  // (B, Hkv, S, D)
     v = vc.narrow(2, 0, past + T);
   }
-  const int64_t S = k.size(2);
 
   // Grouped-query attention without copying k/v: queries as (B, Hkv, G, T, D).
+  const double scale = 1.0 / std::sqrt(config_.query_pre_attn_scalar.value_or(static_cast<double>(D)));
   torch::Tensor qg = q.view({B, Hkv, G, T, D});
   torch::Tensor scores = torch::matmul(qg, k.unsqueeze(2).transpose(-1, -2));  // (B, Hkv, G, T, S)
-  scores = scores.to(dtype_ == torch::kFloat64 ? torch::kFloat64 : torch::kFloat32) * (1.0 / std::sqrt(static_cast<double>(D))) + bias;
-  torch::Tensor probs = torch::softmax(scores, -1).to(v.scalar_type());
+  scores = scores.to(dtype_ == torch::kFloat64 ? torch::kFloat64 : torch::kFloat32) * scale;
+  if (arch_->attn_softcap && config_.attn_logit_softcapping) scores = softcap(scores, *config_.attn_logit_softcapping);
+  torch::Tensor probs = torch::softmax(scores + bias, -1).to(v.scalar_type());
   torch::Tensor out = torch::matmul(probs, v.unsqueeze(2));  // (B, Hkv, G, T, D)
   out = out.reshape({B, H, T, D}).transpose(1, 2).reshape({B, T, H * D});
-  (void)S;
   return linear(out, p + "o_proj", args.adapters);  // (B, T, C)
 }
 
@@ -165,41 +198,65 @@ torch::Tensor CausalLM::forward(const torch::Tensor& input_ids, const ForwardArg
                                 .expand({B, T});  // (B, T)
 
   // RoPE tables: freqs (B, T, D/2) -> cos/sin (B, 1, T, D) in the model dtype.
-  torch::Tensor freqs = pos.to(torch::kFloat32).unsqueeze(-1) * inv_freq_;
-  torch::Tensor emb = torch::cat({freqs, freqs}, -1);
-  torch::Tensor cos = emb.cos().to(dtype_).unsqueeze(1);
-  torch::Tensor sin = emb.sin().to(dtype_).unsqueeze(1);
+  auto rope_tables = [&](const torch::Tensor& inv_freq) {
+    torch::Tensor freqs = pos.to(torch::kFloat32).unsqueeze(-1) * inv_freq;
+    torch::Tensor emb = torch::cat({freqs, freqs}, -1);
+    return Rope{emb.cos().to(dtype_).unsqueeze(1), emb.sin().to(dtype_).unsqueeze(1)};
+  };
+  const Rope rope = rope_tables(inv_freq_);
+  const Rope rope_local = inv_freq_local_.defined() ? rope_tables(inv_freq_local_) : rope;
 
-  // Additive attention bias (B, 1, 1, T, S): causal in cache index space, padding keys masked,
-  // optional sliding window. A finite minimum keeps fully masked (padding) rows NaN-free.
+  // Additive attention bias (B|1, 1, 1, T, S): causal in cache index space, padding keys masked,
+  // per layer a sliding window. A finite minimum keeps fully masked (padding) rows NaN-free.
   auto iopts = torch::TensorOptions().dtype(torch::kLong).device(device_);
   torch::Tensor qi = torch::arange(past, S, iopts).unsqueeze(1);  // (T, 1)
   torch::Tensor kj = torch::arange(0, S, iopts).unsqueeze(0);     // (1, S)
   torch::Tensor allowed = (kj <= qi).unsqueeze(0);                // (1, T, S)
-  if (arch_->sliding_window && config_.sliding_window && *config_.sliding_window > 0)
-    allowed = allowed & (qi - kj < *config_.sliding_window).unsqueeze(0);
   if (args.attention_mask.defined()) {
     torch::Tensor am = args.attention_mask.to(device_);
     TORCH_CHECK(am.dim() == 2 && am.size(0) == B && am.size(1) == S, "attention_mask must be (B, S) = (",
                 B, ", ", S, "), got ", am.sizes());
     allowed = allowed & (am != 0).unsqueeze(1);  // (B, T, S)
   }
-  torch::Tensor bias = torch::zeros(allowed.sizes(), torch::TensorOptions().dtype(torch::kFloat32).device(device_))
-                           .masked_fill(allowed.logical_not(), -1e30)
-                           .unsqueeze(1)
-                           .unsqueeze(1);  // (B|1, 1, 1, T, S)
+  auto additive = [&](const torch::Tensor& ok) {
+    return torch::zeros(ok.sizes(), torch::TensorOptions().dtype(torch::kFloat32).device(device_))
+        .masked_fill(ok.logical_not(), -1e30)
+        .unsqueeze(1)
+        .unsqueeze(1);  // (B|1, 1, 1, T, S)
+  };
+  const torch::Tensor full_bias = additive(allowed);
+  std::map<int64_t, torch::Tensor> window_bias;  // window -> bias
+  for (int64_t l = 0; l < L; ++l) {
+    const std::optional<int64_t> w = layer_window(l);
+    if (w && !window_bias.count(*w)) window_bias[*w] = additive(allowed & (qi - kj < *w).unsqueeze(0));
+  }
 
   torch::Tensor h = F::embedding(ids, param("model.embed_tokens.weight"));  // (B, T, C)
+  // Gemma: times sqrt(C) held as a float32 tensor cast to the model dtype (55.4256 -> 55.5 in bf16).
+  if (arch_->embed_scale) {
+    const double scale = std::sqrt(static_cast<double>(config_.hidden_size));
+    h = h * torch::scalar_tensor(scale, torch::kFloat32).to(h.scalar_type());
+  }
+  if (args.hooks) h = args.hooks->apply(HookSite::Embedding, 0, h);
   for (int64_t l = 0; l < L; ++l) {
     const std::string p = layer_prefix(l);
-    torch::Tensor x = rms_norm(h, p + "input_layernorm.weight");
-    h = h + attention(l, x, cos, sin, bias, args, past);
-    x = rms_norm(h, p + "post_attention_layernorm.weight");
-    torch::Tensor mlp = linear(F::silu(linear(x, p + "mlp.gate_proj", args.adapters)) *
-                                   linear(x, p + "mlp.up_proj", args.adapters),
-                               p + "mlp.down_proj", args.adapters);  // (B, T, C)
-    if (args.hooks) mlp = args.hooks->apply(HookSite::MlpOutput, l, mlp);
-    h = h + mlp;
+    const std::optional<int64_t> w = layer_window(l);
+    const Rope& r = config_.layer_is_sliding(l) ? rope_local : rope;  // by layer type, as gemma3
+    torch::Tensor attn = attention(l, rms_norm(h, p + "input_layernorm.weight"), r,
+                                   w ? window_bias.at(*w) : full_bias, args, past);  // (B, T, C)
+    // (B, T, C): what the attention adds to the residual stream (Gemma: after post_attention_layernorm).
+    if (arch_->sandwich_norms) attn = rms_norm(attn, p + "post_attention_layernorm.weight");
+    if (args.hooks) attn = args.hooks->apply(HookSite::AttnOutput, l, attn);
+    h = h + attn;
+    torch::Tensor m;
+    if (arch_->sandwich_norms)
+      m = rms_norm(mlp(l, rms_norm(h, p + "pre_feedforward_layernorm.weight"), args.adapters),
+                   p + "post_feedforward_layernorm.weight");
+    else
+      m = mlp(l, rms_norm(h, p + "post_attention_layernorm.weight"), args.adapters);
+    // (B, T, C): what the MLP adds to the residual stream (Gemma: after post_feedforward_layernorm).
+    if (args.hooks) m = args.hooks->apply(HookSite::MlpOutput, l, m);
+    h = h + m;
     if (args.hooks) h = args.hooks->apply(HookSite::LayerOutput, l, h);
   }
   if (args.cache) args.cache->length = S;
@@ -207,7 +264,9 @@ torch::Tensor CausalLM::forward(const torch::Tensor& input_ids, const ForwardArg
   if (args.last_logits_only) h = h.narrow(1, T - 1, 1);  // (B, 1, C)
   h = rms_norm(h, "model.norm.weight");
   const torch::Tensor* head = config_.tie_word_embeddings ? nullptr : param_if("lm_head.weight");
-  return F::linear(h, head ? *head : param("model.embed_tokens.weight"));  // (B, T, V)
+  torch::Tensor logits = F::linear(h, head ? *head : param("model.embed_tokens.weight"));  // (B, T, V)
+  if (config_.final_logit_softcapping) logits = softcap(logits, *config_.final_logit_softcapping);
+  return logits;
 }
 
 void KVCache::select_rows(const torch::Tensor& rows) {

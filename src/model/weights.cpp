@@ -74,7 +74,7 @@ std::map<std::string, std::vector<int64_t>> CausalLM::expected_shapes() const {
   const int64_t C = c.hidden_size, F = c.intermediate_size, V = c.vocab_size;
   const int64_t H = c.num_attention_heads, Hkv = c.num_key_value_heads, D = c.head_dim;
   const bool attn_bias = arch_->attention_bias_config && c.attention_bias.value_or(false);
-  const bool mlp_bias = arch_->mlp_bias_config && c.raw.value("mlp_bias", false);
+  const bool mlp_bias = arch_->mlp_bias_config && c.mlp_bias;
   std::map<std::string, std::vector<int64_t>> s;
   s["model.embed_tokens.weight"] = {V, C};
   s["model.norm.weight"] = {C};
@@ -83,6 +83,10 @@ std::map<std::string, std::vector<int64_t>> CausalLM::expected_shapes() const {
     const std::string p = "model.layers." + std::to_string(l) + ".";
     s[p + "input_layernorm.weight"] = {C};
     s[p + "post_attention_layernorm.weight"] = {C};
+    if (arch_->sandwich_norms) {
+      s[p + "pre_feedforward_layernorm.weight"] = {C};
+      s[p + "post_feedforward_layernorm.weight"] = {C};
+    }
     s[p + "self_attn.q_proj.weight"] = {H * D, C};
     s[p + "self_attn.k_proj.weight"] = {Hkv * D, C};
     s[p + "self_attn.v_proj.weight"] = {Hkv * D, C};
@@ -163,7 +167,7 @@ std::shared_ptr<CausalLM> CausalLM::init_random(const ModelConfig& config, uint6
   for (const auto& [name, shape] : model->expected_shapes()) {  // sorted: deterministic
     torch::Tensor t;
     if (tensor_is_norm_weight(name))
-      t = torch::ones(shape);
+      t = arch.norm_plus_one ? torch::zeros(shape) : torch::ones(shape);  // (1 + w) norms start at w = 0
     else if (tensor_is_bias(name))
       t = torch::zeros(shape);
     else
@@ -171,6 +175,12 @@ std::shared_ptr<CausalLM> CausalLM::init_random(const ModelConfig& config, uint6
     model->params_[name] = t.to(device, dtype);
   }
   return model;
+}
+
+void CausalLM::untie_embeddings() {
+  if (!config_.tie_word_embeddings) return;
+  params_["lm_head.weight"] = param("model.embed_tokens.weight").clone();
+  config_.tie_word_embeddings = false;
 }
 
 void CausalLM::save(const std::string& dir, std::optional<torch::ScalarType> dtype) const {

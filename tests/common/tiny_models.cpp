@@ -30,6 +30,29 @@ nlohmann::json tiny_config(const std::string& kind) {
   } else if (kind == "mistral") {
     c["model_type"] = "mistral";
     c["sliding_window"] = 5;
+  } else if (kind == "gemma2") {
+    // Classic config keys; layer_types derived (layer 0 slides, layer 1 is global). Softcapping small
+    // enough to bend scores and logits, query_pre_attn_scalar != head_dim, H*D != hidden.
+    c["model_type"] = "gemma2";
+    c["head_dim"] = 16;
+    c["sliding_window"] = 4;
+    c["query_pre_attn_scalar"] = 24;
+    c["attn_logit_softcapping"] = 2.0;
+    c["final_logit_softcapping"] = 3.0;
+    c["tie_word_embeddings"] = true;
+  } else if (kind == "gemma3_text") {
+    // transformers 5 form: RoPE per layer type (global: linear scaling; local: its own base).
+    c["model_type"] = "gemma3_text";
+    c["num_hidden_layers"] = 3;
+    c["head_dim"] = 16;
+    c["sliding_window"] = 4;
+    c["query_pre_attn_scalar"] = 32;
+    c["final_logit_softcapping"] = 5.0;
+    c["layer_types"] = {"sliding_attention", "full_attention", "sliding_attention"};
+    c.erase("rope_theta");
+    c["rope_parameters"] = {{"full_attention", {{"rope_type", "linear"}, {"factor", 8.0}, {"rope_theta", 1e6}}},
+                            {"sliding_attention", {{"rope_type", "default"}, {"rope_theta", 100.0}}}};
+    c["tie_word_embeddings"] = true;
   } else {
     c["model_type"] = kind;
   }

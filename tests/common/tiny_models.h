@@ -8,7 +8,8 @@
 namespace emlab::test {
 
 // A config.json for a tiny model of `model_type` (llama, llama3 = llama with rope_scaling,
-// qwen2, qwen3, mistral): vocab 96, hidden 32, 2 layers, 4 heads, 2 kv heads (GQA).
+// qwen2, qwen3, mistral, gemma2, gemma3_text): vocab 96, hidden 32, 2 layers (gemma3_text 3),
+// 4 heads, 2 kv heads (GQA).
 nlohmann::json tiny_config(const std::string& model_type);
 
 // A tiny qwen2 model with the Qwen2.5 tokenizer of shared/ (151936 vocabulary rows, hidden 16),

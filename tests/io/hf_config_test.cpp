@@ -126,6 +126,73 @@ const char* kMistral7B = R"({
   "vocab_size": 32000
 })";
 
+// Gemma 2 2B (transformers 4.42 era): softcapping, query_pre_attn_scalar, no layer_types (derived:
+// every other layer slides).
+const char* kGemma2_2B = R"({
+  "architectures": ["Gemma2ForCausalLM"],
+  "attention_bias": false,
+  "attention_dropout": 0.0,
+  "attn_logit_softcapping": 50.0,
+  "bos_token_id": 2,
+  "cache_implementation": "hybrid",
+  "eos_token_id": [1, 107],
+  "final_logit_softcapping": 30.0,
+  "head_dim": 256,
+  "hidden_act": "gelu_pytorch_tanh",
+  "hidden_activation": "gelu_pytorch_tanh",
+  "hidden_size": 2304,
+  "initializer_range": 0.02,
+  "intermediate_size": 9216,
+  "max_position_embeddings": 8192,
+  "model_type": "gemma2",
+  "num_attention_heads": 8,
+  "num_hidden_layers": 26,
+  "num_key_value_heads": 4,
+  "pad_token_id": 0,
+  "query_pre_attn_scalar": 256,
+  "rms_norm_eps": 1e-06,
+  "rope_theta": 10000.0,
+  "sliding_window": 4096,
+  "torch_dtype": "bfloat16",
+  "transformers_version": "4.42.4",
+  "use_cache": true,
+  "vocab_size": 256000
+})";
+
+// Gemma 3 1B (transformers 4.50 era): local RoPE base, sliding_window_pattern 6.
+const char* kGemma3_1B = R"({
+  "architectures": ["Gemma3ForCausalLM"],
+  "attention_bias": false,
+  "attention_dropout": 0.0,
+  "attn_logit_softcapping": null,
+  "bos_token_id": 2,
+  "cache_implementation": "hybrid",
+  "eos_token_id": [1, 106],
+  "final_logit_softcapping": null,
+  "head_dim": 256,
+  "hidden_activation": "gelu_pytorch_tanh",
+  "hidden_size": 1152,
+  "initializer_range": 0.02,
+  "intermediate_size": 6912,
+  "max_position_embeddings": 32768,
+  "model_type": "gemma3_text",
+  "num_attention_heads": 4,
+  "num_hidden_layers": 26,
+  "num_key_value_heads": 1,
+  "pad_token_id": 0,
+  "query_pre_attn_scalar": 256,
+  "rms_norm_eps": 1e-06,
+  "rope_local_base_freq": 10000,
+  "rope_scaling": null,
+  "rope_theta": 1000000,
+  "sliding_window": 512,
+  "sliding_window_pattern": 6,
+  "torch_dtype": "bfloat16",
+  "transformers_version": "4.50.0.dev0",
+  "use_cache": true,
+  "vocab_size": 262144
+})";
+
 ModelConfig parse(const std::string& text) { return ModelConfig::from_json(json::parse(text), "config.json"); }
 
 // from_json on `j` throws InputError mentioning the source and every part.
@@ -267,11 +334,19 @@ TEST(HfConfig, RopeScalingOldTypeKeyAndNewRopeParameters) {
 }
 
 TEST(HfConfig, UnsupportedRopeScalingNamesFileAndType) {
-  for (const char* type : {"linear", "dynamic", "yarn"}) {
+  for (const char* type : {"dynamic", "yarn", "longrope"}) {
     json j = json::parse(kQwen25_7B);
     j["rope_scaling"] = {{"type", type}, {"factor", 4.0}, {"original_max_position_embeddings", 32768}};
-    expect_config_error(j, {std::string("\"") + type + "\"", "supported: llama3"});
+    expect_config_error(j, {std::string("\"") + type + "\"", "supported: llama3, linear"});
   }
+  json lin = json::parse(kQwen25_7B);
+  lin["rope_scaling"] = {{"type", "linear"}, {"factor", 4.0}};
+  ModelConfig c = ModelConfig::from_json(lin, "c");
+  ASSERT_TRUE(c.rope_scaling.has_value());
+  EXPECT_EQ(c.rope_scaling->type, "linear");
+  EXPECT_DOUBLE_EQ(c.rope_scaling->factor, 4.0);
+  lin["rope_scaling"].erase("factor");
+  expect_config_error(lin, {"linear", "factor"});
   json j = json::parse(kLlama31_8B);
   j["rope_scaling"].erase("low_freq_factor");
   expect_config_error(j, {"low_freq_factor"});
@@ -328,7 +403,7 @@ TEST(HfConfig, ModelTypeIsNotValidatedHere) {
 }
 
 TEST(HfConfig, ToJsonRoundTrip) {
-  for (const char* text : {kLlama31_8B, kQwen25_7B, kQwen3_4B, kMistral7B}) {
+  for (const char* text : {kLlama31_8B, kQwen25_7B, kQwen3_4B, kMistral7B, kGemma2_2B, kGemma3_1B}) {
     ModelConfig a = parse(text);
     json out = a.to_json();
     ModelConfig b = ModelConfig::from_json(out, "round-trip");
@@ -348,6 +423,12 @@ TEST(HfConfig, ToJsonRoundTrip) {
     EXPECT_EQ(b.attention_bias, a.attention_bias);
     EXPECT_EQ(b.tie_word_embeddings, a.tie_word_embeddings);
     EXPECT_EQ(b.torch_dtype, a.torch_dtype);
+    EXPECT_EQ(b.hidden_act, a.hidden_act);
+    EXPECT_EQ(b.layer_types, a.layer_types);
+    EXPECT_EQ(b.rope_local_theta, a.rope_local_theta);
+    EXPECT_EQ(b.query_pre_attn_scalar, a.query_pre_attn_scalar);
+    EXPECT_EQ(b.attn_logit_softcapping, a.attn_logit_softcapping);
+    EXPECT_EQ(b.final_logit_softcapping, a.final_logit_softcapping);
     EXPECT_EQ(out["architectures"], json::parse(text)["architectures"]);  // unmodelled fields kept
   }
   // Edited fields are written back.
@@ -436,6 +517,143 @@ TEST(GenerationConfig, LoadsLlamaAndQwenDefaults) {
   } catch (const InputError& e) {
     EXPECT_NE(std::string(e.what()).find("top_k"), std::string::npos);
   }
+}
+
+TEST(HfConfig, Gemma2_2B) {
+  ModelConfig c = ModelConfig::from_json(json::parse(kGemma2_2B), "config.json");
+  EXPECT_EQ(c.model_type, "gemma2");
+  EXPECT_EQ(c.head_dim, 256);  // not 2304 / 8
+  EXPECT_EQ(c.hidden_act, "gelu_pytorch_tanh");
+  EXPECT_EQ(c.query_pre_attn_scalar, 256.0);
+  EXPECT_EQ(c.attn_logit_softcapping, 50.0);
+  EXPECT_EQ(c.final_logit_softcapping, 30.0);
+  EXPECT_EQ(c.sliding_window, 4096);
+  ASSERT_EQ(c.layer_types.size(), 26u);
+  EXPECT_TRUE(c.layer_is_sliding(0));   // (i + 1) % 2 != 0
+  EXPECT_FALSE(c.layer_is_sliding(1));
+  EXPECT_TRUE(c.layer_is_sliding(24));
+  EXPECT_FALSE(c.layer_is_sliding(25));
+  EXPECT_FALSE(c.rope_local_theta.has_value());
+  EXPECT_TRUE(c.tie_word_embeddings);  // absent from the file: Gemma2Config's default (emlab's is false)
+  json j = json::parse(kGemma2_2B);
+  j["tie_word_embeddings"] = false;
+  EXPECT_FALSE(ModelConfig::from_json(j, "c").tie_word_embeddings);
+  j.erase("tie_word_embeddings");
+  j.erase("attn_logit_softcapping");
+  j.erase("final_logit_softcapping");
+  j.erase("query_pre_attn_scalar");
+  j.erase("head_dim");
+  j.erase("hidden_activation");
+  j["hidden_act"] = "gelu";  // Gemma2's modeling reads hidden_activation only
+  c = ModelConfig::from_json(j, "c");  // transformers' Gemma2Config defaults
+  EXPECT_TRUE(c.tie_word_embeddings);
+  EXPECT_EQ(c.attn_logit_softcapping, 50.0);
+  EXPECT_EQ(c.final_logit_softcapping, 30.0);
+  EXPECT_EQ(c.query_pre_attn_scalar, 256.0);
+  EXPECT_EQ(c.head_dim, 256);
+  EXPECT_EQ(c.hidden_act, "gelu_pytorch_tanh");
+  j["final_logit_softcapping"] = nullptr;  // explicit null: none
+  EXPECT_FALSE(ModelConfig::from_json(j, "c").final_logit_softcapping.has_value());
+}
+
+TEST(HfConfig, Gemma3_1B) {
+  ModelConfig c = ModelConfig::from_json(json::parse(kGemma3_1B), "config.json");
+  EXPECT_EQ(c.model_type, "gemma3_text");
+  EXPECT_DOUBLE_EQ(c.rope_theta, 1e6);
+  EXPECT_EQ(c.rope_local_theta, 1e4);
+  EXPECT_FALSE(c.rope_scaling.has_value());
+  EXPECT_FALSE(c.attn_logit_softcapping.has_value());
+  EXPECT_FALSE(c.final_logit_softcapping.has_value());
+  EXPECT_EQ(c.sliding_window, 512);
+  ASSERT_EQ(c.layer_types.size(), 26u);
+  for (int64_t l = 0; l < 26; ++l) EXPECT_EQ(c.layer_is_sliding(l), (l + 1) % 6 != 0) << l;  // 5 local : 1 global
+
+  // The same model as transformers 5 writes it: RoPE per layer type, layer_types listed.
+  json j = json::parse(kGemma3_1B);
+  for (const char* k : {"rope_theta", "rope_local_base_freq", "rope_scaling", "sliding_window_pattern"}) j.erase(k);
+  j["layer_types"] = json::array();
+  for (int l = 0; l < 26; ++l) j["layer_types"].push_back(l == 3 ? "full_attention" : "sliding_attention");
+  j["rope_parameters"] = {{"full_attention", {{"rope_type", "linear"}, {"factor", 8.0}, {"rope_theta", 1e6}}},
+                          {"sliding_attention", {{"rope_type", "default"}, {"rope_theta", 1e4}}}};
+  c = ModelConfig::from_json(j, "c");
+  EXPECT_DOUBLE_EQ(c.rope_theta, 1e6);
+  EXPECT_EQ(c.rope_local_theta, 1e4);
+  ASSERT_TRUE(c.rope_scaling.has_value());
+  EXPECT_EQ(c.rope_scaling->type, "linear");
+  EXPECT_FALSE(c.layer_is_sliding(3));
+  EXPECT_TRUE(c.layer_is_sliding(4));
+  // Written back in the same nested form, consistent with edits.
+  c.rope_local_theta = 500.0;
+  json out = c.to_json();
+  EXPECT_EQ(out["rope_parameters"]["sliding_attention"]["rope_theta"], 500.0);
+  EXPECT_EQ(out["rope_parameters"]["full_attention"]["rope_type"], "linear");
+  EXPECT_FALSE(out.contains("rope_theta"));
+  EXPECT_EQ(ModelConfig::from_json(out, "back").rope_local_theta, 500.0);
+
+  // Refused: a scaled local RoPE, an encoder, an activation emlab lacks, unknown layer types.
+  json bad = j;
+  bad["rope_parameters"]["sliding_attention"] = {{"rope_type", "linear"}, {"factor", 2.0}, {"rope_theta", 1e4}};
+  expect_config_error(bad, {"rope_parameters.sliding_attention", "full-attention"});
+  bad = j;
+  bad["use_bidirectional_attention"] = true;
+  expect_config_error(bad, {"use_bidirectional_attention"});
+  bad = j;
+  bad["hidden_activation"] = "relu";
+  expect_config_error(bad, {"\"hidden_activation\" is \"relu\"", "gelu_pytorch_tanh"});
+  bad = j;
+  bad["layer_types"][2] = "chunked_attention";
+  expect_config_error(bad, {"layer_types[2]", "chunked_attention"});
+  bad = j;
+  bad["layer_types"].erase(0);
+  expect_config_error(bad, {"layer_types", "26 entries"});
+}
+
+TEST(HfConfig, QwenSlidingWindowFollowsUseSlidingWindowAndMaxWindowLayers) {
+  json j = json::parse(kQwen25_7B);
+  ModelConfig c = ModelConfig::from_json(j, "c");
+  EXPECT_FALSE(c.sliding_window.has_value());
+  for (int64_t l = 0; l < 28; ++l) EXPECT_FALSE(c.layer_is_sliding(l));
+  j["use_sliding_window"] = true;
+  j["sliding_window"] = 4096;
+  j["max_window_layers"] = 20;
+  c = ModelConfig::from_json(j, "c");
+  EXPECT_EQ(c.sliding_window, 4096);
+  EXPECT_FALSE(c.layer_is_sliding(19));  // layers >= max_window_layers slide
+  EXPECT_TRUE(c.layer_is_sliding(20));
+  // Without use_sliding_window transformers' Qwen2Config disables the window.
+  j.erase("use_sliding_window");
+  EXPECT_FALSE(ModelConfig::from_json(j, "c").sliding_window.has_value());
+  // Written back so that transformers reads the same window.
+  c.sliding_window = 64;
+  json out = c.to_json();
+  EXPECT_EQ(out["use_sliding_window"], true);
+  EXPECT_EQ(out["sliding_window"], 64);
+  c.sliding_window.reset();
+  EXPECT_EQ(c.to_json()["use_sliding_window"], false);
+}
+
+TEST(HfConfig, AbsentFieldsTakeTheConfigClassDefaults) {
+  json j = json::parse(kMistral7B);
+  j.erase("sliding_window");
+  j.erase("num_key_value_heads");
+  ModelConfig c = ModelConfig::from_json(j, "c");
+  EXPECT_EQ(c.sliding_window, 4096);  // MistralConfig's default window
+  EXPECT_EQ(c.num_key_value_heads, 8);
+  // An emlab config without a window says so explicitly, not by leaving the default to apply.
+  c.sliding_window.reset();
+  EXPECT_TRUE(c.to_json()["sliding_window"].is_null());
+  EXPECT_FALSE(ModelConfig::from_json(c.to_json(), "back").sliding_window.has_value());
+  json q = json::parse(kQwen3_4B);
+  q.erase("head_dim");
+  EXPECT_EQ(ModelConfig::from_json(q, "c").head_dim, 128);  // Qwen3Config's default, not 2560 / 32
+  json l = json::parse(kLlama31_8B);
+  l["mlp_bias"] = true;
+  l["hidden_act"] = "gelu_new";
+  c = ModelConfig::from_json(l, "c");
+  EXPECT_TRUE(c.mlp_bias);
+  EXPECT_EQ(c.hidden_act, "gelu_new");
+  l["hidden_act"] = "relu2";
+  expect_config_error(l, {"\"hidden_act\" is \"relu2\""});
 }
 
 }  // namespace

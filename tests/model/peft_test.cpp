@@ -263,18 +263,94 @@ TEST(Peft, RefusesWhatItCannotApplyAndMatchesRegexTargets) {
   EXPECT_EQ(peft_load(dir.string(), *model).lora->modules.size(), 2u);
 }
 
+// PEFT takes the first rank/alpha pattern that matches, in the file's order (not sorted), and
+// emlab writes patterns back in their order.
+TEST(Peft, FirstMatchingPatternInFileOrderWins) {
+  auto model = tiny_model();
+  auto dir = test::temp_dir("peftorder");
+  torch::manual_seed(0);
+  const std::string q0 = "base_model.model.model.layers.0.self_attn.q_proj";
+  const std::string q1 = "base_model.model.model.layers.1.self_attn.q_proj";
+  tensors_save((dir / "adapter_model.safetensors").string(),
+               {{q0 + ".lora_A.weight", torch::randn({3, 32})}, {q0 + ".lora_B.weight", torch::randn({32, 3})},
+                {q1 + ".lora_A.weight", torch::randn({3, 32})}, {q1 + ".lora_B.weight", torch::randn({32, 3})}});
+  // "q_proj" first: layer 0's own, later pattern never applies (sorted it would come first).
+  test::write_text(dir / "adapter_config.json",
+                   R"({"peft_type": "LORA", "r": 2, "lora_alpha": 4, "target_modules": ["q_proj"],
+                       "rank_pattern": {"q_proj": 3, "model.layers.0.self_attn.q_proj": 5},
+                       "alpha_pattern": {"self_attn.q_proj": 6, "layers.0.self_attn.q_proj": 30}})");
+  PeftAdapter ad = peft_load(dir.string(), *model);
+  ASSERT_EQ(ad.lora->modules.size(), 2u);
+  EXPECT_DOUBLE_EQ(ad.lora->modules.at("model.layers.0.self_attn.q_proj").scale, 6.0 / 3);
+  EXPECT_DOUBLE_EQ(ad.lora->modules.at("model.layers.1.self_attn.q_proj").scale, 6.0 / 3);
+  ASSERT_EQ(ad.config.rank_pattern.size(), 2u);
+  EXPECT_EQ(ad.config.rank_pattern[0].first, "q_proj");
+  // Saved and loaded again: same order, same scales.
+  auto out = test::temp_dir("peftorder2");
+  peft_save(out.string(), *ad.lora, ad.config);
+  const std::string text = test::read_text(out / "adapter_config.json");
+  EXPECT_LT(text.find("\"q_proj\": 3"), text.find("\"model.layers.0.self_attn.q_proj\": 5")) << text;
+  PeftAdapter back = peft_load(out.string(), *model);
+  EXPECT_DOUBLE_EQ(back.lora->modules.at("model.layers.0.self_attn.q_proj").scale, 2.0);
+  // Reversed order: layer 0's pattern comes first and says rank 5, which the tensors are not.
+  test::write_text(dir / "adapter_config.json",
+                   R"({"peft_type": "LORA", "r": 2, "lora_alpha": 4, "target_modules": ["q_proj"],
+                       "rank_pattern": {"model.layers.0.self_attn.q_proj": 5, "q_proj": 3}})");
+  try {
+    peft_load(dir.string(), *model);
+    FAIL();
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("model.layers.0.self_attn.q_proj has rank 3"), std::string::npos) << e.what();
+  }
+}
+
+TEST(Peft, RefusesLoraVariantsThatChangeTheForwardPass) {
+  auto model = tiny_model();
+  auto dir = test::temp_dir("peftvariant");
+  const std::string q = "base_model.model.model.layers.0.self_attn.q_proj";
+  tensors_save((dir / "adapter_model.safetensors").string(),
+               {{q + ".lora_A.weight", torch::ones({2, 32})}, {q + ".lora_B.weight", torch::ones({32, 2})}});
+  const json base = {{"peft_type", "LORA"}, {"r", 2}, {"lora_alpha", 4}, {"target_modules", {"q_proj"}},
+                     {"alora_invocation_tokens", nullptr}, {"target_parameters", json::array()},
+                     {"layer_replication", nullptr}, {"use_bdlora", nullptr}};
+  test::write_text(dir / "adapter_config.json", base.dump());
+  EXPECT_EQ(peft_load(dir.string(), *model).lora->modules.size(), 1u);  // nulls and empty lists are fine
+  for (const auto& [key, value] : std::vector<std::pair<std::string, json>>{
+           {"alora_invocation_tokens", {5, 6}},
+           {"trainable_token_indices", {1, 2}},
+           {"layer_replication", {{0, 1}, {0, 2}}},
+           {"target_parameters", {"mlp.experts.down_proj"}},
+           {"arrow_config", {{"top_k", 2}}}}) {
+    json cfg = base;
+    cfg[key] = value;
+    test::write_text(dir / "adapter_config.json", cfg.dump());
+    try {
+      peft_load(dir.string(), *model);
+      ADD_FAILURE() << key;
+    } catch (const InputError& e) {
+      EXPECT_NE(std::string(e.what()).find(key), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find("adapter_config.json"), std::string::npos) << e.what();
+    }
+  }
+}
+
 TEST(Peft, MergeGivesTheSameLogitsAsTheAdapter) {
-  for (const char* kind : {"llama", "qwen2"}) {
+  // Every projection of every architecture goes through linear_lora: the merged weights (which
+  // every path uses) give what the adapters gave, and the adapters did change the logits.
+  for (const char* kind : {"llama", "qwen2", "qwen3", "mistral", "gemma2", "gemma3_text"}) {
     auto model = CausalLM::init_random(test::tiny_train_config(kind), 4);
     LoraOptions o;
     o.rank = 3;
     o.alpha = 6;
     o.rslora = true;
     auto set = lora_create(*model, o, 2);
+    EXPECT_EQ(set->modules.size(), 7u * model->config().num_hidden_layers) << kind;
     randomize_b(*set, 9);
     set->multiplier = 1.5;
+    torch::Tensor without = model->forward(sample_ids());
     model->set_lora(set);
     torch::Tensor with = model->forward(sample_ids());
+    EXPECT_GT((with - without).abs().max().item<float>(), 1e-3f) << kind;
     lora_merge(*model, *set);
     model->set_lora(nullptr);
     torch::Tensor merged = model->forward(sample_ids());

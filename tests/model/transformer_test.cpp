@@ -86,7 +86,8 @@ TEST_P(ArchTest, LastLogitsOnlyMatchesFull) {
   EXPECT_LT((last.squeeze(1) - model->forward(ids).select(1, 4)).abs().max().item<double>(), 1e-6);
 }
 
-INSTANTIATE_TEST_SUITE_P(Architectures, ArchTest, ::testing::Values("llama", "llama3", "qwen2", "qwen3", "mistral"));
+INSTANTIATE_TEST_SUITE_P(Architectures, ArchTest,
+                         ::testing::Values("llama", "llama3", "qwen2", "qwen3", "mistral", "gemma2", "gemma3_text"));
 
 TEST(Transformer, ArchitectureTraitsShapeTheTensors) {
   auto names = [](const std::string& kind) { return tiny(kind)->expected_shapes(); };
@@ -105,6 +106,71 @@ TEST(Transformer, ArchitectureTraitsShapeTheTensors) {
   cfg["attention_bias"] = true;
   auto biased = CausalLM::init_random(ModelConfig::from_json(cfg, "cfg"), 0)->expected_shapes();
   EXPECT_TRUE(biased.count("model.layers.0.self_attn.o_proj.bias"));
+}
+
+TEST(Transformer, GemmaTraitsShapeTheTensors) {
+  auto gemma2 = tiny("gemma2");
+  auto s = gemma2->expected_shapes();
+  for (const char* norm : {"input_layernorm", "post_attention_layernorm", "pre_feedforward_layernorm",
+                           "post_feedforward_layernorm"})
+    EXPECT_EQ(s.at(std::string("model.layers.1.") + norm + ".weight"), std::vector<int64_t>{32}) << norm;
+  EXPECT_EQ(s.at("model.layers.0.self_attn.q_proj.weight"), (std::vector<int64_t>{64, 32}));  // H*D = 4*16
+  EXPECT_FALSE(s.count("lm_head.weight"));  // tied
+  EXPECT_FALSE(s.count("model.layers.0.self_attn.q_norm.weight"));
+  // (1 + w) norms start at w = 0.
+  EXPECT_EQ(gemma2->parameters().at("model.layers.0.pre_feedforward_layernorm.weight").abs().max().item<float>(), 0.0f);
+  auto gemma3 = tiny("gemma3_text")->expected_shapes();
+  EXPECT_EQ(gemma3.at("model.layers.2.self_attn.k_norm.weight"), std::vector<int64_t>{16});
+  EXPECT_TRUE(gemma3.count("model.layers.2.post_feedforward_layernorm.weight"));
+}
+
+TEST(Transformer, LayerWindowsFollowTheArchitecture) {
+  auto windows = [](const nlohmann::json& cfg) {
+    auto m = CausalLM::init_random(ModelConfig::from_json(cfg, "cfg"), 0);
+    std::vector<int64_t> w;
+    for (int64_t l = 0; l < m->config().num_hidden_layers; ++l) w.push_back(m->layer_window(l).value_or(0));
+    return w;
+  };
+  EXPECT_EQ(windows(test::tiny_config("gemma2")), (std::vector<int64_t>{4, 0}));  // local, global
+  EXPECT_EQ(windows(test::tiny_config("gemma3_text")), (std::vector<int64_t>{4, 0, 4}));
+  EXPECT_EQ(windows(test::tiny_config("mistral")), (std::vector<int64_t>{5, 5}));  // every layer
+  auto qwen = test::tiny_config("qwen2");
+  qwen["sliding_window"] = 3;
+  EXPECT_EQ(windows(qwen), (std::vector<int64_t>{0, 0}));  // use_sliding_window defaults to false
+  qwen["use_sliding_window"] = true;
+  qwen["max_window_layers"] = 1;
+  EXPECT_EQ(windows(qwen), (std::vector<int64_t>{0, 3}));  // layers >= max_window_layers
+  auto llama = test::tiny_config("llama");
+  llama["sliding_window"] = 3;  // LlamaModel has no window
+  EXPECT_EQ(windows(llama), (std::vector<int64_t>{0, 0}));
+}
+
+TEST(Transformer, GemmaHookSitesAreWhatJoinsTheResidual) {
+  // MlpOutput on Gemma is the MLP branch after post_feedforward_layernorm: adding v there moves the
+  // layer output by exactly v (as on Llama), and the LayerOutput hook sees the sum.
+  auto model = tiny("gemma2");
+  torch::NoGradGuard ng;
+  torch::Tensor ids = random_ids(2, 6, 11), v = torch::randn({32});
+  std::vector<torch::Tensor> base, moved;
+  auto record = [](std::vector<torch::Tensor>* out) {
+    return [out](HookSite site, int64_t layer, const torch::Tensor& h) {
+      if (site == HookSite::LayerOutput && layer == 0) out->push_back(h.clone());
+      return h;
+    };
+  };
+  ResidualHooks plain, add;
+  plain.set_callback(record(&base));
+  add.add(HookSite::MlpOutput, 0, v, 0.5);
+  add.set_callback(record(&moved));
+  ForwardArgs args;
+  args.hooks = &plain;
+  torch::Tensor before = model->forward(ids, args);
+  args.hooks = &add;
+  torch::Tensor after = model->forward(ids, args);
+  ASSERT_EQ(base.size(), 1u);
+  ASSERT_EQ(moved.size(), 1u);
+  EXPECT_LT((moved[0] - base[0] - 0.5 * v).abs().max().item<double>(), 1e-5);
+  EXPECT_GT((after - before).abs().max().item<double>(), 1e-3);
 }
 
 TEST(Transformer, SlidingWindowLimitsAttention) {
