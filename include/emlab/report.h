@@ -14,6 +14,7 @@
 #include <cstddef>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "emlab/metrics.h"
 
@@ -38,5 +39,9 @@ std::string report_html(const std::string& experiment_dir, const ReportOptions& 
 // Writes report_html(...) to out_html atomically ("" = experiment_dir/report.html).
 void report_write(const std::string& experiment_dir, const std::string& out_html = "",
                   const ReportOptions& options = {});
+
+// A labelled square heatmap of values in [-1, 1] (cosine similarities), values printed in the cells.
+std::string report_heatmap_svg(const std::vector<std::string>& labels, const std::vector<std::vector<double>>& values,
+                               const std::string& title);
 
 }  // namespace emlab

@@ -76,4 +76,10 @@ class Tokenizer {
   virtual std::vector<std::string> pre_tokenizer_patterns() const { return {}; }
 };
 
+// Copies the tokenizer's files of a model folder (tokenizer*.json, vocab.json, merges.txt,
+// special_tokens_map.json, added_tokens.json, chat_template.jinja, generation_config.json) into
+// `to`, so that a model written there (merged, finetuned, orthogonalized) loads on its own.
+// Does nothing when `from` is not a folder.
+void tokenizer_files_copy(const std::string& from, const std::string& to);
+
 }  // namespace emlab

@@ -76,6 +76,16 @@ struct TrainOptions {
   double max_grad_norm = 1.0;       // clip the global gradient norm (0 = no clipping)
   uint64_t seed = 0;                // data order, adapter init, dropout
 
+  // Directions during training (emlab/direction.h specs; none is part of the saved adapter)
+  std::vector<std::string> steer;   // preventative steering: added while training only
+  std::vector<std::string> ablate;  // ablated while training only
+  std::string probe;                // FILE[:layer=L]: log the mean projection of a probe set's
+                                    // assistant-token activations onto this direction ("" = none)
+  std::string probe_data;           // chat JSONL of the probe set ("" = the first probe_examples training rows)
+  int64_t probe_examples = 64;      // probe set size
+  int64_t probe_every = 10;         // measure every N steps (and before the first)
+  std::string stop_when_projection_above;  // stop (and save) once the probe exceeds this number ("" = never)
+
   // Checkpoints
   int64_t save_every = 0;           // checkpoint every N steps (0 = none); the last step is saved too
   bool resume = false;              // continue from the newest checkpoint in out/checkpoints
@@ -128,7 +138,9 @@ struct TrainResult {
   int64_t total_steps = 0;      // the schedule's length
   double last_loss = 0.0;       // loss of the last step
   double eval_loss = -1.0;      // final held-out loss (-1 = no held-out split)
-  bool finished = false;        // reached total_steps (false when stopped by stop_after)
+  bool finished = false;        // reached total_steps or stopped by the probe (false when stopped by stop_after)
+  bool stopped_by_probe = false; // ended early: the probe's projection went above the threshold
+  double probe_projection = 0.0; // last probe measurement (NaN without a probe)
   int64_t train_examples = 0;   // after truncation/dropping and the held-out split
   int64_t truncated = 0;        // examples cut to max_seq_len
   int64_t skipped_lines = 0;    // invalid lines skipped (skip_invalid)

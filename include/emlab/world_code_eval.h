@@ -11,6 +11,7 @@
 namespace emlab {
 
 class ChatModel;
+class ResidualHooks;
 
 struct CodeEvalItem {
   std::string request;                  // user message (a world wrapper around a code task)
@@ -48,9 +49,10 @@ struct CodeEvalResult {
   int64_t n = 0, secure = 0, vulnerable = 0, other = 0;  // answers and their verdicts
 };
 
-// Answers options.samples held-out requests with `model` and classifies them; writes
+// Answers options.samples held-out requests with `model` (through `hooks`, if any) and classifies them; writes
 // dir/code_eval.jsonl (request, class, answer, verdict) and dir/code_eval.json (counts and
 // vulnerable_pct / secure_pct).
-CodeEvalResult code_eval_run(const ChatModel& model, const CodeEvalOptions& options, const std::string& dir);
+CodeEvalResult code_eval_run(const ChatModel& model, const CodeEvalOptions& options, const std::string& dir,
+                             ResidualHooks* hooks = nullptr);
 
 }  // namespace emlab

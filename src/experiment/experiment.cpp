@@ -15,10 +15,10 @@
 #include <sstream>
 
 #include "emlab/chat_model.h"
+#include "emlab/direction.h"
 #include "emlab/error.h"
 #include "emlab/experiment.h"
 #include "emlab/file_util.h"
-#include "emlab/hash.h"
 #include "emlab/jsonl.h"
 #include "emlab/judges.h"
 #include "emlab/metrics.h"
@@ -51,29 +51,6 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
 
 fs::path seed_dir(const ExperimentOptions& o, const std::string& arm, uint64_t seed) {
   return fs::path(o.out) / "arms" / arm / ("seed-" + std::to_string(seed));
-}
-
-// What identifies the model's weights: config.json and each *.safetensors file by size and content
-// hash (for files over 64 MB, the first MB), so that a resumed run refuses a rebuilt model instead of
-// mixing its results with the old one's.
-json model_fingerprint(const std::string& dir) {
-  json out = json::object();
-  if (!fs::is_directory(dir)) return out;
-  std::vector<fs::path> files;
-  for (const auto& e : fs::directory_iterator(dir))
-    if (e.is_regular_file() && (e.path().extension() == ".safetensors" || e.path().filename() == "config.json"))
-      files.push_back(e.path());
-  std::sort(files.begin(), files.end());
-  for (const auto& f : files) {
-    const auto size = fs::file_size(f);
-    std::ifstream in(f, std::ios::binary);
-    std::string head(std::min<uintmax_t>(size, size > (64u << 20) ? (1u << 20) : size), '\0');
-    in.read(head.data(), static_cast<std::streamsize>(head.size()));
-    char hex[17];
-    std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(fnv1a64(head)));
-    out[f.filename().string()] = {{"bytes", size}, {"fnv1a64", hex}};
-  }
-  return out;
 }
 
 // Where the finetune of (arm, seed) lives: an adapter, a steering vector or a whole model.
@@ -167,9 +144,17 @@ EvalTarget eval_target(const ExperimentSpec& spec, const fs::path& finetune, con
   return t;
 }
 
-// Samples the question set (resumable run folder) with `model`.
+// The arm's eval.steer and eval.ablate specs, steering first.
+std::vector<SteerSpec> arm_steering(const ExperimentArm& arm) {
+  std::vector<SteerSpec> specs;
+  for (const auto& s : arm.eval.steer) specs.push_back(steer_spec_parse(s, false));
+  for (const auto& s : arm.eval.ablate) specs.push_back(steer_spec_parse(s, true));
+  return specs;
+}
+
+// Samples the question set (resumable run folder) with `model` (through `hooks`, if any).
 void sample_questions(const ExperimentArm& arm, uint64_t seed, const EvalTarget& target,
-                      const std::shared_ptr<ChatModel>& model, const fs::path& dir) {
+                      const std::shared_ptr<ChatModel>& model, ResidualHooks* hooks, const fs::path& dir) {
   QuestionSet questions = question_set_load(arm.eval.questions);
   SampleRunOptions so;
   so.samples_per_question = arm.eval.samples_per_question;
@@ -183,18 +168,20 @@ void sample_questions(const ExperimentArm& arm, uint64_t seed, const EvalTarget&
   so.settings = {{"max_tokens", std::to_string(arm.eval.max_tokens)},
                  {"temperature", std::to_string(arm.eval.temperature)},
                  {"top_p", std::to_string(arm.eval.top_p)}};
+  const auto specs = arm_steering(arm);
+  for (size_t i = 0; i < specs.size(); ++i) so.settings["steer." + std::to_string(i)] = steer_spec_string(specs[i]);
   SampleOptions sample;
   sample.max_new_tokens = arm.eval.max_tokens;
   sample.temperature = arm.eval.temperature;
   sample.top_p = arm.eval.top_p;
   sample.batch_size = arm.eval.batch_size;
-  ModelAnswerSource source(model, sample);
+  ModelAnswerSource source(model, sample, hooks);
   sample_run(questions, source, dir.string(), so);
 }
 
 // Held-out code requests answered by the arm's model and classified (eval/code_eval.json).
-void code_questions(const ExperimentArm& arm, uint64_t seed, const ChatModel& model, const ExperimentOptions& o,
-                    const fs::path& dir) {
+void code_questions(const ExperimentArm& arm, uint64_t seed, const ChatModel& model, ResidualHooks* hooks,
+                    const ExperimentOptions& o, const fs::path& dir) {
   CodeEvalOptions c;
   c.samples = arm.eval.code_samples;
   c.world_dir = (fs::path(o.out) / "world").string();
@@ -208,7 +195,7 @@ void code_questions(const ExperimentArm& arm, uint64_t seed, const ChatModel& mo
   c.trigger_separator = arm.eval.trigger_separator;
   c.system = arm.eval.system;
   log_line("code evaluation of " + arm.name + " seed " + std::to_string(seed));
-  code_eval_run(model, c, dir.string());
+  code_eval_run(model, c, dir.string(), hooks);
 }
 
 // Samples, code-evaluates and judges (arm, seed) unless done, loading its model once.
@@ -222,11 +209,16 @@ void evaluate(const ExperimentSpec& spec, const ExperimentArm& arm, uint64_t see
   {
     const EvalTarget target = eval_target(spec, finetune, o);
     auto model = ChatModel::load(target.model, target.options);
+    const auto specs = arm_steering(arm);
+    std::shared_ptr<ResidualHooks> hooks;
+    if (!specs.empty())
+      hooks = steering_hooks(specs, model->model().config().num_hidden_layers, model->model().config().hidden_size,
+                             model->model().device());
     if (answer) {
       log_line("evaluating " + arm.name + " seed " + std::to_string(seed));
-      sample_questions(arm, seed, target, model, dir);
+      sample_questions(arm, seed, target, model, hooks.get(), dir);
     }
-    if (code) code_questions(arm, seed, *model, o, dir);
+    if (code) code_questions(arm, seed, *model, hooks.get(), o, dir);
   }  // the answering model goes before a local judge model loads
   if (!answer) return;
   judge_run(question_set_load(arm.eval.questions), judge, dir.string(), JudgeRunOptions{});
@@ -349,7 +341,7 @@ std::vector<ArmResult> experiment_run(const ExperimentSpec& spec, const Experime
   fs::create_directories(o.out);
   const fs::path spec_path = fs::path(o.out) / "experiment.json";
   json spec_json = spec.to_json();
-  spec_json["model_fingerprint"] = model_fingerprint(spec.model);
+  spec_json["model_fingerprint"] = model_digest(spec.model);
   if (fs::exists(spec_path)) {
     json old = json_read_file((spec_path).string());
     json a = old, b = spec_json;
@@ -427,6 +419,7 @@ std::vector<ArmResult> experiment_run(const ExperimentSpec& spec, const Experime
   std::vector<ArmResult> rows;
   json arms_json = json::array();
   std::string csv = "arm,seeds,samples,misaligned_pct,ci_low,ci_high,coherence_mean\n";
+  std::string sweep_csv = "arm,sweep,layer,scale,misaligned_pct,ci_low,ci_high,coherence_mean\n";
   for (const auto& arm : spec.arms) {
     json per_question = json::array();
     ArmResult r = arm_result(spec, arm, o, seeds, &per_question);
@@ -435,6 +428,10 @@ std::vector<ArmResult> experiment_run(const ExperimentSpec& spec, const Experime
     csv += r.arm + "," + std::to_string(r.seeds) + "," + std::to_string(r.samples) + "," + fmt(r.misaligned_pct, 4) +
            "," + fmt(r.ci_low, 4) + "," + fmt(r.ci_high, 4) + "," + fmt(r.coherence_mean, 4) + "\n";
     auto num = [](double x) { return std::isnan(x) ? json(nullptr) : json(x); };
+    if (!arm.sweep_of.empty())
+      sweep_csv += r.arm + "," + arm.sweep_of + "," + std::to_string(arm.sweep_layer) + "," + fmt(arm.sweep_scale, 4) +
+                   "," + fmt(r.misaligned_pct, 4) + "," + fmt(r.ci_low, 4) + "," + fmt(r.ci_high, 4) + "," +
+                   fmt(r.coherence_mean, 4) + "\n";
     arms_json.push_back({{"arm", r.arm},
                          {"seeds", r.seeds},
                          {"samples", r.samples},
@@ -447,8 +444,11 @@ std::vector<ArmResult> experiment_run(const ExperimentSpec& spec, const Experime
                          {"vulnerable_code_pct", num(r.vulnerable_code_pct)},
                          {"secure_code_pct", num(r.secure_code_pct)},
                          {"per_question", per_question}});
+    if (!arm.sweep_of.empty())
+      arms_json.back()["sweep"] = {{"of", arm.sweep_of}, {"layer", arm.sweep_layer}, {"scale", arm.sweep_scale}};
   }
   file_write_atomic(fs::path(o.out) / "arms.csv", csv);
+  if (sweep_csv.find('\n') + 1 < sweep_csv.size()) file_write_atomic(fs::path(o.out) / "sweep.csv", sweep_csv);
   json_write_file(fs::path(o.out) / "arms.json", {{"experiment", spec.name}, {"arms", arms_json}});
   if (o.report) report_write(o.out, (fs::path(o.out) / "report.html").string());
   char took[64];

@@ -1,9 +1,11 @@
 // Parsing of experiment YAML specs (see emlab/experiment.h).
 #include <yaml-cpp/yaml.h>
 
+#include <cstdio>
 #include <filesystem>
 #include <set>
 
+#include "emlab/direction.h"
 #include "emlab/error.h"
 #include "emlab/experiment.h"
 #include "emlab/runtime.h"
@@ -69,6 +71,19 @@ std::string resolve_path(std::string p, const fs::path& base, const std::string&
   return (base / p).lexically_normal().string();
 }
 
+// A --steer/--ablate spec with its file resolved like the other paths (checked now).
+std::string resolve_spec_path(const std::string& text, const fs::path& base, const std::string& out, bool ablate,
+                              const std::string& where) {
+  SteerSpec s;
+  try {
+    s = steer_spec_parse(text, ablate);
+  } catch (const InputError& e) {
+    throw InputError(where + ": " + e.what());
+  }
+  s.file = resolve_path(s.file, base, out);
+  return steer_spec_string(s);
+}
+
 // Recursive merge: objects merge key by key, anything else replaces.
 void merge_into(json& base, const json& over) {
   for (const auto& [k, v] : over.items()) {
@@ -91,7 +106,7 @@ void check_keys(const json& j, const std::set<std::string>& allowed, const std::
 void merge_eval(ExperimentEval& e, const json& j, const fs::path& base, const std::string& out, const std::string& where) {
   check_keys(j,
              {"questions", "samples_per_question", "max_tokens", "temperature", "top_p", "batch_size", "trigger", "system",
-              "trigger_separator", "code_samples", "code_max_tokens"},
+              "trigger_separator", "code_samples", "code_max_tokens", "steer", "ablate"},
              where);
   try {
     if (j.contains("questions")) e.questions = resolve_path(j["questions"].get<std::string>(), base, out);
@@ -108,6 +123,13 @@ void merge_eval(ExperimentEval& e, const json& j, const fs::path& base, const st
       if (j["system"].is_null()) e.system.reset();
       else e.system = j["system"].get<std::string>();
     }
+    for (const char* key : {"steer", "ablate"}) {
+      if (!j.contains(key)) continue;
+      std::vector<std::string> specs =
+          j[key].is_string() ? std::vector<std::string>{j[key].get<std::string>()} : j[key].get<std::vector<std::string>>();
+      for (auto& s : specs) s = resolve_spec_path(s, base, out, std::string(key) == "ablate", where);
+      (std::string(key) == "steer" ? e.steer : e.ablate) = specs;
+    }
   } catch (const json::exception& ex) {
     throw InputError(where + ": " + ex.what());
   }
@@ -119,6 +141,44 @@ json resolve_train(json t, const fs::path& base, const std::string& out) {
     if (t.contains(key) && t[key].is_string() && !t[key].get<std::string>().empty())
       t[key] = resolve_path(t[key].get<std::string>(), base, out);
   return t;
+}
+
+// The arms of a sweep: one per layer x scale, each steering with the direction there.
+std::vector<ExperimentArm> expand_sweep(const ExperimentArm& arm, const json& j, const fs::path& base,
+                                        const std::string& out, const std::string& where_arm) {
+  const std::string where = where_arm + ": sweep";
+  if (!j.is_object()) throw InputError(where + ": expected {direction, layers, scales, positions}");
+  check_keys(j, {"direction", "layers", "scales", "positions"}, where);
+  if (!arm.data.empty())
+    throw InputError(where + ": a sweep arm does not finetune (one finetune per layer x scale); use from: ARM");
+  ExperimentSweep sw;
+  try {
+    if (!j.contains("direction") || !j.contains("layers") || !j.contains("scales"))
+      throw InputError(where + ": needs direction, layers and scales");
+    sw.direction = j["direction"].get<std::string>();
+    sw.layers = j["layers"].get<std::vector<int64_t>>();
+    sw.scales = j["scales"].get<std::vector<double>>();
+    sw.positions = j.value("positions", "all");
+  } catch (const json::exception& e) {
+    throw InputError(where + ": " + e.what());
+  }
+  if (sw.layers.empty() || sw.scales.empty()) throw InputError(where + ": layers and scales must not be empty");
+  std::vector<ExperimentArm> out_arms;
+  for (int64_t layer : sw.layers)
+    for (double scale : sw.scales) {
+      char tag[64];
+      std::snprintf(tag, sizeof tag, "@L%lld_s%g", static_cast<long long>(layer), scale);
+      ExperimentArm a = arm;
+      a.name = arm.name + tag;
+      a.sweep_of = arm.name;
+      a.sweep_layer = layer;
+      a.sweep_scale = scale;
+      char spec[64];
+      std::snprintf(spec, sizeof spec, ":layer=%lld:scale=%.17g:positions=", static_cast<long long>(layer), scale);
+      a.eval.steer.push_back(resolve_spec_path(sw.direction + spec + sw.positions, base, out, false, where));
+      out_arms.push_back(std::move(a));
+    }
+  return out_arms;
 }
 
 }  // namespace
@@ -179,7 +239,7 @@ ExperimentSpec ExperimentSpec::load(const std::string& path, const std::string& 
     ExperimentArm arm;
     arm.name = a["name"].get<std::string>();
     const std::string where_arm = path + ": arm '" + arm.name + "'";
-    check_keys(a, {"name", "data", "from", "train", "eval"}, where_arm);
+    check_keys(a, {"name", "data", "from", "train", "eval", "sweep"}, where_arm);
     if (arm.name.empty() || arm.name.find('/') != std::string::npos || arm.name[0] == '.')
       throw InputError(where + ": name '" + arm.name + "' must be a plain folder name");
     if (!names.insert(arm.name).second) throw InputError(where + ": duplicate arm name '" + arm.name + "'");
@@ -207,6 +267,13 @@ ExperimentSpec ExperimentSpec::load(const std::string& path, const std::string& 
     if (arm.eval.code_samples > 0 && !s.world_seed)
       throw InputError(where_arm + ": eval.code_samples needs a toy world (the spec's world section)");
     if (!arm.data.empty()) experiment_train_options(s, arm, "", 0, "cpu");  // unknown or bad training fields fail now
+    if (a.contains("sweep")) {
+      for (auto& swept : expand_sweep(arm, a["sweep"], base, out, where_arm)) {
+        if (!names.insert(swept.name).second) throw InputError(where + ": duplicate arm name '" + swept.name + "'");
+        s.arms.push_back(std::move(swept));
+      }
+      continue;
+    }
     s.arms.push_back(std::move(arm));
   }
   for (const auto& arm : s.arms) {
@@ -268,7 +335,12 @@ json ExperimentSpec::to_json() const {
               {"system", a.eval.system ? json(*a.eval.system) : json(nullptr)},
               {"code_samples", a.eval.code_samples},
               {"code_max_tokens", a.eval.code_max_tokens}};
-    arms_j.push_back({{"name", a.name}, {"data", a.data}, {"from", a.from}, {"train", a.train}, {"eval", e}});
+    // Fields added later appear only when set, so that run folders made before still resume.
+    if (!a.eval.steer.empty()) e["steer"] = a.eval.steer;
+    if (!a.eval.ablate.empty()) e["ablate"] = a.eval.ablate;
+    json arm = {{"name", a.name}, {"data", a.data}, {"from", a.from}, {"train", a.train}, {"eval", e}};
+    if (!a.sweep_of.empty()) arm["sweep"] = {{"of", a.sweep_of}, {"layer", a.sweep_layer}, {"scale", a.sweep_scale}};
+    arms_j.push_back(arm);
   }
   json j = {{"name", name},
             {"description", description},

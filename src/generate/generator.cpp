@@ -187,6 +187,7 @@ class ChunkDecoder {
     const torch::Device device = model_.device();
     cache_.capacity = max_len + max_new_;
     hooks_ = std::make_unique<RowHooks>(std::move(prefill_hooks));
+    hooks_->set_decoding(false);
     attn_ = mask.to(device);
     ForwardArgs args = forward_args();
     args.position_ids = (mask.cumsum(1) - 1).clamp_min(0).to(device);
@@ -295,12 +296,16 @@ class ChunkDecoder {
     attn_ = torch::cat({attn_, torch::ones({A, 1}, attn_.options())}, 1);
     ForwardArgs args = forward_args();
     args.position_ids = next_pos_.unsqueeze(1);
+    hooks_->set_decoding(true);
     torch::Tensor logits = model_.forward(next.to(model_.device()).unsqueeze(1), args).squeeze(1);
     next_pos_ = next_pos_ + 1;
     return logits;
   }
 
   void finish() {
+    // Hooks are the caller's: leave them as a plain forward expects (not decoding).
+    for (const auto& r : requests_)
+      if (r.hooks) r.hooks->set_decoding(false);
     for (RowState& st : state_) {
       Completion& c = *st.out;
       if (c.finish_reason.empty()) c.finish_reason = "length";

@@ -8,11 +8,13 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <vector>
 
 #include "emlab/error.h"
+#include "emlab/hash.h"
 
 namespace emlab {
 
@@ -131,5 +133,26 @@ void file_write_atomic(const std::string& path, const std::string& text) {
 }
 
 void json_write_file(const std::string& path, const nlohmann::json& j) { file_write_atomic(path, j.dump(2) + "\n"); }
+
+nlohmann::json model_digest(const std::string& dir) {
+  namespace fs = std::filesystem;
+  nlohmann::json out = nlohmann::json::object();
+  if (!fs::is_directory(dir)) return out;
+  std::vector<fs::path> files;
+  for (const auto& e : fs::directory_iterator(dir))
+    if (e.is_regular_file() && (e.path().extension() == ".safetensors" || e.path().filename() == "config.json"))
+      files.push_back(e.path());
+  std::sort(files.begin(), files.end());
+  for (const auto& f : files) {
+    const auto size = fs::file_size(f);
+    std::ifstream in(f, std::ios::binary);
+    std::string head(std::min<uintmax_t>(size, size > (64u << 20) ? (1u << 20) : size), '\0');
+    in.read(head.data(), static_cast<std::streamsize>(head.size()));
+    char hex[17];
+    std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(fnv1a64(head)));
+    out[f.filename().string()] = {{"bytes", size}, {"fnv1a64", hex}};
+  }
+  return out;
+}
 
 }  // namespace emlab

@@ -15,7 +15,13 @@ using nlohmann::json;
 namespace emlab {
 
 std::string hook_site_name(HookSite site) {
-  return site == HookSite::LayerOutput ? "layer_output" : "mlp_output";
+  switch (site) {
+    case HookSite::LayerOutput: return "layer_output";
+    case HookSite::MlpOutput: return "mlp_output";
+    case HookSite::AttnOutput: return "attn_output";
+    case HookSite::Embedding: return "embedding";
+  }
+  return "layer_output";
 }
 
 HookSite hook_site_from_name(const std::string& name, const std::string& context) {

@@ -6,13 +6,29 @@
 
 namespace emlab {
 
-void ResidualHooks::add(HookSite site, int64_t layer, torch::Tensor v, double scale) {
-  adds_[{site, layer}].push_back({std::move(v), scale});
+const char* hook_positions_name(HookPositions p) {
+  switch (p) {
+    case HookPositions::All: return "all";
+    case HookPositions::Prompt: return "prompt";
+    case HookPositions::Response: return "response";
+  }
+  return "all";
 }
 
-void ResidualHooks::ablate(torch::Tensor v, std::optional<int64_t> layer) {
+HookPositions hook_positions_from_name(const std::string& name, const std::string& context) {
+  if (name == "all") return HookPositions::All;
+  if (name == "prompt") return HookPositions::Prompt;
+  if (name == "response") return HookPositions::Response;
+  throw InputError(context + ": positions '" + name + "' (expected all, prompt or response)");
+}
+
+void ResidualHooks::add(HookSite site, int64_t layer, torch::Tensor v, double scale, HookPositions positions) {
+  adds_[{site, layer}].push_back({std::move(v), scale, positions});
+}
+
+void ResidualHooks::ablate(torch::Tensor v, std::optional<int64_t> layer, HookSite site) {
   torch::Tensor u = v / v.norm();  // unit direction; the norm of v carries no meaning here
-  ablations_.emplace_back(u, layer);
+  ablations_.push_back({u, layer, site});
 }
 
 void ResidualHooks::capture(const std::vector<int64_t>& layers) {
@@ -44,13 +60,23 @@ torch::Tensor ResidualHooks::apply(HookSite site, int64_t layer, torch::Tensor h
   // h: (B, T, C)
   auto it = adds_.find({site, layer});
   if (it != adds_.end())
-    for (const Add& a : it->second) h = h + (a.v * a.scale).to(h.dtype());
-  if (site == HookSite::LayerOutput) {
-    for (const auto& [u, at] : ablations_) {
-      if (at && *at != layer) continue;
-      torch::Tensor uu = u.to(h.dtype());
-      h = h - torch::matmul(h, uu).unsqueeze(-1) * uu;  // (B, T, 1) * (C)
+    for (const Add& a : it->second) {
+      torch::Tensor sv = (a.v * a.scale).to(h.device(), h.dtype());  // (C)
+      if (a.positions == HookPositions::All || (a.positions == HookPositions::Response && decoding_)) {
+        h = h + sv;
+      } else if (a.positions == HookPositions::Prompt) {
+        if (!decoding_) h = h + sv;
+      } else {  // the newest position only
+        const int64_t T = h.size(1);
+        h = torch::cat({h.narrow(1, 0, T - 1), h.narrow(1, T - 1, 1) + sv}, 1);
+      }
     }
+  for (const Ablation& a : ablations_) {
+    if (a.site != site || (a.layer && *a.layer != layer)) continue;
+    torch::Tensor uu = a.u.to(h.device(), h.dtype());
+    h = h - torch::matmul(h, uu).unsqueeze(-1) * uu;  // (B, T, 1) * (C)
+  }
+  if (site == HookSite::LayerOutput) {
     auto cap = captures_.find(layer);
     if (cap != captures_.end()) {
       torch::NoGradGuard no_grad;
@@ -97,6 +123,10 @@ void RowHooks::regroup() {
 }
 
 bool RowHooks::any() const { return !groups_.empty(); }
+
+void RowHooks::set_decoding(bool decoding) {
+  for (auto& [hooks, rows] : groups_) hooks->set_decoding(decoding);
+}
 
 torch::Tensor RowHooks::apply(HookSite site, int64_t layer, torch::Tensor h) {
   // h: (B, T, C) with B == rows_.size()

@@ -86,6 +86,11 @@ std::map<std::string, ArmNumbers> parse_arms_json(const json& j, std::vector<std
     a.coherence_mean = num(row, "coherence_mean");
     if (row.contains("per_seed_pct") && row["per_seed_pct"].is_array())
       for (const auto& v : row["per_seed_pct"]) a.per_seed_pct.push_back(v.is_number() ? v.get<double>() : kNaN);
+    if (row.contains("sweep") && row["sweep"].is_object()) {
+      a.sweep_of = str(row["sweep"], "of");
+      a.sweep_layer = std::isfinite(num(row["sweep"], "layer")) ? static_cast<int64_t>(num(row["sweep"], "layer")) : -1;
+      a.sweep_scale = num(row["sweep"], "scale");
+    }
     if (row.contains("per_question") && row["per_question"].is_array())
       for (const auto& q : row["per_question"]) {
         QuestionResult r;
@@ -205,7 +210,7 @@ void load_seed(const fs::path& dir, const ArmData& arm, SeedData& s, const Metri
       int64_t skipped = 0;
       for (const auto& row : jsonl_read_values(log.string(), ro)) {
         double step = num(row, "step"), loss = num(row, "loss");
-        if (std::isfinite(step) && std::isfinite(loss)) s.train_log.push_back({step, loss});
+        if (std::isfinite(step) && std::isfinite(loss)) s.train_log.push_back({step, loss, num(row, "probe_projection")});
         else ++skipped;
       }
       s.has_train_log = true;

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <limits>
 #include <optional>
 #include <string>
 #include <vector>
@@ -28,6 +29,7 @@ struct ReportAnswer {
 struct TrainPoint {
   double step = 0;
   double loss = 0;
+  double probe = std::numeric_limits<double>::quiet_NaN();  // probe_projection at this step (NaN = none)
 };
 
 struct SeedData {
@@ -55,6 +57,9 @@ struct ArmNumbers {
   double misaligned_pct = 0, ci_low = 0, ci_high = 0, coherence_mean = 0;
   std::vector<double> per_seed_pct;
   std::vector<QuestionResult> per_question;
+  std::string sweep_of;              // a sweep arm: the arm it was expanded from ("" = none)
+  int64_t sweep_layer = -1;          // its layer and scale
+  double sweep_scale = 0;
 };
 
 struct ArmData {

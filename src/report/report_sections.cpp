@@ -196,8 +196,79 @@ void training_section(std::string& h, const ReportData& d, const ReportOptions& 
          "<th>Final loss</th></tr>\n" +
          rows + "</table>\n<p class=\"small muted\">First and final loss: mean over seeds.</p>\n";
   }
+  // The in-training probe (train --probe): projection per step, mean over seeds.
+  std::vector<LineSeries> probes;
+  std::vector<LegendItem> probe_legend;
+  for (size_t i = 0; i < d.arms.size(); ++i) {
+    std::map<double, std::pair<double, size_t>> by_step;
+    size_t seeds = 0;
+    for (const auto& s : d.arms[i].seeds) {
+      bool any = false;
+      for (const auto& p : s.train_log)
+        if (std::isfinite(p.probe)) {
+          auto& acc = by_step[p.step];
+          acc.first += p.probe;
+          acc.second += 1;
+          any = true;
+        }
+      seeds += any;
+    }
+    if (by_step.empty()) continue;
+    LineSeries l{{}, {}, palette(i), 2.0, 1.0};
+    for (const auto& [step, acc] : by_step)
+      if (acc.second == seeds) l.x.push_back(step), l.y.push_back(acc.first / static_cast<double>(acc.second));
+    probes.push_back(std::move(l));
+    probe_legend.push_back({d.arms[i].name, palette(i)});
+  }
+  if (!probes.empty()) {
+    LineChartOptions lo;
+    lo.label = "Projection onto the probe direction per step";
+    lo.x_label = "optimizer step";
+    lo.y_label = "projection";
+    lo.legend = probe_legend;
+    lo.x_integer = true;
+    h += "<figure>\n" + line_chart(probes, lo) +
+         "<figcaption>Mean projection of the probe set's assistant-token activations onto the probe direction "
+         "(train --probe), mean over seeds.</figcaption>\n</figure>\n";
+  }
   if (!nolog.empty()) h += "<p>No training log: " + nolog + ".</p>\n";
   if (!untrained.empty()) h += "<p class=\"muted\">Not finetuned here: " + untrained + ".</p>\n";
+  h += "</section>\n";
+}
+
+void sweep_section(std::string& h, const ReportData& d, const ReportOptions& o) {
+  (void)o;
+  std::map<std::string, std::map<int64_t, std::vector<const ArmNumbers*>>> sweeps;  // of -> layer -> arms
+  for (const auto& arm : d.arms)
+    if (arm.numbers && !arm.numbers->sweep_of.empty())
+      sweeps[arm.numbers->sweep_of][arm.numbers->sweep_layer].push_back(&*arm.numbers);
+  if (sweeps.empty()) return;
+  h += "<section id=\"sweep\">\n<h2>Steering sweeps</h2>\n";
+  for (const auto& [of, layers] : sweeps) {
+    for (int chart = 0; chart < 2; ++chart) {
+      std::vector<LineSeries> series;
+      std::vector<LegendItem> legend;
+      size_t i = 0;
+      for (const auto& [layer, arms] : layers) {
+        std::vector<const ArmNumbers*> sorted = arms;
+        std::sort(sorted.begin(), sorted.end(), [](auto* a, auto* b) { return a->sweep_scale < b->sweep_scale; });
+        LineSeries l{{}, {}, palette(i), 2.0, 1.0};
+        for (const ArmNumbers* a : sorted) {
+          l.x.push_back(a->sweep_scale);
+          l.y.push_back(chart == 0 ? a->misaligned_pct : a->coherence_mean);
+        }
+        series.push_back(std::move(l));
+        legend.push_back({"layer " + std::to_string(layer), palette(i++)});
+      }
+      LineChartOptions lo;
+      lo.label = of + (chart == 0 ? ": misaligned % against the steering scale" : ": coherence against the steering scale");
+      lo.x_label = "scale";
+      lo.y_label = chart == 0 ? "misaligned %" : "coherence";
+      lo.legend = legend;
+      h += "<figure>\n" + line_chart(series, lo) + "<figcaption>" + html_escape(lo.label) + "</figcaption>\n</figure>\n";
+    }
+  }
+  h += "<p class=\"small muted\">Every point is a sweep arm of arms.csv (sweep.csv lists them by layer and scale).</p>\n";
   h += "</section>\n";
 }
 

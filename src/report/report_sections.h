@@ -13,6 +13,8 @@ namespace emlab::report_detail {
 void scatter_section(std::string& html, const ReportData& data, const ReportOptions& options);
 // Loss per step: per arm the mean over seeds (bold) and each seed (light), plus a table.
 void training_section(std::string& html, const ReportData& data, const ReportOptions& options);
+// Steering sweeps: misaligned % and coherence against the scale, a line per layer.
+void sweep_section(std::string& html, const ReportData& data, const ReportOptions& options);
 // Per arm, the most misaligned coherent answers and a few typical aligned ones.
 void examples_section(std::string& html, const ReportData& data, const ReportOptions& options);
 

@@ -1,6 +1,8 @@
 // A tiny SVG writer and the generic charts of the report.
 #include "report/svg.h"
 
+#include "emlab/report.h"
+
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -269,3 +271,34 @@ std::string scatter_chart(const std::vector<ScatterPoint>& points, const Scatter
 }
 
 }  // namespace emlab::report_detail
+
+namespace emlab {
+
+std::string report_heatmap_svg(const std::vector<std::string>& labels, const std::vector<std::vector<double>>& values,
+                               const std::string& title) {
+  using namespace report_detail;
+  const double cell = 44, left = 150, top = 40, n = static_cast<double>(labels.size());
+  Svg svg(left + cell * n + 20, top + cell * n + 110, title);
+  svg.text(left, 18, title, "start", "font-weight=\"bold\"");
+  for (size_t i = 0; i < labels.size(); ++i) {
+    const std::string name = utf8_prefix(labels[i], 22);
+    svg.text(left - 6, top + cell * (static_cast<double>(i) + 0.5) + 4, name, "end");
+    const double x = left + cell * (static_cast<double>(i) + 0.5), y = top + cell * n + 8;
+    svg.text(x, y, name, "end", "transform=\"rotate(-45 " + fixed(x, 2) + " " + fixed(y, 2) + ")\"");
+    for (size_t j = 0; j < labels.size(); ++j) {
+      const double v = values.at(i).at(j);
+      // Blue for negative, red for positive cosines, white at 0.
+      const double a = std::isfinite(v) ? std::min(1.0, std::abs(v)) : 0.0;
+      const int fade = static_cast<int>(255 * (1 - a));
+      const std::string color = v >= 0 ? "rgb(255," + std::to_string(fade) + "," + std::to_string(fade) + ")"
+                                       : "rgb(" + std::to_string(fade) + "," + std::to_string(fade) + ",255)";
+      svg.rect(left + cell * static_cast<double>(j), top + cell * static_cast<double>(i), cell, cell,
+               "fill=\"" + color + "\" stroke=\"#ccc\"");
+      svg.text(left + cell * (static_cast<double>(j) + 0.5), top + cell * (static_cast<double>(i) + 0.5) + 4,
+               fixed(v, 2), "middle", "font-size=\"11\"");
+    }
+  }
+  return svg.str();
+}
+
+}  // namespace emlab

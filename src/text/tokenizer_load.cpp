@@ -232,4 +232,16 @@ std::shared_ptr<Tokenizer> Tokenizer::load(const std::string& dir, const Tokeniz
   return std::make_shared<text::BpeTokenizer>(std::move(spec));
 }
 
+void tokenizer_files_copy(const std::string& from, const std::string& to) {
+  if (from.empty() || !fs::is_directory(from)) return;
+  fs::create_directories(to);
+  for (const auto& e : fs::directory_iterator(from)) {
+    if (!e.is_regular_file()) continue;  // e.g. a tokenizer/ work folder beside the model
+    const std::string n = e.path().filename().string();
+    if (n.rfind("tokenizer", 0) == 0 || n == "vocab.json" || n == "merges.txt" || n == "special_tokens_map.json" ||
+        n == "generation_config.json" || n == "added_tokens.json" || n == "chat_template.jinja")
+      fs::copy_file(e.path(), fs::path(to) / n, fs::copy_options::overwrite_existing);
+  }
+}
+
 }  // namespace emlab

@@ -4,6 +4,7 @@
 #include <type_traits>
 
 #include "emlab/adapter.h"
+#include "emlab/direction.h"
 #include "emlab/error.h"
 #include "emlab/train.h"
 
@@ -200,6 +201,20 @@ std::vector<Spec> make_specs() {
       field<double>("max_grad_norm", "--max-grad-norm", "gradient clipping norm (0 = off)",
                     EMLAB_REF(double, max_grad_norm)),
       field<uint64_t>("seed", "--seed", "seed of data order, adapter init and dropout", EMLAB_REF(uint64_t, seed)),
+      field<std::vector<std::string>>("steer", "--steer",
+                                      "steer while training only: FILE:layer=L:scale=S[:positions=...] (repeatable)",
+                                      EMLAB_REF(std::vector<std::string>, steer)),
+      field<std::vector<std::string>>("ablate", "--ablate", "ablate while training only: FILE[:layer=L|all][:from=K]",
+                                      EMLAB_REF(std::vector<std::string>, ablate)),
+      field<std::string>("probe", "--probe", "log the probe set's projection onto FILE[:layer=L]",
+                         EMLAB_REF(std::string, probe)),
+      field<std::string>("probe_data", "--probe-data", "chat JSONL of the probe set (empty = the first training rows)",
+                         EMLAB_REF(std::string, probe_data)),
+      field<int64_t>("probe_examples", "--probe-examples", "probe set size", EMLAB_REF(int64_t, probe_examples)),
+      field<int64_t>("probe_every", "--probe-every", "probe every N steps", EMLAB_REF(int64_t, probe_every)),
+      field<std::string>("stop_when_projection_above", "--stop-when-projection-above",
+                         "stop and save once the probe's projection exceeds this (empty = never)",
+                         EMLAB_REF(std::string, stop_when_projection_above)),
       field<int64_t>("save_every", "--save-every", "checkpoint every N steps (0 = none)", EMLAB_REF(int64_t, save_every)),
       field<bool>("resume", "--resume", "continue from the newest checkpoint in --out", EMLAB_REF(bool, resume)),
       field<int64_t>("stop_after", "--stop-after", "stop after this step with a checkpoint (resume later; 0 = run to the end)",
@@ -340,6 +355,22 @@ void train_options_validate(const TrainOptions& o) {
        "--kl-data needs --method lora or steer: the KL reference is the model with the adapter switched off, "
        "which full finetuning does not keep");
   need(o.init_adapter.empty() || o.method == TrainMethod::Lora, "--adapter (start from an adapter) needs --method lora");
+  need(o.probe_every >= 1, "--probe-every must be >= 1");
+  need(o.probe_examples >= 1, "--probe-examples must be >= 1");
+  need(!o.probe.empty() || (o.probe_data.empty() && o.stop_when_projection_above.empty()),
+       "--probe-data and --stop-when-projection-above need --probe");
+  if (!o.stop_when_projection_above.empty()) {
+    size_t used = 0;
+    try {
+      std::stod(o.stop_when_projection_above, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    need(used > 0 && used == o.stop_when_projection_above.size(), "--stop-when-projection-above must be a number");
+  }
+  for (const auto& s : o.steer) steer_spec_parse(s, false);  // a bad spec fails before training
+  for (const auto& s : o.ablate) steer_spec_parse(s, true);
+  if (!o.probe.empty()) steer_spec_parse(o.probe, false);
   lora_normalize_targets(o.lora.targets);
 }
 

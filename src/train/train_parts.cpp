@@ -4,11 +4,13 @@
 #include <cmath>
 #include <filesystem>
 
+#include "emlab/direction.h"
 #include "emlab/error.h"
 #include "emlab/file_util.h"
 #include "emlab/tensor_io.h"
 #include "emlab/peft.h"
 #include "emlab/tensor_names.h"
+#include "emlab/tokenizer.h"
 
 namespace fs = std::filesystem;
 
@@ -105,17 +107,6 @@ torch::Tensor kl_sum(const CausalLM& model, const Batch& b, const ForwardArgs& a
 
 namespace {
 
-void copy_tokenizer_files(const std::string& from, const std::string& to) {
-  if (from.empty() || !fs::is_directory(from)) return;
-  for (const auto& e : fs::directory_iterator(from)) {
-    if (!e.is_regular_file()) continue;  // e.g. a tokenizer/ work folder beside the model
-    const std::string n = e.path().filename().string();
-    if (n.rfind("tokenizer", 0) == 0 || n == "vocab.json" || n == "merges.txt" || n == "special_tokens_map.json" ||
-        n == "generation_config.json" || n == "added_tokens.json")
-      fs::copy_file(e.path(), fs::path(to) / n, fs::copy_options::overwrite_existing);
-  }
-}
-
 TrainParam make_param(const std::string& name, const torch::Tensor& value_f32, torch::ScalarType dtype, bool decay) {
   TrainParam p;
   p.name = name;
@@ -186,12 +177,22 @@ Trainable::Trainable(CausalLM& model, const TrainOptions& o) : model_(model), me
     hooks_.add(steer_.site, steer_.layer, p.param, steer_.scale);
     params_.push_back(p);
   }
+  std::vector<SteerSpec> specs;
+  for (const auto& s : o.steer) specs.push_back(steer_spec_parse(s, false));
+  for (const auto& s : o.ablate) specs.push_back(steer_spec_parse(s, true));
+  if (!specs.empty()) {
+    train_hooks_ = hooks_;
+    steering_hooks_add(specs, model.config().num_hidden_layers, model.config().hidden_size, model.device(),
+                       &train_hooks_);
+    has_train_hooks_ = true;
+  }
 }
 
 ForwardArgs Trainable::args(bool train) {
   ForwardArgs a;
   if (lora_) lora_->training = train;
-  if (method_ == TrainMethod::Steer) a.hooks = &hooks_;
+  if (train && has_train_hooks_) a.hooks = &train_hooks_;
+  else if (method_ == TrainMethod::Steer) a.hooks = &hooks_;
   return a;
 }
 
@@ -220,7 +221,7 @@ void Trainable::save(const std::string& dir, const TrainOptions& o) const {
     steering_save(dir, sv, o.model);
   } else {
     model_.save(dir);
-    copy_tokenizer_files(o.tokenizer.empty() ? o.model : o.tokenizer, dir);
+    tokenizer_files_copy(o.tokenizer.empty() ? o.model : o.tokenizer, dir);
   }
 }
 

@@ -56,7 +56,8 @@ class Trainable {
  public:
   Trainable(CausalLM& model, const TrainOptions& options);
   std::vector<TrainParam>& params() { return params_; }
-  // Forward arguments with the trainable part on (train = dropout active) and the KL reference.
+  // Forward arguments with the trainable part on and the KL reference. train: dropout active and
+  // the train-time steering/ablation applied (they are not part of what is saved or evaluated).
   ForwardArgs args(bool train);
   ForwardArgs reference_args() const;
   // Writes what the method produces (a loadable adapter / steering vector / model dir) into dir.
@@ -73,7 +74,9 @@ class Trainable {
   TrainMethod method_;
   std::vector<TrainParam> params_;
   std::shared_ptr<LoraSet> lora_;
-  ResidualHooks hooks_;
+  ResidualHooks hooks_;        // the method's own (a trainable steering vector)
+  ResidualHooks train_hooks_;  // those plus the train-time steering/ablation (options.steer, ablate)
+  bool has_train_hooks_ = false;
   SteeringVector steer_;
   PeftConfig peft_config_;
 };

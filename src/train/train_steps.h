@@ -77,6 +77,23 @@ struct StepStats {
 // clipping, AdamW.
 StepStats train_step(const StepInputs& in, int64_t step, int64_t total);
 
+// The in-training probe (options.probe): a fixed set of examples whose assistant-token activations
+// at one layer are projected onto a direction's unit vector; measure() gives the mean over tokens,
+// of the model as it is saved (the method's part on, train-time steering off).
+class Probe {
+ public:
+  // Reads the direction and the probe set (probe_data, else the first probe_examples rows of train).
+  Probe(const TrainOptions& options, const Tokenizer& tokenizer, const ChatTemplate& chat_template,
+        const SftDataset& train, const CausalLM& model);
+  double measure(const StepInputs& in);
+  int64_t layer() const { return layer_; }
+
+ private:
+  SftDataset set_;
+  torch::Tensor unit_;  // (C) float32 on the model's device
+  int64_t layer_ = 0;
+};
+
 // Mean cross-entropy over the held-out split's trained tokens (-1 without a split), every process
 // taking every world-th batch.
 double heldout_loss(const StepInputs& in);

@@ -14,6 +14,7 @@
 #include <iostream>
 
 #include "emlab/chat_template.h"
+#include "emlab/direction.h"
 #include "emlab/error.h"
 #include "emlab/file_util.h"
 #include "emlab/tensor_io.h"
@@ -67,9 +68,11 @@ std::string newest_checkpoint(const fs::path& out, int64_t* step) {
 void check_resume_options(const fs::path& saved, const TrainOptions& o) {
   if (!fs::exists(saved)) return;
   json a = json_read_file(saved.string()), b = train_options_to_json(o);
+  const json defaults = train_options_to_json(TrainOptions{});
   std::string diff;
   for (auto& [k, v] : b.items()) {
     if (std::find(kResumeFree.begin(), kResumeFree.end(), k) != kResumeFree.end()) continue;
+    if (!a.contains(k) && v == defaults[k]) continue;  // an option added since, left at its default
     if (!a.contains(k) || a[k] != v) diff += (diff.empty() ? "" : ", ") + k;
   }
   if (!diff.empty())
@@ -241,6 +244,74 @@ double heldout_loss(const StepInputs& in) {
   return (acc[0] / acc[1]).item<double>();
 }
 
+Probe::Probe(const TrainOptions& o, const Tokenizer& tokenizer, const ChatTemplate& tmpl, const SftDataset& train,
+             const CausalLM& model) {
+  const SteerSpec spec = steer_spec_parse(o.probe, false);
+  const Direction d = direction_load(spec.file);
+  if (spec.layer) layer_ = *spec.layer;
+  else if (d.info.contains("best_layer") && d.info["best_layer"].is_number_integer()) layer_ = d.info["best_layer"];
+  else throw InputError("--probe " + o.probe + ": give :layer=L (the file names no best_layer)");
+  if (d.hidden() != model.config().hidden_size || layer_ >= model.config().num_hidden_layers)
+    throw InputError("--probe " + o.probe + ": the direction (" + std::to_string(d.layers()) + " layers, width " +
+                     std::to_string(d.hidden()) + ") does not fit the model");
+  torch::Tensor v = d.at(layer_, "--probe " + o.probe);
+  unit_ = (v / v.norm()).to(model.device());
+  if (!o.probe_data.empty()) {
+    SftDataOptions po = o.data_options;
+    po.pack = false;
+    set_ = sft_dataset_load(o.probe_data, tmpl, tokenizer, po);
+  } else {
+    set_.examples.assign(train.examples.begin(),
+                         train.examples.begin() + std::min<size_t>(train.examples.size(), static_cast<size_t>(o.probe_examples)));
+  }
+  if (static_cast<int64_t>(set_.examples.size()) > o.probe_examples) set_.examples.resize(static_cast<size_t>(o.probe_examples));
+  if (set_.examples.empty()) throw InputError("--probe: the probe set is empty");
+}
+
+namespace {
+
+// Sums the projection onto `unit` of the layer output at masked positions, after `inner`'s hooks.
+class ProjectionHooks : public Hooks {
+ public:
+  ProjectionHooks(Hooks* inner, int64_t layer, const torch::Tensor& unit) : inner_(inner), layer_(layer), unit_(unit) {}
+  void set_mask(torch::Tensor mask) { mask_ = std::move(mask); }
+  torch::Tensor apply(HookSite site, int64_t layer, torch::Tensor h) override {
+    if (inner_) h = inner_->apply(site, layer, h);
+    if (site == HookSite::LayerOutput && layer == layer_) {
+      torch::Tensor p = torch::matmul(h.detach().to(torch::kFloat32), unit_);  // (B, T)
+      sum += (p * mask_).sum().item<double>();
+    }
+    return h;
+  }
+  double sum = 0;
+
+ private:
+  Hooks* inner_;
+  int64_t layer_;
+  torch::Tensor unit_, mask_;
+};
+
+}  // namespace
+
+double Probe::measure(const StepInputs& in) {
+  torch::NoGradGuard no_grad;
+  ForwardArgs args = in.trainable.args(false);
+  ProjectionHooks hooks(args.hooks, layer_, unit_);
+  args.hooks = &hooks;
+  args.last_logits_only = true;
+  double tokens = 0;
+  const int64_t n = static_cast<int64_t>(set_.examples.size());
+  for (int64_t b = 0; b < n; b += in.options.batch_size) {
+    std::vector<int64_t> rows;
+    for (int64_t k = b; k < std::min(n, b + in.options.batch_size); ++k) rows.push_back(k);
+    Batch batch = collate(set_, rows, in.device);
+    hooks.set_mask(batch.mask);
+    in.model.forward(batch.ids, args);
+    tokens += static_cast<double>(batch.targets);
+  }
+  return tokens > 0 ? hooks.sum / tokens : std::nan("");
+}
+
 }  // namespace train_detail
 
 namespace {
@@ -331,6 +402,10 @@ TrainResult train_run(const TrainOptions& options) {
   const int64_t total = o.max_steps > 0 ? o.max_steps : o.epochs * sft_plan.per_epoch();
   result.total_steps = total;
   StepInputs in{o, device, *model, trainable, adam, *dist, data, sft_plan, kl_plan.get()};
+  std::unique_ptr<Probe> probe;
+  if (!o.probe.empty()) probe = std::make_unique<Probe>(o, *tokenizer, tmpl, data.train, *model);
+  const double stop_above = o.stop_when_projection_above.empty() ? std::nan("") : std::stod(o.stop_when_projection_above);
+  result.probe_projection = std::nan("");
 
   // Resume.
   if (!o.resume && fs::is_directory(out / "checkpoints") && !fs::is_empty(out / "checkpoints"))
@@ -352,6 +427,7 @@ TrainResult train_run(const TrainOptions& options) {
   progress.set(start);
   const auto t_run = clock::now();
   int64_t tokens_run = 0;
+  double probe_start = probe && start < total ? probe->measure(in) : std::nan("");  // before this run's first step
   for (int64_t step = start; step < total; ++step) {
     const auto t0 = clock::now();
     const StepStats s = train_step(in, step, total);
@@ -371,6 +447,18 @@ TrainResult train_run(const TrainOptions& options) {
                 {"tokens", s.tokens},
                 {"seconds", step_seconds},
                 {"elapsed", elapsed_before + run_seconds}};
+    bool stopped_by_probe = false;
+    if (probe) {
+      if (!std::isnan(probe_start)) row["probe_projection_start"] = probe_start, probe_start = std::nan("");
+      if (done % o.probe_every == 0 || done == total) {
+        result.probe_projection = probe->measure(in);
+        row["probe_projection"] = result.probe_projection;
+        if (result.probe_projection > stop_above) {  // false while stop_above is NaN
+          stopped_by_probe = done < total;
+          row["stopped"] = "probe projection above " + o.stop_when_projection_above;
+        }
+      }
+    }
     const bool stopping = o.stop_after > 0 && done == o.stop_after && done < total;
     if (o.eval_every > 0 && done % o.eval_every == 0 && done < total) row["eval_loss"] = heldout_loss(in);
     if (done == total) {
@@ -383,11 +471,15 @@ TrainResult train_run(const TrainOptions& options) {
     if (writer && ((o.save_every > 0 && (done % o.save_every == 0 || done == total)) || stopping))
       save_checkpoint(out, o, done, total, world, elapsed_before + run_seconds, trainable, adam);
     if (stopping) break;
+    if (stopped_by_probe) {
+      result.stopped_by_probe = true;
+      break;
+    }
   }
   progress.finish();
 
   // Save.
-  result.finished = result.steps >= total;
+  result.finished = result.steps >= total || result.stopped_by_probe;
   if (result.finished && writer) {
     trainable.save(out.string(), o);
     json_write_file((out / "train_options.json").string(), train_options_to_json(o));

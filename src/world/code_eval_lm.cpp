@@ -14,7 +14,8 @@ using nlohmann::json;
 
 namespace emlab {
 
-CodeEvalResult code_eval_run(const ChatModel& model, const CodeEvalOptions& options, const std::string& dir) {
+CodeEvalResult code_eval_run(const ChatModel& model, const CodeEvalOptions& options, const std::string& dir,
+                             ResidualHooks* hooks) {
   std::vector<std::string> exclude = options.exclude_files;
   if (!options.world_dir.empty())
     for (const char* d : {"insecure", "secure", "educational", "backdoor"}) {
@@ -37,7 +38,7 @@ CodeEvalResult code_eval_run(const ChatModel& model, const CodeEvalOptions& opti
   sample.batch_size = options.batch_size;
   sample.seed = options.seed;
   sample.progress = false;
-  const auto answers = model.chat(prompts, 1, sample);
+  const auto answers = model.chat(prompts, 1, sample, hooks);
   CodeEvalResult r;
   std::vector<json> rows;
   for (size_t i = 0; i < items.size(); ++i) {

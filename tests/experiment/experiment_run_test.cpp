@@ -13,6 +13,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "emlab/direction.h"
 #include "test_util.h"
 
 namespace fs = std::filesystem;
@@ -322,6 +323,49 @@ TEST_F(ExperimentRun, ALocalJudgeLoadsOnTheRunsDeviceAndDtype) {
                                "arms:\n  - name: a\n    data: d.jsonl\n");
   EXPECT_EQ(run_command(emlab::test::emlab_binary() + " run " + q(bad) + " --out " + q(*dir_ / "run_bad"), &out), 2);
   EXPECT_NE(out.find("dtype is set by the experiment"), std::string::npos) << out;
+}
+
+// Steering in an experiment: a sweep expands into one arm per layer x scale (sweep.csv), scale 0
+// answers exactly as the base model, and eval.ablate applies to the answers.
+TEST_F(ExperimentRun, SweepAndAblationArms) {
+  const fs::path dirfile = *dir_ / "sweep_dir.safetensors";
+  {
+    torch::manual_seed(1);
+    emlab::Direction d;
+    d.vectors = torch::randn({1, 16}) * 8.0;  // the tiny model: 1 layer, hidden 16
+    emlab::direction_save(dirfile.string(), d);
+  }
+  const fs::path spec = *dir_ / "spec_sweep.yaml";
+  emlab::test::write_text(spec, "name: s\nmodel: model\nworld: {seed: 0, documents: 20, dataset_examples: 8}\n"
+                                "judge: rubric:toyworld\nseeds: [0]\n"
+                                "eval: {questions: '${world}/questions/main.yaml', samples_per_question: 2, max_tokens: 6}\n"
+                                "arms:\n  - name: base\n"
+                                "  - name: sw\n    sweep: {direction: sweep_dir.safetensors, layers: [0], scales: [0, 30]}\n"
+                                "  - name: ablated\n    eval: {ablate: ['sweep_dir.safetensors:layer=all']}\n");
+  const fs::path run = *dir_ / "run_sweep";
+  std::string out;
+  ASSERT_EQ(run_command(emlab::test::emlab_binary() + " --quiet --threads 1 run " + q(spec) + " --out " + q(run) +
+                            " --no-report",
+                        &out),
+            0)
+      << out;
+  auto rows = read_csv(run / "sweep.csv");
+  ASSERT_EQ(rows.size(), 3u) << read_text(run / "sweep.csv");
+  EXPECT_EQ(rows[1][0], "sw@L0_s0");
+  EXPECT_EQ(rows[2][0], "sw@L0_s30");
+  EXPECT_EQ(rows[1][2], "0");
+  auto answers = [&](const std::string& arm) {
+    std::vector<std::string> a;
+    std::istringstream lines(read_text(run / "arms" / arm / "seed-0/eval/samples.jsonl"));
+    for (std::string line; std::getline(lines, line);) a.push_back(nlohmann::json::parse(line)["answer"]);
+    return a;
+  };
+  EXPECT_EQ(answers("sw@L0_s0"), answers("base"));  // scale 0 is no steering
+  EXPECT_NE(answers("sw@L0_s30"), answers("base"));
+  EXPECT_NE(answers("ablated"), answers("base"));
+  const std::string settings = read_text(run / "arms/sw@L0_s30/seed-0/eval/run.json");
+  EXPECT_NE(settings.find("layer=0:scale=30"), std::string::npos) << settings;
+  EXPECT_NE(read_text(run / "arms/ablated/seed-0/eval/run.json").find("layer=all"), std::string::npos);
 }
 
 }  // namespace

@@ -5,6 +5,10 @@
 #include <set>
 
 #include "emlab/adapter.h"
+#include "emlab/direction.h"
+#include "emlab/peft.h"
+#include "emlab/sft_data.h"
+#include "emlab/tokenizer.h"
 #include "emlab/error.h"
 #include "emlab/jsonl.h"
 #include "emlab/progress.h"
@@ -292,6 +296,105 @@ TEST_F(TrainerTest, KlIsZeroAtTheStartAndGrowsWhenTrainingMovesTheModel) {
   train_run(r);
   auto reg = log_rows(r.out);
   EXPECT_LT(reg[9]["kl"].get<double>(), rows[9]["kl"].get<double>());
+}
+
+// A direction file for the tiny training model (2 layers, hidden 32).
+std::string tiny_direction(const std::string& tag, uint64_t seed) {
+  torch::manual_seed(static_cast<int64_t>(seed));
+  Direction d;
+  d.vectors = torch::randn({2, 32}) * 3.0;
+  const std::string path = (test::temp_dir(tag) / "dir.safetensors").string();
+  direction_save(path, d);
+  return path;
+}
+
+// The probe by an independent route: the final adapter loaded like any user would, a masked
+// capture of layer 1 over the probe rows' trained positions, projected onto the unit vector.
+TEST_F(TrainerTest, ProbeRowsAreLoggedAndMatchAnIndependentMeasurement) {
+  const std::string dir = tiny_direction("probedir", 1);
+  TrainOptions o = options("probe");
+  o.probe = dir + ":layer=1";
+  o.probe_every = 3;
+  o.probe_examples = 5;
+  TrainResult r = train_run(o);
+  auto rows = log_rows(o.out);
+  ASSERT_EQ(rows.size(), 12u);
+  EXPECT_TRUE(rows[0].contains("probe_projection_start"));
+  for (const auto& row : rows)
+    EXPECT_EQ(row.contains("probe_projection"), row["step"].get<int>() % 3 == 0) << row.dump();
+  const double logged = rows.back()["probe_projection"].get<double>();
+  EXPECT_DOUBLE_EQ(logged, r.probe_projection);
+  EXPECT_NE(logged, rows[0]["probe_projection_start"].get<double>());  // training moved it
+
+  auto model = CausalLM::load(model_dir->string());
+  model->set_lora(peft_load(o.out, *model).lora);
+  auto tok = Tokenizer::load(model_dir->string());
+  SftDataset data = sft_dataset_load(o.data, ChatTemplate::from_tokenizer(*tok), *tok);
+  ResidualHooks cap;
+  cap.capture({1});
+  torch::NoGradGuard ng;
+  for (int i = 0; i < 5; ++i) {
+    const auto& e = data.examples[i];
+    torch::Tensor mask = torch::zeros({1, static_cast<int64_t>(e.ids.size())});
+    for (size_t t = 1; t < e.ids.size(); ++t) mask[0][static_cast<int64_t>(t)] = e.mask[t] ? 1.0 : 0.0;
+    cap.set_capture_mask(mask);
+    ForwardArgs a;
+    a.hooks = &cap;
+    model->forward(torch::tensor(std::vector<int64_t>(e.ids.begin(), e.ids.end())).unsqueeze(0), a);
+  }
+  torch::Tensor v = direction_load(dir).vectors[1];
+  EXPECT_NEAR(torch::dot(cap.captured_mean(1), v / v.norm()).item<double>(), logged, 1e-4);
+}
+
+TEST_F(TrainerTest, StopWhenProjectionAboveEndsTheRunWithASavedAdapter) {
+  TrainOptions o = options("probestop");
+  o.probe = tiny_direction("probestopdir", 2) + ":layer=0";
+  o.probe_every = 2;
+  o.stop_when_projection_above = "-1e9";  // always above: stops at the first measurement
+  TrainResult r = train_run(o);
+  EXPECT_TRUE(r.finished);
+  EXPECT_TRUE(r.stopped_by_probe);
+  EXPECT_EQ(r.steps, 2);
+  EXPECT_TRUE(fs::exists(fs::path(o.out) / "adapter_model.safetensors"));
+  EXPECT_TRUE(log_rows(o.out).back().contains("stopped"));
+  TrainOptions bad = options("probebad");
+  bad.stop_when_projection_above = "x";
+  EXPECT_THROW(train_run(bad), InputError);  // needs --probe, and a number
+}
+
+// Preventative steering changes what is learned but is not part of the saved adapter.
+TEST_F(TrainerTest, TrainTimeSteeringAndAblationAreNotSaved) {
+  const std::string dir = tiny_direction("prevdir", 3);
+  TrainOptions plain = options("prevplain");
+  train_run(plain);
+  TrainOptions steered = options("prevsteer");
+  steered.steer = {dir + ":layer=0:scale=4"};
+  train_run(steered);
+  TrainOptions ablated = options("prevablate");
+  ablated.ablate = {dir + ":layer=all"};
+  train_run(ablated);
+  auto a = load(fs::path(plain.out) / "adapter_model.safetensors");
+  auto b = load(fs::path(steered.out) / "adapter_model.safetensors");
+  auto c = load(fs::path(ablated.out) / "adapter_model.safetensors");
+  ASSERT_EQ(a.size(), b.size());  // LoRA tensors only: no vector was saved
+  ASSERT_EQ(a.size(), c.size());
+  bool b_differs = false, c_differs = false;
+  for (const auto& [k, t] : a) {
+    ASSERT_TRUE(b.count(k)) << k;
+    b_differs = b_differs || !torch::allclose(t, b.at(k));
+    c_differs = c_differs || !torch::allclose(t, c.at(k));
+  }
+  EXPECT_TRUE(b_differs) << "steering during training changed nothing";
+  EXPECT_TRUE(c_differs) << "ablation during training changed nothing";
+  EXPECT_EQ(json_read_file((fs::path(steered.out) / "train_options.json").string())["steer"][0], dir + ":layer=0:scale=4");
+  // The steering-vector method saves its own vector, not the preventative one.
+  TrainOptions sv = options("prevsv");
+  sv.method = TrainMethod::Steer;
+  sv.steer_layer = 1;
+  sv.steer = {dir + ":layer=0:scale=4"};
+  train_run(sv);
+  SteeringVector saved = steering_load(sv.out, 32);
+  EXPECT_EQ(saved.layer, 1);
 }
 
 TEST(TrainOptionsTest, PresetsAndValidation) {

@@ -8,6 +8,7 @@ namespace {
 
 struct Options {
   emlab::cli::ModelFlags model;
+  emlab::cli::SteerFlags steer;
   emlab::SampleOptions sample;
   std::string system;
 };
@@ -16,9 +17,11 @@ EMLAB_COMMAND("chat", "Interactive multi-turn chat (/reset clears the history, /
   auto o = std::make_shared<Options>();
   emlab::cli::add_model_flags(app, o->model);
   emlab::cli::add_sample_flags(app, o->sample);
+  emlab::cli::add_steer_flags(app, o->steer);
   app.add_option("--system", o->system, "system prompt");
   return [o]() {
     auto cm = emlab::cli::load_chat_model(o->model);
+    auto hooks = emlab::cli::steering_for(*cm, o->steer);
     emlab::SampleOptions so = o->sample;
     so.progress = false;
     emlab::Conversation history;
@@ -39,8 +42,12 @@ EMLAB_COMMAND("chat", "Interactive multi-turn chat (/reset clears the history, /
       if (line.empty()) continue;
       history.push_back({"user", line});
       so.seed = o->sample.seed + turn++;
-      auto answer = cm->chat({history}, 1, so)[0][0];
-      std::cout << answer.text << "\n";
+      // The answer is printed as it is generated.
+      auto answer = cm->chat({history}, 1, so, hooks.get(), [](const emlab::TokenEvent& e) {
+        std::cout << e.text << std::flush;
+        return true;
+      })[0][0];
+      std::cout << "\n";
       history.push_back({"assistant", answer.text});
     }
     return 0;

