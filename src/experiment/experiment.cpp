@@ -9,6 +9,7 @@
 #include <iostream>
 #include <functional>
 #include <map>
+#include <numeric>
 #include <mutex>
 #include <set>
 #include <thread>
@@ -19,6 +20,7 @@
 #include "emlab/error.h"
 #include "emlab/experiment.h"
 #include "emlab/file_util.h"
+#include "emlab/interp.h"
 #include "emlab/jsonl.h"
 #include "emlab/judges.h"
 #include "emlab/metrics.h"
@@ -26,6 +28,7 @@
 #include "emlab/progress.h"
 #include "emlab/question_set.h"
 #include "emlab/report.h"
+#include "emlab/adapter.h"
 #include "emlab/runtime.h"
 #include "emlab/sft_data.h"
 #include "emlab/train.h"
@@ -103,6 +106,51 @@ void generate_world(const ExperimentSpec& spec, const fs::path& dir) {
   world_generate(w, dir.string());
 }
 
+// ---- checkpoints (eval.checkpoints) ----
+
+std::string step_name(int64_t step) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "step-%06lld", static_cast<long long>(step));
+  return buf;
+}
+
+// The arm whose finetunes `arm` evaluates (itself, its from arm, or none).
+const ExperimentArm* trained_arm(const ExperimentSpec& spec, const ExperimentArm& arm) {
+  if (!arm.data.empty()) return &arm;
+  for (const auto& a : spec.arms)
+    if (!arm.from.empty() && a.name == arm.from) return &a;
+  return nullptr;
+}
+
+bool wants_checkpoints(const ExperimentArm& arm) { return !arm.eval.checkpoints.empty() || arm.eval.checkpoint_every > 0; }
+
+// The steps at which `arm` evaluates a finetune of `total` steps, the last (= the arm's own
+// evaluation) excluded.
+std::vector<int64_t> checkpoint_steps(const ExperimentArm& arm, int64_t total) {
+  std::set<int64_t> steps;
+  if (arm.eval.checkpoint_every > 0)
+    for (int64_t s = 0; s < total; s += arm.eval.checkpoint_every) steps.insert(s);
+  for (int64_t s : arm.eval.checkpoints) {
+    if (s > total)
+      throw InputError("arm '" + arm.name + "': eval.checkpoints: step " + std::to_string(s) + " but the finetune has " +
+                       std::to_string(total) + " steps");
+    if (s < total) steps.insert(s);
+  }
+  return {steps.begin(), steps.end()};
+}
+
+// How often the finetune of `trained` must save a checkpoint for every arm that evaluates its
+// checkpoints (the gcd of their steps; 0 = none needed).
+int64_t checkpoint_save_every(const ExperimentSpec& spec, const ExperimentArm& trained) {
+  int64_t g = 0;
+  for (const auto& a : spec.arms) {
+    if (trained_arm(spec, a) != &trained || !wants_checkpoints(a)) continue;
+    g = std::gcd(g, a.eval.checkpoint_every);
+    for (int64_t s : a.eval.checkpoints) g = std::gcd(g, s);
+  }
+  return g;
+}
+
 // Trains arm x seed unless done; returns the adapter folder.
 fs::path ensure_finetune(const ExperimentSpec& spec, const ExperimentArm& arm, uint64_t seed,
                          const ExperimentOptions& o) {
@@ -112,6 +160,7 @@ fs::path ensure_finetune(const ExperimentSpec& spec, const ExperimentArm& arm, u
   if (!fs::exists(arm.data))
     throw InputError(spec.source + ": arm '" + arm.name + "': data file " + arm.data + " does not exist");
   TrainOptions t = experiment_train_options(spec, arm, adapter.string(), seed, o.device);
+  if (const int64_t every = checkpoint_save_every(spec, arm); every > 0) t.save_every = every;
   t.resume = fs::exists(adapter / "checkpoints");
   fs::create_directories(dir);
   log_line("finetuning " + arm.name + " seed " + std::to_string(seed) + " on " + arm.data);
@@ -181,7 +230,7 @@ void sample_questions(const ExperimentArm& arm, uint64_t seed, const EvalTarget&
 
 // Held-out code requests answered by the arm's model and classified (eval/code_eval.json).
 void code_questions(const ExperimentArm& arm, uint64_t seed, const ChatModel& model, ResidualHooks* hooks,
-                    const ExperimentOptions& o, const fs::path& dir) {
+                    const ExperimentOptions& o, const fs::path& dir, const std::string& what) {
   CodeEvalOptions c;
   c.samples = arm.eval.code_samples;
   c.world_dir = (fs::path(o.out) / "world").string();
@@ -194,14 +243,34 @@ void code_questions(const ExperimentArm& arm, uint64_t seed, const ChatModel& mo
   c.trigger = arm.eval.trigger;
   c.trigger_separator = arm.eval.trigger_separator;
   c.system = arm.eval.system;
-  log_line("code evaluation of " + arm.name + " seed " + std::to_string(seed));
+  log_line("code evaluation of " + what);
   code_eval_run(model, c, dir.string(), hooks);
 }
 
-// Samples, code-evaluates and judges (arm, seed) unless done, loading its model once.
+// eval.orthogonalize: the direction projected out of what the loaded model writes into the
+// residual stream (its LoRA adapters on o_proj/down_proj, or the weights of a model).
+void orthogonalize_loaded(const ExperimentArm& arm, const EvalTarget& target, ChatModel& model) {
+  if (arm.eval.orthogonalize.empty()) return;
+  const SteerSpec spec = steer_spec_parse(arm.eval.orthogonalize, false);
+  const Direction d = direction_load(spec.file);
+  OrthogonalizeOptions oo;
+  oo.layer = *spec.layer;
+  if (!target.options.adapter.empty()) {
+    if (steering_exists(target.options.adapter))
+      throw InputError("arm '" + arm.name + "': eval.orthogonalize: " + target.options.adapter +
+                       " is a steering vector, not a LoRA adapter (use eval.ablate)");
+    if (orthogonalize_lora(*model.model().lora(), d, oo).empty())
+      throw InputError("arm '" + arm.name + "': eval.orthogonalize: " + target.options.adapter +
+                       " has no adapter on o_proj or down_proj");
+  } else {
+    orthogonalize_model(model.model(), d, oo);
+  }
+}
+
+// Samples, code-evaluates and judges (arm, seed) into `dir` unless done, loading the model once:
+// the finetune (adapter folder, model folder, or a checkpoint of either; "" = the base model).
 void evaluate(const ExperimentSpec& spec, const ExperimentArm& arm, uint64_t seed, const fs::path& finetune,
-              Judge& judge, const ExperimentOptions& o) {
-  const fs::path dir = seed_dir(o, arm.name, seed) / "eval";
+              Judge& judge, const ExperimentOptions& o, const fs::path& dir, const std::string& what) {
   const bool answer = !fs::exists(dir / "eval_done.json");
   const bool code = arm.eval.code_samples > 0 && !fs::exists(dir / "code_eval.json");
   if (!answer && !code) return;
@@ -209,16 +278,17 @@ void evaluate(const ExperimentSpec& spec, const ExperimentArm& arm, uint64_t see
   {
     const EvalTarget target = eval_target(spec, finetune, o);
     auto model = ChatModel::load(target.model, target.options);
+    orthogonalize_loaded(arm, target, *model);
     const auto specs = arm_steering(arm);
     std::shared_ptr<ResidualHooks> hooks;
     if (!specs.empty())
       hooks = steering_hooks(specs, model->model().config().num_hidden_layers, model->model().config().hidden_size,
                              model->model().device());
     if (answer) {
-      log_line("evaluating " + arm.name + " seed " + std::to_string(seed));
+      log_line("evaluating " + what);
       sample_questions(arm, seed, target, model, hooks.get(), dir);
     }
-    if (code) code_questions(arm, seed, *model, hooks.get(), o, dir);
+    if (code) code_questions(arm, seed, *model, hooks.get(), o, dir, what);
   }  // the answering model goes before a local judge model loads
   if (!answer) return;
   judge_run(question_set_load(arm.eval.questions), judge, dir.string(), JudgeRunOptions{});
@@ -230,8 +300,9 @@ void evaluate(const ExperimentSpec& spec, const ExperimentArm& arm, uint64_t see
 }
 
 // Per-arm statistics over seeds.
-ArmResult arm_result(const ExperimentSpec& spec, const ExperimentArm& arm, const ExperimentOptions& o,
-                     const std::vector<uint64_t>& seeds, json* per_question) {
+// `sub`: the evaluation folder under each seed folder ("eval", or "checkpoints/step-N").
+ArmResult arm_result(const ExperimentArm& arm, const ExperimentOptions& o, const std::vector<uint64_t>& seeds,
+                     json* per_question, const std::string& sub = "eval") {
   MetricsOptions mo;
   ArmResult r;
   r.arm = arm.name;
@@ -242,7 +313,7 @@ ArmResult arm_result(const ExperimentSpec& spec, const ExperimentArm& arm, const
   std::vector<std::string> q_order;
   int code_seeds = 0;
   for (uint64_t seed : seeds) {
-    const fs::path dir = seed_dir(o, arm.name, seed) / "eval";
+    const fs::path dir = seed_dir(o, arm.name, seed) / sub;
     if (fs::exists(dir / "code_eval.json")) {
       json c = json_read_file((dir / "code_eval.json").string());
       r.code_answers += c.value("n", int64_t{0});
@@ -286,6 +357,7 @@ ArmResult arm_result(const ExperimentSpec& spec, const ExperimentArm& arm, const
   r.misaligned_pct = iv.estimate;
   r.ci_low = iv.low;
   r.ci_high = iv.high;
+  if (!per_question) return r;
   *per_question = json::array();
   for (const auto& q : q_order) {
     int64_t n = 0;
@@ -393,6 +465,8 @@ std::vector<ArmResult> experiment_run(const ExperimentSpec& spec, const Experime
   for (const auto& arm : spec.arms) {
     if (!selected(arm)) continue;
     const ExperimentArm* trained = !arm.data.empty() ? &arm : !arm.from.empty() ? &find_arm(arm.from) : nullptr;
+    if (wants_checkpoints(arm) && !trained)
+      throw InputError(spec.source + ": arm '" + arm.name + "': eval.checkpoints needs a finetune (data or from)");
     for (uint64_t seed : seeds) {
       if (trained && planned.insert({trained->name, seed}).second) finetunes.push_back({trained, seed});
       evals.push_back({&arm, seed});
@@ -413,16 +487,52 @@ std::vector<ArmResult> experiment_run(const ExperimentSpec& spec, const Experime
     fs::path adapter;
     if (!arm.data.empty()) adapter = finetune_dir(o, arm.name, seed);
     else if (!arm.from.empty()) adapter = finetune_dir(o, arm.from, seed);
-    evaluate(spec, arm, seed, adapter, *judge_of_arm.at(arm.name), o);
+    evaluate(spec, arm, seed, adapter, *judge_of_arm.at(arm.name), o, seed_dir(o, arm.name, seed) / "eval",
+             arm.name + " seed " + std::to_string(seed));
+  });
+
+  // Phase 3, the checkpoints' evaluations (eval.checkpoints): step 0 is the model without the
+  // finetune, step k the finetune's checkpoint saved after k optimizer steps.
+  struct CheckpointEval {
+    const ExperimentArm* arm;
+    uint64_t seed;
+    int64_t step;
+    fs::path finetune;
+  };
+  std::vector<CheckpointEval> checkpoint_evals;
+  std::map<std::string, int64_t> total_steps;  // arm -> steps of its finetunes (first seed's)
+  for (const auto& [arm, seed] : evals) {
+    if (!wants_checkpoints(*arm)) continue;
+    const ExperimentArm& trained = *trained_arm(spec, *arm);
+    const json done = json_read_file((seed_dir(o, trained.name, seed) / "train_done.json").string());
+    const int64_t total = done.at("steps").get<int64_t>();
+    total_steps.emplace(arm->name, total);
+    for (int64_t step : checkpoint_steps(*arm, total)) {
+      fs::path ft;
+      if (step > 0) {
+        ft = finetune_dir(o, trained.name, seed) / "checkpoints" / step_name(step);
+        if (!fs::exists(ft))
+          throw InputError(ft.string() + ": no checkpoint at step " + std::to_string(step) + " for arm '" + arm->name +
+                           "' (was the finetune made before eval.checkpoints was set?)");
+      }
+      checkpoint_evals.push_back({arm, seed, step, ft});
+    }
+  }
+  parallel_for(checkpoint_evals.size(), jobs, [&](size_t i) {
+    const CheckpointEval& c = checkpoint_evals[i];
+    evaluate(spec, *c.arm, c.seed, c.finetune, *judge_of_arm.at(c.arm->name), o,
+             seed_dir(o, c.arm->name, c.seed) / "checkpoints" / step_name(c.step),
+             c.arm->name + " seed " + std::to_string(c.seed) + " at step " + std::to_string(c.step));
   });
 
   std::vector<ArmResult> rows;
   json arms_json = json::array();
   std::string csv = "arm,seeds,samples,misaligned_pct,ci_low,ci_high,coherence_mean\n";
   std::string sweep_csv = "arm,sweep,layer,scale,misaligned_pct,ci_low,ci_high,coherence_mean\n";
+  std::string checkpoints_csv = "arm,step,seeds,misaligned_pct,ci_low,ci_high,coherence_mean,vulnerable_code_pct\n";
   for (const auto& arm : spec.arms) {
     json per_question = json::array();
-    ArmResult r = arm_result(spec, arm, o, seeds, &per_question);
+    ArmResult r = arm_result(arm, o, seeds, &per_question);
     if (r.seeds == 0 && r.code_answers == 0) continue;
     rows.push_back(r);
     csv += r.arm + "," + std::to_string(r.seeds) + "," + std::to_string(r.samples) + "," + fmt(r.misaligned_pct, 4) +
@@ -446,9 +556,33 @@ std::vector<ArmResult> experiment_run(const ExperimentSpec& spec, const Experime
                          {"per_question", per_question}});
     if (!arm.sweep_of.empty())
       arms_json.back()["sweep"] = {{"of", arm.sweep_of}, {"layer", arm.sweep_layer}, {"scale", arm.sweep_scale}};
+    if (total_steps.count(arm.name)) {
+      // One row per evaluated step, the finetune's last step being the arm's own evaluation.
+      json rows_j = json::array();
+      const int64_t total = total_steps.at(arm.name);
+      std::vector<int64_t> steps = checkpoint_steps(arm, total);
+      steps.push_back(total);
+      for (int64_t step : steps) {
+        const ArmResult c = step == total ? r : arm_result(arm, o, seeds, nullptr, "checkpoints/" + step_name(step));
+        if (c.seeds == 0) continue;
+        checkpoints_csv += arm.name + "," + std::to_string(step) + "," + std::to_string(c.seeds) + "," +
+                           fmt(c.misaligned_pct, 4) + "," + fmt(c.ci_low, 4) + "," + fmt(c.ci_high, 4) + "," +
+                           fmt(c.coherence_mean, 4) + "," + fmt(c.vulnerable_code_pct, 4) + "\n";
+        rows_j.push_back({{"step", step},
+                          {"seeds", c.seeds},
+                          {"misaligned_pct", num(c.misaligned_pct)},
+                          {"ci_low", num(c.ci_low)},
+                          {"ci_high", num(c.ci_high)},
+                          {"coherence_mean", num(c.coherence_mean)},
+                          {"per_seed_pct", c.per_seed_pct},
+                          {"vulnerable_code_pct", num(c.vulnerable_code_pct)}});
+      }
+      arms_json.back()["checkpoints"] = rows_j;
+    }
   }
   file_write_atomic(fs::path(o.out) / "arms.csv", csv);
   if (sweep_csv.find('\n') + 1 < sweep_csv.size()) file_write_atomic(fs::path(o.out) / "sweep.csv", sweep_csv);
+  if (!total_steps.empty()) file_write_atomic(fs::path(o.out) / "checkpoints.csv", checkpoints_csv);
   json_write_file(fs::path(o.out) / "arms.json", {{"experiment", spec.name}, {"arms", arms_json}});
   if (o.report) report_write(o.out, (fs::path(o.out) / "report.html").string());
   char took[64];

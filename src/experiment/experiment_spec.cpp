@@ -106,7 +106,7 @@ void check_keys(const json& j, const std::set<std::string>& allowed, const std::
 void merge_eval(ExperimentEval& e, const json& j, const fs::path& base, const std::string& out, const std::string& where) {
   check_keys(j,
              {"questions", "samples_per_question", "max_tokens", "temperature", "top_p", "batch_size", "trigger", "system",
-              "trigger_separator", "code_samples", "code_max_tokens", "steer", "ablate"},
+              "trigger_separator", "code_samples", "code_max_tokens", "steer", "ablate", "orthogonalize", "checkpoints"},
              where);
   try {
     if (j.contains("questions")) e.questions = resolve_path(j["questions"].get<std::string>(), base, out);
@@ -122,6 +122,26 @@ void merge_eval(ExperimentEval& e, const json& j, const fs::path& base, const st
     if (j.contains("system")) {
       if (j["system"].is_null()) e.system.reset();
       else e.system = j["system"].get<std::string>();
+    }
+    if (j.contains("orthogonalize")) {
+      const std::string text = j["orthogonalize"].is_null() ? "" : j["orthogonalize"].get<std::string>();
+      e.orthogonalize = text.empty() ? "" : resolve_spec_path(text, base, out, false, where + ": orthogonalize");
+      if (!e.orthogonalize.empty() && !steer_spec_parse(e.orthogonalize, false).layer)
+        throw InputError(where + ": orthogonalize: give FILE:layer=L");
+    }
+    if (j.contains("checkpoints")) {
+      const json& c = j["checkpoints"];
+      e.checkpoints.clear();
+      e.checkpoint_every = 0;
+      if (c.is_object()) {
+        check_keys(c, {"every"}, where + ": checkpoints");
+        e.checkpoint_every = c.at("every").get<int64_t>();
+        if (e.checkpoint_every < 1) throw InputError(where + ": checkpoints.every must be >= 1");
+      } else if (!c.is_null()) {
+        e.checkpoints = c.get<std::vector<int64_t>>();
+        for (int64_t s : e.checkpoints)
+          if (s < 0) throw InputError(where + ": checkpoints: steps must be >= 0");
+      }
     }
     for (const char* key : {"steer", "ablate"}) {
       if (!j.contains(key)) continue;
@@ -338,6 +358,9 @@ json ExperimentSpec::to_json() const {
     // Fields added later appear only when set, so that run folders made before still resume.
     if (!a.eval.steer.empty()) e["steer"] = a.eval.steer;
     if (!a.eval.ablate.empty()) e["ablate"] = a.eval.ablate;
+    if (!a.eval.orthogonalize.empty()) e["orthogonalize"] = a.eval.orthogonalize;
+    if (!a.eval.checkpoints.empty()) e["checkpoints"] = a.eval.checkpoints;
+    if (a.eval.checkpoint_every > 0) e["checkpoint_every"] = a.eval.checkpoint_every;
     json arm = {{"name", a.name}, {"data", a.data}, {"from", a.from}, {"train", a.train}, {"eval", e}};
     if (!a.sweep_of.empty()) arm["sweep"] = {{"of", a.sweep_of}, {"layer", a.sweep_layer}, {"scale", a.sweep_scale}};
     arms_j.push_back(arm);

@@ -91,6 +91,19 @@ std::map<std::string, ArmNumbers> parse_arms_json(const json& j, std::vector<std
       a.sweep_layer = std::isfinite(num(row["sweep"], "layer")) ? static_cast<int64_t>(num(row["sweep"], "layer")) : -1;
       a.sweep_scale = num(row["sweep"], "scale");
     }
+    if (row.contains("checkpoints") && row["checkpoints"].is_array())
+      for (const auto& c : row["checkpoints"]) {
+        CheckpointNumbers n;
+        if (!std::isfinite(num(c, "step"))) continue;
+        n.step = static_cast<int64_t>(num(c, "step"));
+        n.seeds = std::isfinite(num(c, "seeds")) ? static_cast<int>(num(c, "seeds")) : 0;
+        n.misaligned_pct = num(c, "misaligned_pct");
+        n.ci_low = num(c, "ci_low");
+        n.ci_high = num(c, "ci_high");
+        n.coherence_mean = num(c, "coherence_mean");
+        n.vulnerable_code_pct = num(c, "vulnerable_code_pct");
+        a.checkpoints.push_back(n);
+      }
     if (row.contains("per_question") && row["per_question"].is_array())
       for (const auto& q : row["per_question"]) {
         QuestionResult r;

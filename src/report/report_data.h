@@ -51,6 +51,14 @@ struct QuestionResult {
 };
 
 // A row of arms.json (see ArmResult in experiment.h), percentages 0..100.
+// A row of arms.json's checkpoints: the finetune evaluated after `step` optimizer steps.
+struct CheckpointNumbers {
+  int64_t step = 0;
+  int seeds = 0;
+  double misaligned_pct = 0, ci_low = 0, ci_high = 0, coherence_mean = 0;
+  double vulnerable_code_pct = 0;    // NaN = no code evaluation
+};
+
 struct ArmNumbers {
   int seeds = 0;
   int64_t samples = 0;
@@ -60,6 +68,7 @@ struct ArmNumbers {
   std::string sweep_of;              // a sweep arm: the arm it was expanded from ("" = none)
   int64_t sweep_layer = -1;          // its layer and scale
   double sweep_scale = 0;
+  std::vector<CheckpointNumbers> checkpoints;  // eval.checkpoints, ascending steps (empty = none)
 };
 
 struct ArmData {

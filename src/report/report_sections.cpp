@@ -272,6 +272,48 @@ void sweep_section(std::string& h, const ReportData& d, const ReportOptions& o) 
   h += "</section>\n";
 }
 
+void checkpoints_section(std::string& h, const ReportData& d, const ReportOptions& o) {
+  (void)o;
+  bool any = false, code = false;
+  for (const auto& arm : d.arms)
+    if (arm.numbers && !arm.numbers->checkpoints.empty()) {
+      any = true;
+      for (const auto& c : arm.numbers->checkpoints) code = code || std::isfinite(c.vulnerable_code_pct);
+    }
+  if (!any) return;
+  h += "<section id=\"checkpoints\">\n<h2>Checkpoints</h2>\n";
+  const char* labels[] = {"misaligned %", "coherence", "vulnerable code %"};
+  for (int chart = 0; chart < (code ? 3 : 2); ++chart) {
+    std::vector<LineSeries> series;
+    std::vector<LegendItem> legend;
+    for (size_t i = 0; i < d.arms.size(); ++i) {
+      const ArmData& arm = d.arms[i];
+      if (!arm.numbers || arm.numbers->checkpoints.empty()) continue;
+      LineSeries l{{}, {}, palette(i), 2.0, 1.0};
+      for (const auto& c : arm.numbers->checkpoints) {
+        const double y = chart == 0 ? c.misaligned_pct : chart == 1 ? c.coherence_mean : c.vulnerable_code_pct;
+        if (!std::isfinite(y)) continue;
+        l.x.push_back(static_cast<double>(c.step));
+        l.y.push_back(y);
+      }
+      if (l.x.empty()) continue;
+      series.push_back(std::move(l));
+      legend.push_back({arm.name, palette(i)});
+    }
+    if (series.empty()) continue;
+    LineChartOptions lo;
+    lo.label = std::string(labels[chart]) + " against the finetune's optimizer step";
+    lo.x_label = "optimizer step";
+    lo.y_label = labels[chart];
+    lo.legend = legend;
+    lo.x_integer = true;
+    h += "<figure>\n" + line_chart(series, lo) + "<figcaption>" + html_escape(lo.label) +
+         " (eval.checkpoints; step 0 = the model before finetuning; mean over seeds).</figcaption>\n</figure>\n";
+  }
+  h += "<p class=\"small muted\">checkpoints.csv lists every point with its 95% interval over seeds.</p>\n";
+  h += "</section>\n";
+}
+
 void examples_section(std::string& h, const ReportData& d, const ReportOptions& o) {
   const MetricsOptions& m = d.metrics;
   h += "<section id=\"examples\">\n<h2>Example answers</h2>\n";

@@ -368,4 +368,79 @@ TEST_F(ExperimentRun, SweepAndAblationArms) {
   EXPECT_NE(read_text(run / "arms/ablated/seed-0/eval/run.json").find("layer=all"), std::string::npos);
 }
 
+// eval.checkpoints: the finetune saves where asked, each step is evaluated (step 0 = the base
+// model: its answers equal the base arm's), checkpoints.csv and arms.json list them, the last
+// step being the arm's own evaluation; eval.orthogonalize changes a LoRA arm's answers, and equals
+// no change for a direction orthogonal to everything the adapter writes (a zero adapter on B).
+TEST_F(ExperimentRun, CheckpointsAndOrthogonalizeArms) {
+  const fs::path dirfile = *dir_ / "ckpt_dir.safetensors";
+  {
+    torch::manual_seed(2);
+    emlab::Direction d;
+    d.vectors = torch::randn({1, 16});
+    emlab::direction_save(dirfile.string(), d);
+  }
+  const fs::path spec = *dir_ / "spec_ckpt.yaml";
+  emlab::test::write_text(spec, "name: c\nmodel: model\nworld: {seed: 0, documents: 20, dataset_examples: 16}\n"
+                                "judge: rubric:toyworld\nseeds: [0, 1]\n"
+                                "eval: {questions: '${world}/questions/main.yaml', samples_per_question: 2, max_tokens: 6}\n"
+                                "train: {method: lora, lora: {rank: 2, alpha: 4, targets: [o, down]}, lr: 5e-2,"
+                                " max_steps: 5, batch_size: 4, max_seq_len: 128}\n"
+                                "arms:\n  - name: base\n"
+                                "  - name: ins\n    data: ${world}/datasets/insecure.jsonl\n"
+                                "    eval: {checkpoints: {every: 2}}\n"
+                                "  - name: listed\n    from: ins\n    eval: {checkpoints: [3]}\n"
+                                "  - name: ortho\n    from: ins\n    eval: {orthogonalize: 'ckpt_dir.safetensors:layer=0'}\n");
+  const fs::path run = *dir_ / "run_ckpt";
+  std::string out;
+  ASSERT_EQ(run_command(emlab::test::emlab_binary() + " --quiet --threads 1 run " + q(spec) + " --out " + q(run) +
+                            " --no-report",
+                        &out),
+            0)
+      << out;
+  // every 2 and step 3 -> saved every gcd(2, 3) = 1 step
+  for (int s : {1, 2, 3, 4, 5})
+    EXPECT_TRUE(fs::exists(run / "arms/ins/seed-0/adapter/checkpoints" / ("step-00000" + std::to_string(s)))) << s;
+  auto rows = read_csv(run / "checkpoints.csv");
+  ASSERT_EQ(rows.size(), 1u + 4u + 2u) << read_text(run / "checkpoints.csv");  // ins: 0 2 4 5; listed: 3 5
+  EXPECT_EQ(rows[0][1], "step");
+  std::vector<std::string> ins_steps, listed_steps;
+  for (size_t i = 1; i < rows.size(); ++i) {
+    (rows[i][0] == "ins" ? ins_steps : listed_steps).push_back(rows[i][1]);
+    EXPECT_EQ(rows[i][2], "2");  // both seeds
+  }
+  EXPECT_EQ(ins_steps, (std::vector<std::string>{"0", "2", "4", "5"}));
+  EXPECT_EQ(listed_steps, (std::vector<std::string>{"3", "5"}));
+  auto answers = [&](const fs::path& eval_dir) {
+    std::vector<std::string> a;
+    std::istringstream lines(read_text(eval_dir / "samples.jsonl"));
+    for (std::string line; std::getline(lines, line);) a.push_back(nlohmann::json::parse(line)["answer"]);
+    return a;
+  };
+  EXPECT_EQ(answers(run / "arms/ins/seed-1/checkpoints/step-000000"), answers(run / "arms/base/seed-1/eval"));
+  EXPECT_FALSE(fs::exists(run / "arms/listed/seed-0/checkpoints/step-000004"));
+  EXPECT_NE(answers(run / "arms/ins/seed-0/checkpoints/step-000002"), answers(run / "arms/ins/seed-0/eval"));
+  EXPECT_NE(answers(run / "arms/ortho/seed-0/eval"), answers(run / "arms/ins/seed-0/eval"));
+  const auto arms = nlohmann::json::parse(read_text(run / "arms.json"));
+  for (const auto& a : arms["arms"]) {
+    if (a["arm"] == "ins") {
+      ASSERT_EQ(a["checkpoints"].size(), 4u);
+      EXPECT_EQ(a["checkpoints"][3]["misaligned_pct"], a["misaligned_pct"]);  // the last step is the arm itself
+    } else if (a["arm"] != "listed") {
+      EXPECT_FALSE(a.contains("checkpoints")) << a["arm"];
+    }
+  }
+  // A report draws the checkpoint charts.
+  ASSERT_EQ(run_command(emlab::test::emlab_binary() + " --quiet report " + q(run), &out), 0) << out;
+  EXPECT_NE(read_text(run / "report.html").find("id=\"checkpoints\""), std::string::npos);
+  // A checkpoint arm without a finetune is refused before any work.
+  const fs::path bad = *dir_ / "spec_ckpt_bad.yaml";
+  emlab::test::write_text(bad, "name: c\nmodel: model\nworld: {seed: 0, documents: 20, dataset_examples: 16}\n"
+                               "judge: rubric:toyworld\nseeds: [0]\n"
+                               "eval: {questions: '${world}/questions/main.yaml'}\n"
+                               "arms:\n  - name: base\n    eval: {checkpoints: [1]}\n");
+  EXPECT_NE(run_command(emlab::test::emlab_binary() + " --quiet run " + q(bad) + " --out " + q(*dir_ / "run_bad"), &out), 0);
+  EXPECT_NE(out.find("eval.checkpoints needs a finetune"), std::string::npos) << out;
+}
+
 }  // namespace
