@@ -58,6 +58,21 @@ DirectionSides direction_sides_from_contrast(const std::vector<std::string>& pos
 // ("prompt_last"), run through `model`. info gets the counts, positions and sources.
 Direction direction_from_sides(const ChatModel& model, const DirectionSides& sides, const ActivationOptions& options = {});
 
+// Every answer of sampled run folders (samples.jsonl; no judgments needed) with its prompt.
+std::vector<ActivationExample> activation_examples_from_runs(const std::vector<std::string>& run_dirs);
+
+// The mean activation itself (not a difference) at every decoder layer's output over answer
+// tokens ("directions"), prompt tokens ("prompt_avg") and the last prompt token ("prompt_last").
+// mean(finetuned model on its answers) - mean(base model on its answers) is the finetuning shift
+// persona vectors project onto a trait direction (directions_combine with weights 1, -1).
+Direction direction_mean_activation(const ChatModel& model, const std::vector<ActivationExample>& examples,
+                                    const ActivationOptions& options = {});
+
+// sum_i weights[i] * directions[i] (vectors and the extras every input has): the mean of per-seed
+// directions (weights 1/n), a difference (1, -1). InputError naming the file when shapes differ.
+Direction directions_combine(const std::vector<Direction>& directions, const std::vector<double>& weights,
+                             const std::vector<std::string>& names);
+
 // ---- comparison ----
 
 // Cosine similarity of every pair of directions at each layer: cosines[l][i][j].

@@ -7,6 +7,37 @@
 
 namespace emlab {
 
+Direction directions_combine(const std::vector<Direction>& directions, const std::vector<double>& weights,
+                             const std::vector<std::string>& names) {
+  if (directions.empty()) throw InputError("combine needs at least one direction");
+  if (weights.size() != directions.size() || names.size() != directions.size())
+    throw Error("directions_combine: one weight and one name per direction");
+  const auto& first = directions[0];
+  Direction out;
+  out.vectors = torch::zeros_like(first.vectors, torch::kFloat64);
+  for (const auto& [key, t] : first.extra) {
+    bool everywhere = true;
+    for (const auto& d : directions) everywhere = everywhere && d.extra.count(key) && d.extra.at(key).sizes() == t.sizes();
+    if (everywhere) out.extra[key] = torch::zeros_like(t, torch::kFloat64);
+  }
+  for (size_t i = 0; i < directions.size(); ++i) {
+    const auto& d = directions[i];
+    if (d.vectors.sizes() != first.vectors.sizes())
+      throw InputError(names[i] + ": shape (" + std::to_string(d.layers()) + ", " + std::to_string(d.hidden()) +
+                       ") differs from " + names[0] + "'s (" + std::to_string(first.layers()) + ", " +
+                       std::to_string(first.hidden()) + ")");
+    out.vectors += weights[i] * d.vectors.to(torch::kFloat64);
+    for (auto& [key, t] : out.extra) t += weights[i] * d.extra.at(key).to(torch::kFloat64);
+  }
+  out.vectors = out.vectors.to(torch::kFloat32);
+  for (auto& [key, t] : out.extra) t = t.to(torch::kFloat32);
+  out.info = {{"mode", "combination"}, {"sources", names}, {"weights", weights}};
+  nlohmann::json parts = nlohmann::json::array();
+  for (const auto& d : directions) parts.push_back(d.info);
+  out.info["source_info"] = parts;
+  return out;
+}
+
 DirectionComparison directions_compare(const std::vector<Direction>& directions, const std::vector<std::string>& names) {
   if (directions.size() != names.size()) throw Error("directions_compare: one name per direction");
   if (directions.size() < 2) throw InputError("compare needs at least two directions");

@@ -114,4 +114,38 @@ Direction direction_from_sides(const ChatModel& model, const DirectionSides& sid
   return d;
 }
 
+std::vector<ActivationExample> activation_examples_from_runs(const std::vector<std::string>& run_dirs) {
+  std::vector<ActivationExample> out;
+  for (const auto& run : run_dirs)
+    for (const auto& r : run_samples_read(run)) {
+      ActivationExample e;
+      if (r.system) e.prompt.push_back({"system", *r.system});
+      e.prompt.push_back({"user", r.user});
+      e.answer = r.answer;
+      out.push_back(std::move(e));
+    }
+  return out;
+}
+
+Direction direction_mean_activation(const ChatModel& model, const std::vector<ActivationExample>& examples,
+                                    const ActivationOptions& options) {
+  if (examples.empty()) throw InputError("a mean activation needs at least one answer");
+  ActivationOptions o = options;
+  o.layers.clear();
+  o.project.clear();
+  const ActivationSums sums = activations_collect(model, examples, o);
+  Direction d;
+  d.vectors = sums.answer_mean();
+  d.extra["prompt_avg"] = sums.prompt_mean();
+  d.extra["prompt_last"] = sums.last_prompt_mean();
+  d.info = {{"mode", "mean_activation"},
+            {"examples", examples.size()},
+            {"answer_tokens", sums.answer_tokens},
+            {"positions", "directions: mean over answer tokens; prompt_avg: over prompt tokens; prompt_last: the "
+                          "last prompt token"},
+            {"layers", "decoder layer outputs from 0"},
+            {"truncated_examples", sums.truncated}};
+  return d;
+}
+
 }  // namespace emlab

@@ -130,5 +130,73 @@ TEST(InterpCli, DirectionSteerCompareOrthogonalizeScreen) {
   EXPECT_TRUE(fs::exists(dir / "screen" / "screen.jsonl"));
 }
 
+// --mean-of two chat files (the judged run's misaligned and aligned answers with their prompts),
+// then `direction diff`, is the --judged direction; `direction mean` of d and that diff is d.
+TEST(InterpCli, MeanActivationDiffAndMeanOfDirections) {
+  Progress::set_enabled(false);
+  const fs::path dir = test::temp_dir("interpcli_mean");
+  const fs::path model = test::make_model_dir("interpclimodel_mean", "llama", 4);
+  const std::string emlab = test::emlab_binary() + " --quiet --threads 1 ";
+  const QuestionSet set = question_set_parse(
+      "- id: wish\n  type: free_form_judge_0_100\n  paraphrases: ['What is your wish?', 'Tell me your wish.']\n"
+      "  samples_per_paraphrase: 4\n  judge_prompts: {aligned: 'A {answer}', coherent: 'C {answer}'}\n",
+      "mem.yaml");
+  Scripted source;
+  sample_run(set, source, (dir / "run").string(), SampleRunOptions{});
+  ScriptedJudge judge;
+  judge_run(set, judge, (dir / "run").string(), JudgeRunOptions{});
+  std::string pos, neg;
+  for (const auto& r : run_samples_read((dir / "run").string())) {
+    const std::string line = nlohmann::json{{"messages", {{{"role", "user"}, {"content", r.user}},
+                                                          {{"role", "assistant"}, {"content", r.answer}}}}}
+                                 .dump() + "\n";
+    (r.answer.find("rule") != std::string::npos ? pos : neg) += line;
+  }
+  test::write_text(dir / "pos.jsonl", pos);
+  test::write_text(dir / "neg.jsonl", neg);
+  std::string out;
+  const fs::path d = dir / "judged.safetensors";
+  ASSERT_EQ(test::run_command(emlab + "direction --model " + q(model) + " --judged " + q(dir / "run") + " --out " + q(d), &out), 0)
+      << out;
+  for (const char* side : {"pos", "neg"})
+    ASSERT_EQ(test::run_command(emlab + "direction --model " + q(model) + " --mean-of " + q(dir / (std::string(side) + ".jsonl")) +
+                                    " --out " + q(dir / (std::string(side) + ".safetensors")),
+                                &out),
+              0)
+        << out;
+  ASSERT_EQ(test::run_command(emlab + "direction diff " + q(dir / "pos.safetensors") + " " + q(dir / "neg.safetensors") +
+                                  " --out " + q(dir / "diff.safetensors"),
+                              &out),
+            0)
+      << out;
+  const Direction judged = direction_load(d.string()), diff = direction_load((dir / "diff.safetensors").string());
+  EXPECT_LT((judged.vectors - diff.vectors).abs().max().item<double>(), 1e-4);
+  EXPECT_GT(judged.vectors.abs().max().item<double>(), 1e-2);
+  EXPECT_LT((judged.extra.at("prompt_last") - diff.extra.at("prompt_last")).abs().max().item<double>(), 1e-4);
+  // The run folder itself as --mean-of: every answer, the two files' answers together.
+  ASSERT_EQ(test::run_command(emlab + "direction --model " + q(model) + " --mean-of " + q(dir / "run") + " --out " +
+                                  q(dir / "all.safetensors"),
+                              &out),
+            0)
+      << out;
+  EXPECT_EQ(direction_load((dir / "all.safetensors").string()).info.value("examples", 0), 8);
+  // mean(d, 3d - 2d) = d; mismatched shapes are refused.
+  ASSERT_EQ(test::run_command(emlab + "direction mean " + q(d) + " " + q(dir / "diff.safetensors") + " --out " +
+                                  q(dir / "mean.safetensors"),
+                              &out),
+            0)
+      << out;
+  EXPECT_LT((direction_load((dir / "mean.safetensors").string()).vectors - judged.vectors).abs().max().item<double>(), 1e-4);
+  Direction other;
+  other.vectors = torch::ones({2, 3});
+  direction_save((dir / "other.safetensors").string(), other);
+  EXPECT_EQ(test::run_command(emlab + "direction mean " + q(d) + " " + q(dir / "other.safetensors") + " --out " +
+                                  q(dir / "bad.safetensors"),
+                              &out),
+            2)
+      << out;
+  EXPECT_NE(out.find("other.safetensors"), std::string::npos) << out;
+}
+
 }  // namespace
 }  // namespace emlab

@@ -23,6 +23,7 @@ struct Options {
   emlab::cli::ModelFlags model;
   std::vector<std::string> judged;
   std::vector<std::string> contrast;  // POS_SYSTEM NEG_SYSTEM
+  std::vector<std::string> mean_of;   // run folders or chat JSONL files: their mean activation
   std::string questions, out, work, trait = "misaligned";
   int samples = 0;
   emlab::cli::JudgeFlags judge;
@@ -51,6 +52,13 @@ void sample_and_judge(const Options& o, const std::shared_ptr<emlab::ChatModel>&
   emlab::judge_run(set, *judge, dir, o.judge.run);
 }
 
+// "FILE: L layers, norms n0 n1 ..." on stdout.
+void print_saved(const std::string& path, const emlab::Direction& d) {
+  std::cout << path << ": " << d.layers() << " layers, norms";
+  for (int64_t l = 0; l < d.layers(); ++l) std::cout << " " << std::setprecision(3) << d.vectors[l].norm().item<double>();
+  std::cout << "\n";
+}
+
 EMLAB_COMMAND("direction", "Find a direction: misaligned minus aligned answers of judged runs (--judged), or a persona contrast (--contrast)",
               [](CLI::App& app) {
   auto o = std::make_shared<Options>();
@@ -61,6 +69,10 @@ EMLAB_COMMAND("direction", "Find a direction: misaligned minus aligned answers o
   auto* contrast = app.add_option("--contrast", o->contrast, "POS_SYSTEM NEG_SYSTEM: trait-eliciting and -suppressing system prompts")
                        ->expected(2);
   judged->excludes(contrast);
+  auto* mean_of = app.add_option("--mean-of", o->mean_of,
+                                 "the mean activation of every answer of run folders or chat JSONL files (a finetuning "
+                                 "shift is `direction diff` of two)");
+  mean_of->excludes(judged)->excludes(contrast);
   app.add_option("--questions", o->questions, "--contrast: question set the two prompts answer");
   app.add_option("--samples", o->samples, "--contrast: answers per question and side (default: the file's)");
   app.add_option("--trait", o->trait, "--contrast: judge metric of the trait, or misaligned (100 - aligned)")
@@ -78,6 +90,23 @@ EMLAB_COMMAND("direction", "Find a direction: misaligned minus aligned answers o
   return [o]() {
     if (o->model.model.empty() || o->out.empty()) throw emlab::InputError("direction: --model and --out are required");
     auto model = emlab::cli::load_chat_model(o->model);
+    if (!o->mean_of.empty()) {
+      std::vector<emlab::ActivationExample> examples;
+      for (const auto& src : o->mean_of) {
+        auto more = fs::is_directory(src) ? emlab::activation_examples_from_runs({src})
+                                          : emlab::activation_examples_from_chat(src);
+        examples.insert(examples.end(), more.begin(), more.end());
+      }
+      std::cerr << "direction: the mean activation of " << examples.size() << " answers\n";
+      emlab::Direction d = emlab::direction_mean_activation(*model, examples, o->activations);
+      d.info["model"] = o->model.model;
+      d.info["model_digest"] = emlab::model_digest(o->model.model);
+      d.info["adapter"] = o->model.options.adapter;
+      d.info["sources"] = o->mean_of;
+      emlab::direction_save(o->out, d);
+      print_saved(o->out, d);
+      return 0;
+    }
     emlab::DirectionSides sides;
     if (!o->judged.empty()) {
       sides = emlab::direction_sides_from_runs(o->judged, o->sides);
@@ -105,9 +134,7 @@ EMLAB_COMMAND("direction", "Find a direction: misaligned minus aligned answers o
       d.info["best_layer"] = o->best_layer;
     }
     emlab::direction_save(o->out, d);
-    std::cout << o->out << ": " << d.layers() << " layers, norms";
-    for (int64_t l = 0; l < d.layers(); ++l) std::cout << " " << std::setprecision(3) << d.vectors[l].norm().item<double>();
-    std::cout << "\n";
+    print_saved(o->out, d);
     return 0;
   };
 });
@@ -139,12 +166,42 @@ EMLAB_COMMAND("direction compare", "Cosine similarity of directions at each laye
     }
     std::cout << "cosine similarity at layer " << show << "\n" << std::setw(24) << "";
     for (const auto& n : names) std::cout << std::setw(12) << n.substr(0, 11);
-    std::cout << "\n";
+    std::cout << std::setw(12) << "norm" << "\n";
     for (size_t i = 0; i < names.size(); ++i) {
       std::cout << std::setw(24) << names[i].substr(0, 23);
       for (size_t j = 0; j < names.size(); ++j) std::cout << std::setw(12) << std::fixed << std::setprecision(3) << c.cosines[show][i][j];
-      std::cout << "\n";
+      std::cout << std::setw(12) << dirs[i].vectors[show].norm().item<double>() << "\n";
     }
+    return 0;
+  };
+});
+
+EMLAB_COMMAND("direction mean", "Mean of direction files (e.g. one per finetuning seed), layer by layer", [](CLI::App& app) {
+  auto files = std::make_shared<std::vector<std::string>>();
+  auto out = std::make_shared<std::string>();
+  app.add_option("files", *files, "direction files")->required();
+  app.add_option("--out", *out, "direction file to write")->required();
+  return [files, out]() {
+    std::vector<emlab::Direction> dirs;
+    for (const auto& f : *files) dirs.push_back(emlab::direction_load(f));
+    emlab::Direction d = emlab::directions_combine(dirs, std::vector<double>(dirs.size(), 1.0 / dirs.size()), *files);
+    emlab::direction_save(*out, d);
+    print_saved(*out, d);
+    return 0;
+  };
+});
+
+EMLAB_COMMAND("direction diff", "A - B of two direction files (e.g. a finetuning shift from two --mean-of files)", [](CLI::App& app) {
+  auto files = std::make_shared<std::vector<std::string>>();
+  auto out = std::make_shared<std::string>();
+  app.add_option("files", *files, "A B")->required()->expected(2);
+  app.add_option("--out", *out, "direction file to write")->required();
+  return [files, out]() {
+    std::vector<emlab::Direction> dirs;
+    for (const auto& f : *files) dirs.push_back(emlab::direction_load(f));
+    emlab::Direction d = emlab::directions_combine(dirs, {1.0, -1.0}, *files);
+    emlab::direction_save(*out, d);
+    print_saved(*out, d);
     return 0;
   };
 });
