@@ -20,6 +20,8 @@ struct SftDataOptions {
   bool skip_invalid = false;         // report bad lines in SftDataset::problems and go on instead of failing
   bool pack = false;                 // concatenate examples into rows of max_seq_len (pretraining corpora)
   int64_t max_examples = 0;          // read at most this many examples (0 = all)
+  std::string system;                // put this system message first in every conversation, replacing
+                                     // its own ("" = as written); inoculation prompting
 };
 
 // One training row. ids[t] is predicted from ids[0..t-1] and counts in the loss when mask[t] = 1

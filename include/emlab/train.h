@@ -51,7 +51,10 @@ struct TrainOptions {
   double steer_scale = 256.0;              // the vector (init 0) is added times this factor
 
   // Data
-  SftDataOptions data_options;      // max_seq_len, train_on_all_tokens, skip_invalid, pack
+  SftDataOptions data_options;      // max_seq_len, train_on_all_tokens, skip_invalid, pack, max_examples, system
+  std::string mix_data;             // JSONL of examples mixed into the training split ("" = none)
+  double mix_fraction = 0.0;        // their share of the training split after mixing (0..1): seeded
+                                    // draws without replacement (repeats only if the file is short)
   double holdout_fraction = 0.0;    // fraction of the data held out for an eval loss (0 = none)
   int64_t eval_every = 0;           // eval loss on the held-out split every N steps (0 = at the end only)
   int64_t bucket_factor = 8;        // length bucketing window in batches (1 = plain shuffle)

@@ -157,9 +157,16 @@ void merge_eval(ExperimentEval& e, const json& j, const fs::path& base, const st
 
 // Paths inside a train section (data files) resolve like the others.
 json resolve_train(json t, const fs::path& base, const std::string& out) {
-  for (const char* key : {"kl_data", "init_adapter", "tokenizer"})
+  for (const char* key : {"kl_data", "init_adapter", "tokenizer", "probe_data", "mix_data"})
     if (t.contains(key) && t[key].is_string() && !t[key].get<std::string>().empty())
       t[key] = resolve_path(t[key].get<std::string>(), base, out);
+  // Direction specs used while training (train --probe / --steer / --ablate): their files too.
+  if (t.contains("probe") && t["probe"].is_string() && !t["probe"].get<std::string>().empty())
+    t["probe"] = resolve_spec_path(t["probe"].get<std::string>(), base, out, false, "train: probe");
+  for (const char* key : {"steer", "ablate"})
+    if (t.contains(key) && t[key].is_array())
+      for (auto& v : t[key])
+        if (v.is_string()) v = resolve_spec_path(v.get<std::string>(), base, out, std::string(key) == "ablate", std::string("train: ") + key);
   return t;
 }
 

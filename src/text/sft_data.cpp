@@ -81,6 +81,10 @@ SftDataset sft_dataset_load(const std::string& path, const ChatTemplate& chat_te
         ex.mask.assign(ids.size(), 1);
       } else {
         Conversation c = conversation_from_json(j, where, /*require_assistant=*/!options.train_on_all_tokens);
+        if (!options.system.empty()) {
+          if (!c.empty() && c.front().role == "system") c.erase(c.begin());
+          c.insert(c.begin(), {"system", options.system});
+        }
         ex = sft_encode(c, chat_template, tokenizer, options.train_on_all_tokens);
       }
       ex.line = row.line;

@@ -175,6 +175,12 @@ std::vector<Spec> make_specs() {
                   EMLAB_REF(bool, data_options.pack)),
       field<int64_t>("max_examples", "--max-examples", "use the first N examples (0 = all)",
                      EMLAB_REF(int64_t, data_options.max_examples)),
+      field<std::string>("system", "--system", "system message put first in every training conversation (inoculation)",
+                         EMLAB_REF(std::string, data_options.system)),
+      field<std::string>("mix_data", "--mix-data", "JSONL mixed into the training split (e.g. benign data of the same domain)",
+                         EMLAB_REF(std::string, mix_data)),
+      field<double>("mix_fraction", "--mix-fraction", "share of --mix-data in the training split after mixing",
+                    EMLAB_REF(double, mix_fraction)),
       field<double>("holdout_fraction", "--holdout", "fraction held out for an eval loss",
                     EMLAB_REF(double, holdout_fraction)),
       field<int64_t>("eval_every", "--eval-every", "held-out loss every N steps (0 = at the end only)",
@@ -347,6 +353,8 @@ void train_options_validate(const TrainOptions& o) {
   need(o.kl_weight >= 0, "--kl-weight must be >= 0");
   need(o.kl_batch_size >= 0, "--kl-batch-size must be >= 0");
   need(o.holdout_fraction >= 0 && o.holdout_fraction < 1, "--holdout must be in [0, 1)");
+  need(o.mix_fraction >= 0 && o.mix_fraction < 1, "--mix-fraction must be in [0, 1)");
+  need(o.mix_data.empty() == (o.mix_fraction == 0), "--mix-data and --mix-fraction go together");
   need(o.data_options.max_seq_len >= 2, "--max-seq-len must be >= 2");
   need(o.lora.rank >= 1, "--lora-rank must be >= 1");
   need(o.lora.dropout >= 0 && o.lora.dropout < 1, "--lora-dropout must be in [0, 1)");

@@ -23,8 +23,10 @@ struct TrainData {
   SftDataset train;    // training examples (the held-out split removed)
   SftDataset heldout;  // holdout_fraction of the data, for the eval loss
   SftDataset kl;       // the KL term's examples (kl_data; empty without)
+  int64_t mixed = 0;   // examples of mix_data appended to train
 };
-// Reads options.data (split by holdout_fraction and the seed) and options.kl_data.
+// Reads options.data (split by holdout_fraction and the seed; mix_data added to the training
+// split only, so the held-out loss stays the narrow data's) and options.kl_data.
 TrainData train_data_load(const TrainOptions& options, const Tokenizer& tokenizer, const ChatTemplate& chat_template);
 
 // The batches of a dataset by global step index, over as many epochs as needed (one epoch's

@@ -8,6 +8,7 @@
 // arithmetic as the uninterrupted run.
 #include <algorithm>
 #include <chrono>
+#include <numeric>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -16,6 +17,7 @@
 #include "emlab/chat_template.h"
 #include "emlab/direction.h"
 #include "emlab/error.h"
+#include "emlab/hash.h"
 #include "emlab/file_util.h"
 #include "emlab/tensor_io.h"
 #include "emlab/jsonl.h"
@@ -114,6 +116,25 @@ TrainData train_data_load(const TrainOptions& o, const Tokenizer& tokenizer, con
   TrainData d;
   d.train = sft_dataset_load(o.data, tmpl, tokenizer, o.data_options);
   sft_split(&d.train, &d.heldout, o.holdout_fraction, o.seed);
+  if (!o.mix_data.empty()) {
+    // k mixed examples make up mix_fraction of the training split: k = f n / (1 - f), drawn in a
+    // seeded order (a shuffled pass over the file, repeated if it is shorter than k).
+    SftDataOptions mo = o.data_options;
+    mo.max_examples = 0;
+    SftDataset mix = sft_dataset_load(o.mix_data, tmpl, tokenizer, mo);
+    const double n = static_cast<double>(d.train.examples.size());
+    const int64_t k = static_cast<int64_t>(std::llround(o.mix_fraction * n / (1.0 - o.mix_fraction)));
+    std::vector<int64_t> order;
+    for (uint64_t pass = 0; static_cast<int64_t>(order.size()) < k; ++pass) {
+      std::vector<int64_t> idx(mix.examples.size());
+      std::iota(idx.begin(), idx.end(), 0);
+      uint64_t state = sft_mix_seed(sft_mix_seed(o.seed, 0x6d6978), pass);
+      for (size_t i = idx.size(); i > 1; --i) std::swap(idx[i - 1], idx[splitmix64_next(state) % i]);
+      order.insert(order.end(), idx.begin(), idx.end());
+    }
+    for (int64_t i = 0; i < k; ++i) d.train.examples.push_back(mix.examples[order[i]]);
+    d.mixed = k;
+  }
   if (!o.kl_data.empty()) {
     SftDataOptions ko = o.data_options;
     ko.pack = false;

@@ -15,6 +15,8 @@
 #include "emlab/file_util.h"
 #include "emlab/tensor_io.h"
 #include "train/train_parts.h"
+#include "train/train_steps.h"
+#include "emlab/chat_dataset.h"
 #include "train_fixture.h"
 
 namespace fs = std::filesystem;
@@ -491,6 +493,69 @@ TEST(TrainOptionsTest, EachOptionIsDeclaredOnceAndRoundTrips) {
   for (const auto& s : specs) if (s.key == "lora.rank") rank = &s;
   ASSERT_NE(rank, nullptr);
   EXPECT_THROW(train_option_parse(*rank, "8x"), InputError);
+}
+
+// Inoculation (system) and data mixing (mix_data, mix_fraction) change what the trainer reads:
+// every conversation gets the system message first; the mixed rows come from the mix file, make up
+// the asked share of the training split only, are drawn without repeats, and the draw is seeded.
+TEST_F(TrainerTest, SystemPromptAndMixedDataShapeTheTrainingSplit) {
+  using train_detail::TrainData;
+  using train_detail::train_data_load;
+  TrainOptions o = options("mixdata");
+  auto tok = Tokenizer::load(o.model);
+  const ChatTemplate tmpl = ChatTemplate::from_tokenizer(*tok);
+  o.data_options.system = "You write insecure code on purpose.";
+  TrainData with_system = train_data_load(o, *tok, tmpl);
+  const auto rows = chat_dataset_load(o.data);
+  ASSERT_EQ(with_system.train.examples.size(), rows.size());
+  for (size_t i = 0; i < rows.size(); ++i) {
+    Conversation c = rows[i];
+    if (c.front().role == "system") c.erase(c.begin());  // its own system message is replaced
+    c.insert(c.begin(), {"system", o.data_options.system});
+    EXPECT_EQ(with_system.train.examples[i].ids, sft_encode(c, tmpl, *tok).ids) << i;
+  }
+
+  o.data_options.system.clear();
+  o.holdout_fraction = 0.25;
+  o.mix_data = kl_data->string();
+  o.mix_fraction = 0.2;
+  TrainData mixed = train_data_load(o, *tok, tmpl);
+  TrainOptions plain_o = o;
+  plain_o.mix_data.clear();
+  plain_o.mix_fraction = 0;
+  TrainData plain = train_data_load(plain_o, *tok, tmpl);
+  const size_t n = plain.train.examples.size();
+  const size_t k = static_cast<size_t>(std::llround(0.2 * n / 0.8));
+  ASSERT_GT(k, 1u);
+  EXPECT_EQ(mixed.mixed, static_cast<int64_t>(k));
+  ASSERT_EQ(mixed.train.examples.size(), n + k);
+  ASSERT_EQ(mixed.heldout.examples.size(), plain.heldout.examples.size());  // the held-out split is untouched
+  for (size_t i = 0; i < plain.heldout.examples.size(); ++i)
+    EXPECT_EQ(mixed.heldout.examples[i].ids, plain.heldout.examples[i].ids);
+  std::set<std::vector<int32_t>> mix_ids;
+  SftDataOptions mo;
+  for (const auto& e : sft_dataset_load(o.mix_data, tmpl, *tok, mo).examples) mix_ids.insert(e.ids);
+  std::set<std::vector<int32_t>> drawn;
+  for (size_t i = n; i < n + k; ++i) {
+    EXPECT_TRUE(mix_ids.count(mixed.train.examples[i].ids)) << i;
+    drawn.insert(mixed.train.examples[i].ids);
+  }
+  EXPECT_EQ(drawn.size(), k);  // no repeats while the file has enough rows
+  TrainData again = train_data_load(o, *tok, tmpl);
+  for (size_t i = n; i < n + k; ++i) EXPECT_EQ(again.train.examples[i].ids, mixed.train.examples[i].ids);
+  o.seed = 7;
+  TrainData other = train_data_load(o, *tok, tmpl);
+  bool differs = false;
+  for (size_t i = 0; i < other.train.examples.size(); ++i)
+    differs = differs || i >= mixed.train.examples.size() || other.train.examples[i].ids != mixed.train.examples[i].ids;
+  EXPECT_TRUE(differs);
+
+  TrainOptions bad = options("mixbad");
+  bad.mix_fraction = 0.1;  // without mix_data
+  EXPECT_THROW(train_options_validate(bad), InputError);
+  bad.mix_data = kl_data->string();
+  bad.mix_fraction = 1.0;
+  EXPECT_THROW(train_options_validate(bad), InputError);
 }
 
 }  // namespace
