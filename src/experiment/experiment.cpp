@@ -160,6 +160,25 @@ fs::path ensure_finetune(const ExperimentSpec& spec, const ExperimentArm& arm, u
   if (!fs::exists(arm.data))
     throw InputError(spec.source + ": arm '" + arm.name + "': data file " + arm.data + " does not exist");
   TrainOptions t = experiment_train_options(spec, arm, adapter.string(), seed, o.device);
+  if (!arm.from.empty()) {
+    // Continue the from arm's finetune of this seed: a full finetune is the model trained on, a
+    // LoRA adapter the starting adapter.
+    const fs::path source = finetune_dir(o, arm.from, seed);
+    if (fs::exists(source / "config.json") && fs::exists(source / "model.safetensors")) {
+      if (t.method != TrainMethod::Full)
+        throw InputError(spec.source + ": arm '" + arm.name + "': continues a full finetune of '" + arm.from +
+                         "'; train it with method full");
+      t.model = source.string();
+    } else if (fs::exists(source / "adapter_config.json")) {
+      if (t.method != TrainMethod::Lora)
+        throw InputError(spec.source + ": arm '" + arm.name + "': continues the LoRA adapter of '" + arm.from +
+                         "'; train it with method lora");
+      t.init_adapter = source.string();
+    } else {
+      throw InputError(spec.source + ": arm '" + arm.name + "': cannot continue the finetune of '" + arm.from +
+                       "' in " + source.string() + " (only full finetunes and LoRA adapters continue)");
+    }
+  }
   if (const int64_t every = checkpoint_save_every(spec, arm); every > 0) t.save_every = every;
   t.resume = fs::exists(adapter / "checkpoints");
   fs::create_directories(dir);
@@ -468,7 +487,8 @@ std::vector<ArmResult> experiment_run(const ExperimentSpec& spec, const Experime
     if (wants_checkpoints(arm) && !trained)
       throw InputError(spec.source + ": arm '" + arm.name + "': eval.checkpoints needs a finetune (data or from)");
     for (uint64_t seed : seeds) {
-      if (trained && planned.insert({trained->name, seed}).second) finetunes.push_back({trained, seed});
+      for (const ExperimentArm* t = trained; t; t = !t->data.empty() && !t->from.empty() ? &find_arm(t->from) : nullptr)
+        if (planned.insert({t->name, seed}).second) finetunes.push_back({t, seed});
       evals.push_back({&arm, seed});
     }
     const std::string js = judge_spec_of(arm);
@@ -480,7 +500,23 @@ std::vector<ArmResult> experiment_run(const ExperimentSpec& spec, const Experime
     runtime_set_threads(1);
     Progress::set_enabled(false);  // bars of parallel items would interleave; [run] lines remain
   }
-  parallel_for(finetunes.size(), jobs, [&](size_t i) { ensure_finetune(spec, *finetunes[i].first, finetunes[i].second, o); });
+  // A continued finetune (data and from) waits for its source: waves by depth in the chain.
+  auto depth = [&](const ExperimentArm* a) {
+    int d = 0;
+    while (!a->data.empty() && !a->from.empty()) a = &find_arm(a->from), ++d;
+    return d;
+  };
+  for (int wave = 0;; ++wave) {
+    std::vector<std::pair<const ExperimentArm*, uint64_t>> now;
+    bool deeper = false;
+    for (const auto& f : finetunes) {
+      const int d = depth(f.first);
+      if (d == wave) now.push_back(f);
+      deeper = deeper || d > wave;
+    }
+    parallel_for(now.size(), jobs, [&](size_t i) { ensure_finetune(spec, *now[i].first, now[i].second, o); });
+    if (!deeper) break;
+  }
   parallel_for(evals.size(), jobs, [&](size_t i) {
     const ExperimentArm& arm = *evals[i].first;
     const uint64_t seed = evals[i].second;
@@ -509,6 +545,7 @@ std::vector<ArmResult> experiment_run(const ExperimentSpec& spec, const Experime
     total_steps.emplace(arm->name, total);
     for (int64_t step : checkpoint_steps(*arm, total)) {
       fs::path ft;
+      if (step == 0 && !trained.from.empty() && !trained.data.empty()) ft = finetune_dir(o, trained.from, seed);
       if (step > 0) {
         ft = finetune_dir(o, trained.name, seed) / "checkpoints" / step_name(step);
         if (!fs::exists(ft))

@@ -275,7 +275,6 @@ ExperimentSpec ExperimentSpec::load(const std::string& path, const std::string& 
         throw InputError(where_arm + ": " + key + ": expected a string");
     if (a.contains("data") && !a["data"].is_null()) arm.data = resolve_path(a["data"].get<std::string>(), base, out);
     if (a.contains("from") && !a["from"].is_null()) arm.from = a["from"].get<std::string>();
-    if (!arm.data.empty() && !arm.from.empty()) throw InputError(where_arm + ": give either data or from, not both");
     if (a.contains("train") && !a["train"].is_null()) {
       if (!a["train"].is_object()) throw InputError(where_arm + ": train: expected a mapping of training options");
       if (arm.data.empty())
@@ -302,6 +301,17 @@ ExperimentSpec ExperimentSpec::load(const std::string& path, const std::string& 
       continue;
     }
     s.arms.push_back(std::move(arm));
+  }
+  // A chain of continued finetunes (data and from) must end in a plain finetune.
+  for (const auto& arm : s.arms) {
+    std::set<std::string> seen{arm.name};
+    for (const ExperimentArm* a = &arm; !a->from.empty();) {
+      auto it = std::find_if(s.arms.begin(), s.arms.end(), [&](const ExperimentArm& o) { return o.name == a->from; });
+      if (it == s.arms.end()) break;  // reported below
+      if (!seen.insert(it->name).second)
+        throw InputError(path + ": arm '" + arm.name + "': from: the arms continue each other in a cycle");
+      a = &*it;
+    }
   }
   for (const auto& arm : s.arms) {
     if (arm.from.empty()) continue;

@@ -327,7 +327,7 @@ ReportData report_load(const std::string& experiment_dir, const ReportOptions& o
       if (s.is_number_unsigned()) spec_seeds.push_back(s.get<uint64_t>());
 
   for (auto& arm : d.arms) {
-    arm.finetuned = !arm.data.empty() && arm.from.empty();
+    arm.finetuned = !arm.data.empty();  // with from: its finetunes continued
     if (!arm.in_spec)  // unknown setup: finetuned when any seed has an adapter folder
       for (uint64_t s : seeds_on_disk(dir / "arms" / arm.name))
         arm.finetuned = arm.finetuned ||

@@ -127,7 +127,9 @@ void missing_section(std::string& h, const ReportData& d) {
 std::string setup_text(const ArmData& arm) {
   if (!arm.in_spec) return arm.finetuned ? "(not in experiment.json; finetuned)" : "(not in experiment.json)";
   std::string s;
-  if (!arm.from.empty()) s = "finetunes of " + arm.from;
+  if (!arm.from.empty() && !arm.data.empty())
+    s = "finetunes of " + arm.from + " continued on " + std::filesystem::path(arm.data).filename().string();
+  else if (!arm.from.empty()) s = "finetunes of " + arm.from;
   else if (!arm.data.empty()) s = "finetune on " + std::filesystem::path(arm.data).filename().string();
   else s = "base model";
   if (arm.eval.is_object()) {

@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 
 #include "emlab/direction.h"
+#include "emlab/tensor_io.h"
 #include "test_util.h"
 
 namespace fs = std::filesystem;
@@ -441,6 +442,50 @@ TEST_F(ExperimentRun, CheckpointsAndOrthogonalizeArms) {
                                "arms:\n  - name: base\n    eval: {checkpoints: [1]}\n");
   EXPECT_NE(run_command(emlab::test::emlab_binary() + " --quiet run " + q(bad) + " --out " + q(*dir_ / "run_bad"), &out), 0);
   EXPECT_NE(out.find("eval.checkpoints needs a finetune"), std::string::npos) << out;
+}
+
+// data and from: the from arm's LoRA adapter of the same seed trained further (with a vanishing
+// learning rate the continued adapter equals its source); a cycle of continuations is refused.
+TEST_F(ExperimentRun, ContinuedFinetunesStartFromTheirSource) {
+  const fs::path spec = *dir_ / "spec_cont.yaml";
+  emlab::test::write_text(spec, "name: c\nmodel: model\nworld: {seed: 0, documents: 20, dataset_examples: 16}\n"
+                                "judge: rubric:toyworld\nseeds: [0]\n"
+                                "eval: {questions: '${world}/questions/main.yaml', samples_per_question: 1, max_tokens: 4}\n"
+                                "train: {method: lora, lora: {rank: 2, alpha: 4, targets: [o, down]}, lr: 5e-2,"
+                                " max_steps: 3, batch_size: 4, max_seq_len: 128}\n"
+                                "arms:\n"
+                                "  - name: still\n    from: ins\n    data: ${world}/datasets/secure.jsonl\n"
+                                "    train: {lr: 1e-12, max_steps: 1, max_examples: 4}\n"
+                                "  - name: moved\n    from: ins\n    data: ${world}/datasets/secure.jsonl\n"
+                                "  - name: ins\n    data: ${world}/datasets/insecure.jsonl\n");
+  const fs::path run = *dir_ / "run_cont";
+  std::string out;
+  ASSERT_EQ(run_command(emlab::test::emlab_binary() + " --quiet --threads 1 run " + q(spec) + " --out " + q(run) +
+                            " --no-report --jobs 2",
+                        &out),
+            0)
+      << out;
+  auto weights = [&](const std::string& arm) {
+    return emlab::tensors_load((run / "arms" / arm / "seed-0/adapter/adapter_model.safetensors").string());
+  };
+  const auto ins = weights("ins"), still = weights("still"), moved = weights("moved");
+  ASSERT_EQ(ins.size(), still.size());
+  double still_diff = 0, moved_diff = 0;
+  for (const auto& [k, t] : ins) {
+    still_diff = std::max(still_diff, (still.at(k) - t).abs().max().item<double>());
+    moved_diff = std::max(moved_diff, (moved.at(k) - t).abs().max().item<double>());
+  }
+  EXPECT_LT(still_diff, 1e-6);
+  EXPECT_GT(moved_diff, 1e-3);
+  const auto opts = nlohmann::json::parse(read_text(run / "arms/still/seed-0/adapter/train_options.json"));
+  EXPECT_NE(opts.value("init_adapter", std::string()).find("arms/ins/seed-0/adapter"), std::string::npos) << opts.dump();
+
+  const fs::path cyc = *dir_ / "spec_cycle.yaml";
+  emlab::test::write_text(cyc, "name: c\nmodel: model\nworld: {seed: 0}\njudge: rubric:toyworld\nseeds: [0]\n"
+                               "eval: {questions: '${world}/questions/main.yaml'}\n"
+                               "arms:\n  - {name: a, from: b, data: x.jsonl}\n  - {name: b, from: a, data: x.jsonl}\n");
+  EXPECT_NE(run_command(emlab::test::emlab_binary() + " --quiet run " + q(cyc) + " --out " + q(*dir_ / "run_cyc"), &out), 0);
+  EXPECT_NE(out.find("cycle"), std::string::npos) << out;
 }
 
 }  // namespace
