@@ -1,5 +1,5 @@
 // Padded micro-batches of tokenised examples (SftDataset rows) on a device: what training and
-// activation collection over a dataset feed the model.
+// activation collection over a dataset feed the model, and the losses computed on them.
 #pragma once
 
 #include <torch/torch.h>
@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "emlab/model.h"
 #include "emlab/sft_data.h"
 
 namespace emlab {
@@ -26,5 +27,11 @@ struct Batch {
 Batch collate(const SftDataset& data, const std::vector<int64_t>& rows, const torch::Device& device);
 // Target tokens of the given rows (mask[1:]), without building tensors.
 int64_t count_targets(const SftDataset& data, const std::vector<int64_t>& rows);
+
+// Sum over the batch's target tokens of -log p(token) (float32 scalar; with grad when enabled).
+torch::Tensor sft_loss_sum(const CausalLM& model, const Batch& batch, const ForwardArgs& args);
+// Sum over target positions of KL(p_ref || p) over the vocabulary; p_ref from `ref_args`
+// (e.g. adapters/vector off) under no_grad, p from `args` (with grad when enabled).
+torch::Tensor kl_sum(const CausalLM& model, const Batch& batch, const ForwardArgs& args, const ForwardArgs& ref_args);
 
 }  // namespace emlab

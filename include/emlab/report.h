@@ -40,6 +40,14 @@ std::string report_html(const std::string& experiment_dir, const ReportOptions& 
 void report_write(const std::string& experiment_dir, const std::string& out_html = "",
                   const ReportOptions& options = {});
 
+// A line chart of named curves (one colour each, legend at the top right) with axis labels.
+struct ReportCurve {
+  std::string name;              // legend entry
+  std::vector<double> x, y;      // points (same length; non-finite y are skipped)
+};
+std::string report_line_chart_svg(const std::vector<ReportCurve>& curves, const std::string& title,
+                                  const std::string& x_label, const std::string& y_label);
+
 // A labelled square heatmap of values in [-1, 1] (cosine similarities), values printed in the cells.
 std::string report_heatmap_svg(const std::vector<std::string>& labels, const std::vector<std::vector<double>>& values,
                                const std::string& title);

@@ -39,4 +39,40 @@ Batch collate(const SftDataset& data, const std::vector<int64_t>& rows, const to
   return b;
 }
 
+namespace {
+
+// Logits at the positions that predict a target: (N, V) float32, and the targets (N).
+std::pair<torch::Tensor, torch::Tensor> target_logits(const torch::Tensor& logits, const Batch& b) {
+  const int64_t T = b.ids.size(1), V = logits.size(-1);
+  torch::Tensor w = b.mask.narrow(1, 1, T - 1).reshape({-1});                 // (B*(T-1))
+  torch::Tensor lg = logits.narrow(1, 0, T - 1).reshape({-1, V});             // (B*(T-1), V)
+  torch::Tensor tgt = b.ids.narrow(1, 1, T - 1).reshape({-1});                // (B*(T-1))
+  if (b.targets < w.numel()) {  // keep the target positions only: (N, V), (N)
+    torch::Tensor idx = w.nonzero().squeeze(1);
+    lg = lg.index_select(0, idx);
+    tgt = tgt.index_select(0, idx);
+  }
+  // Losses in float32 at least (bf16 logits would round the log-softmax); float64 stays (tests).
+  return {lg.scalar_type() == torch::kFloat64 ? lg : lg.to(torch::kFloat32), tgt};
+}
+
+}  // namespace
+
+torch::Tensor sft_loss_sum(const CausalLM& model, const Batch& b, const ForwardArgs& args) {
+  torch::Tensor logits = model.forward(b.ids, args);  // (B, T, V)
+  auto [lg, tgt] = target_logits(logits, b);
+  return torch::nn::functional::cross_entropy(
+      lg, tgt, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum));
+}
+
+torch::Tensor kl_sum(const CausalLM& model, const Batch& b, const ForwardArgs& args, const ForwardArgs& ref_args) {
+  torch::Tensor ref_lp;
+  {
+    torch::NoGradGuard no_grad;
+    ref_lp = torch::log_softmax(target_logits(model.forward(b.ids, ref_args), b).first, -1);  // (N, V)
+  }
+  torch::Tensor lp = torch::log_softmax(target_logits(model.forward(b.ids, args), b).first, -1);
+  return (ref_lp.exp() * (ref_lp - lp)).sum();
+}
+
 }  // namespace emlab

@@ -274,6 +274,24 @@ std::string scatter_chart(const std::vector<ScatterPoint>& points, const Scatter
 
 namespace emlab {
 
+std::string report_line_chart_svg(const std::vector<ReportCurve>& curves, const std::string& title,
+                                  const std::string& x_label, const std::string& y_label) {
+  using namespace report_detail;
+  std::vector<LineSeries> series;
+  LineChartOptions lo;
+  lo.label = title;
+  lo.x_label = x_label;
+  lo.y_label = y_label;
+  for (size_t i = 0; i < curves.size(); ++i) {
+    LineSeries l{{}, {}, palette(i), 2.0, 1.0};
+    for (size_t k = 0; k < curves[i].x.size() && k < curves[i].y.size(); ++k)
+      if (std::isfinite(curves[i].y[k])) l.x.push_back(curves[i].x[k]), l.y.push_back(curves[i].y[k]);
+    series.push_back(std::move(l));
+    lo.legend.push_back({curves[i].name, palette(i)});
+  }
+  return line_chart(series, lo);
+}
+
 std::string report_heatmap_svg(const std::vector<std::string>& labels, const std::vector<std::vector<double>>& values,
                                const std::string& title) {
   using namespace report_detail;

@@ -45,12 +45,6 @@ class AdamW {
   std::map<std::string, torch::Tensor> exp_avg_, exp_avg_sq_;
 };
 
-// Sum over target tokens of -log p(token) (float32 scalar).
-torch::Tensor sft_loss_sum(const CausalLM& model, const Batch& batch, const ForwardArgs& args);
-// Sum over target positions of KL(p_ref || p) over the vocabulary; p_ref from `ref_args`
-// (adapters/vector off) under no_grad, p from `args` with grad.
-torch::Tensor kl_sum(const CausalLM& model, const Batch& batch, const ForwardArgs& args, const ForwardArgs& ref_args);
-
 // The trainable state of one method: LoRA adapters, all model weights, or a steering vector.
 class Trainable {
  public:

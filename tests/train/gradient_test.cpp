@@ -62,7 +62,7 @@ TEST(Gradients, LoraMatchesFiniteDifferences) {
   }
   model->set_lora(set);
   Batch b = make_batch();
-  auto loss = [&] { return train_detail::sft_loss_sum(*model, b, ForwardArgs{}); };
+  auto loss = [&] { return sft_loss_sum(*model, b, ForwardArgs{}); };
   for (const char* module : {"model.layers.0.self_attn.q_proj", "model.layers.1.self_attn.v_proj",
                              "model.layers.1.mlp.down_proj"}) {
     check_gradient(loss, set->modules.at(module).A, 6, std::string(module) + ".lora_A");
@@ -80,7 +80,7 @@ TEST(Gradients, SteeringVectorMatchesFiniteDifferences) {
     ForwardArgs args;
     args.hooks = &hooks;
     Batch b = make_batch();
-    check_gradient([&] { return train_detail::sft_loss_sum(*model, b, args); }, v, 8, "steering vector");
+    check_gradient([&] { return sft_loss_sum(*model, b, args); }, v, 8, "steering vector");
   }
 }
 
@@ -99,13 +99,13 @@ TEST(Gradients, KlIsZeroWithoutChangeAndItsGradientMatches) {
   ForwardArgs off;
   off.adapters = false;
   // B = 0 at initialisation: the adapted model is the reference, KL exactly 0.
-  EXPECT_EQ(train_detail::kl_sum(*model, b, ForwardArgs{}, off).item<double>(), 0.0);
+  EXPECT_EQ(kl_sum(*model, b, ForwardArgs{}, off).item<double>(), 0.0);
   torch::manual_seed(8);
   {
     torch::NoGradGuard g;
     for (auto& [name, m] : set->modules) m.B.copy_(torch::randn(m.B.sizes(), torch::kFloat64) * 0.1);
   }
-  auto kl = [&] { return train_detail::kl_sum(*model, b, ForwardArgs{}, off); };
+  auto kl = [&] { return kl_sum(*model, b, ForwardArgs{}, off); };
   EXPECT_GT(kl().item<double>(), 0.0);
   check_gradient(kl, set->modules.at("model.layers.0.self_attn.o_proj").B, 6, "KL wrt o_proj.lora_B");
   check_gradient(kl, set->modules.at("model.layers.1.mlp.up_proj").A, 6, "KL wrt up_proj.lora_A");
@@ -131,7 +131,7 @@ TEST(Gradients, SftLossIsTheMaskedCrossEntropy) {
   auto ids = b.ids;
   for (auto [r, t] : std::vector<std::pair<int, int>>{{0, 3}, {0, 4}, {0, 5}, {0, 6}, {1, 1}, {1, 3}})
     want -= lp[r][t - 1][ids[r][t].item<int64_t>()].item<double>();
-  EXPECT_NEAR(train_detail::sft_loss_sum(*model, b, ForwardArgs{}).item<double>(), want, 1e-9);
+  EXPECT_NEAR(sft_loss_sum(*model, b, ForwardArgs{}).item<double>(), want, 1e-9);
 }
 
 }  // namespace
