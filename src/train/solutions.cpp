@@ -93,8 +93,12 @@ void for_batches(const SftDataset& data, int64_t batch_size, const torch::Device
 Solution solution_load(const std::string& dir, const CausalLM& model) {
   Solution s;
   s.dir = dir;
-  s.name = fs::path(dir).filename().string();
-  if (s.name.empty()) s.name = fs::path(dir).parent_path().filename().string();
+  fs::path p = fs::path(dir).lexically_normal();
+  if (p.filename().empty()) p = p.parent_path();
+  s.name = p.filename().string();
+  // emlab run's layout, arms/<arm>/seed-<s>/adapter: name it <arm>/seed-<s>.
+  if (s.name == "adapter" && p.parent_path().filename().string().rfind("seed-", 0) == 0)
+    s.name = p.parent_path().parent_path().filename().string() + "/" + p.parent_path().filename().string();
   if (steering_exists(dir)) {
     s.steer = steering_load(dir, model.config().hidden_size);
     s.steer.vector = s.steer.vector.to(torch::kFloat32);

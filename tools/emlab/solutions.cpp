@@ -22,6 +22,8 @@ struct Options {
   std::string data, text, direction, out;
   std::vector<std::string> solutions;
   int64_t max_examples = 200, max_text = 200;
+  double holdout = 0;           // use this held-out split of --data (as train --holdout made it)
+  uint64_t split_seed = 0;      // ... with this training seed
   emlab::SolutionsCompareOptions compare;
 };
 
@@ -46,6 +48,9 @@ EMLAB_COMMAND("solutions compare",
   emlab::cli::add_model_flags(app, o->model);
   app.add_option("solutions", o->solutions, "solution folders as emlab train writes them (one kind)")->required();
   app.add_option("--data", o->data, "the narrow dataset (chat JSONL; give held-out rows)")->required();
+  app.add_option("--holdout", o->holdout,
+                 "use the held-out split of --data that `train --holdout F --seed S` made (give --split-seed S)");
+  app.add_option("--split-seed", o->split_seed, "the training seed of that split")->capture_default_str();
   app.add_option("--text", o->text, "generic text for the influence (JSONL {\"text\"} or chat rows)");
   app.add_option("--direction", o->direction, "direction file: the solutions' shift of the residual stream against it");
   app.add_option("--direction-layer", o->compare.direction_layer, "its layer (default: best_layer, else the middle)");
@@ -63,7 +68,14 @@ EMLAB_COMMAND("solutions compare",
     emlab::CausalLM& model = chat->model();
     std::vector<emlab::Solution> solutions;
     for (const auto& dir : o->solutions) solutions.push_back(emlab::solution_load(dir, model));
-    const emlab::SftDataset narrow = load_rows(o->data, *chat, o->max_examples);
+    emlab::SftDataset narrow = load_rows(o->data, *chat, o->holdout > 0 ? 0 : o->max_examples);
+    if (o->holdout > 0) {
+      emlab::SftDataset heldout;
+      emlab::sft_split(&narrow, &heldout, o->holdout, o->split_seed);
+      narrow = std::move(heldout);
+      if (o->max_examples > 0 && static_cast<int64_t>(narrow.examples.size()) > o->max_examples)
+        narrow.examples.resize(static_cast<size_t>(o->max_examples));
+    }
     const emlab::SftDataset text = o->text.empty() ? emlab::SftDataset{} : load_rows(o->text, *chat, o->max_text);
     std::optional<emlab::Direction> direction;
     if (!o->direction.empty()) direction = emlab::direction_load(o->direction);
