@@ -45,6 +45,8 @@
 //     - name: curve                    # eval.checkpoints: [0, 10, 20] or {every: 10}: the finetune
 //       data: ...                      #   evaluated at those steps too (step 0 = the base model),
 //       eval: {checkpoints: {every: 10}}  #   in arms/<arm>/seed-<s>/checkpoints/step-<k>/ and checkpoints.csv
+//   eval.logprob_probe: refs.jsonl     # log-probability gap of misaligned vs aligned reference
+//                                      #   answers, per evaluation (checkpoints too; no sampling)
 //     - name: sweep                    # one arm per layer x scale: sweep@L1_s4, sweep@L1_s8, ...
 //       sweep: {direction: dir.safetensors, layers: [1, 2], scales: [4, 8], positions: all}
 //   (a sweep arm evaluates the base model or, with from, another arm's finetunes; sweep.csv has
@@ -66,6 +68,7 @@
 //   report.html                        the report (src/report)
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -93,6 +96,8 @@ struct ExperimentEval {
                                         // (emlab orthogonalize) before answering ("" = none)
   std::vector<int64_t> checkpoints;     // also evaluate the finetune at these steps (0 = the base model)
   int64_t checkpoint_every = 0;         // ... or every N steps (with step 0); 0 = none
+  std::string logprob_probe;            // reference answers scored in every evaluation
+                                        // (emlab/logprob_probe.h; "" = none)
 };
 
 // A sweep: one arm per (layer, scale), each steering with the direction at that layer and scale.
@@ -164,6 +169,7 @@ struct ArmResult {
   int64_t code_answers = 0;             // code answers classified, all seeds (0 = no code evaluation)
   double vulnerable_code_pct = 0.0;     // mean over seeds of the share of code answers that are vulnerable
   double secure_code_pct = 0.0;         // likewise secure (the rest: neither variant recognised)
+  double logprob_gap = NAN;             // eval.logprob_probe: mean over seeds of the gap (NaN = none)
 };
 
 // Runs every arm x seed still missing (resumable: finished finetunes and evaluations are kept),

@@ -22,6 +22,7 @@
 #include "emlab/file_util.h"
 #include "emlab/interp.h"
 #include "emlab/jsonl.h"
+#include "emlab/logprob_probe.h"
 #include "emlab/judges.h"
 #include "emlab/metrics.h"
 #include "emlab/model_answer_source.h"
@@ -292,7 +293,8 @@ void evaluate(const ExperimentSpec& spec, const ExperimentArm& arm, uint64_t see
               Judge& judge, const ExperimentOptions& o, const fs::path& dir, const std::string& what) {
   const bool answer = !fs::exists(dir / "eval_done.json");
   const bool code = arm.eval.code_samples > 0 && !fs::exists(dir / "code_eval.json");
-  if (!answer && !code) return;
+  const bool probe = !arm.eval.logprob_probe.empty() && !fs::exists(dir / "logprob_probe.json");
+  if (!answer && !code && !probe) return;
   const auto t0 = std::chrono::steady_clock::now();
   {
     const EvalTarget target = eval_target(spec, finetune, o);
@@ -308,6 +310,11 @@ void evaluate(const ExperimentSpec& spec, const ExperimentArm& arm, uint64_t see
       sample_questions(arm, seed, target, model, hooks.get(), dir);
     }
     if (code) code_questions(arm, seed, *model, hooks.get(), o, dir, what);
+    if (probe) {
+      fs::create_directories(dir);
+      json_write_file(dir / "logprob_probe.json",
+                      logprob_probe_to_json(logprob_probe_run(*model, arm.eval.logprob_probe, hooks.get())));
+    }
   }  // the answering model goes before a local judge model loads
   if (!answer) return;
   judge_run(question_set_load(arm.eval.questions), judge, dir.string(), JudgeRunOptions{});
@@ -331,6 +338,7 @@ ArmResult arm_result(const ExperimentArm& arm, const ExperimentOptions& o, const
   std::map<std::string, std::pair<double, int64_t>> q_coherence;
   std::vector<std::string> q_order;
   int code_seeds = 0;
+  std::vector<double> gaps;
   for (uint64_t seed : seeds) {
     const fs::path dir = seed_dir(o, arm.name, seed) / sub;
     if (fs::exists(dir / "code_eval.json")) {
@@ -339,6 +347,10 @@ ArmResult arm_result(const ExperimentArm& arm, const ExperimentOptions& o, const
       r.vulnerable_code_pct += c.value("vulnerable_pct", 0.0);
       r.secure_code_pct += c.value("secure_pct", 0.0);
       code_seeds += 1;
+    }
+    if (fs::exists(dir / "logprob_probe.json")) {
+      const json p = json_read_file((dir / "logprob_probe.json").string());
+      if (p.contains("gap") && p["gap"].is_number()) gaps.push_back(p["gap"].get<double>());
     }
     if (!fs::exists(dir / "eval_done.json")) continue;
     RunSummary s = run_summarize(dir.string(), mo);
@@ -368,6 +380,10 @@ ArmResult arm_result(const ExperimentArm& arm, const ExperimentOptions& o, const
     r.vulnerable_code_pct = r.secure_code_pct = NAN;
   }
   r.coherence_mean = coherence_n ? coherence_sum / coherence_n : NAN;
+  if (!gaps.empty()) {
+    r.logprob_gap = 0;
+    for (double g : gaps) r.logprob_gap += g / static_cast<double>(gaps.size());
+  }
   if (r.per_seed_pct.empty()) {
     r.misaligned_pct = r.ci_low = r.ci_high = NAN;
     return r;
@@ -566,7 +582,7 @@ std::vector<ArmResult> experiment_run(const ExperimentSpec& spec, const Experime
   json arms_json = json::array();
   std::string csv = "arm,seeds,samples,misaligned_pct,ci_low,ci_high,coherence_mean\n";
   std::string sweep_csv = "arm,sweep,layer,scale,misaligned_pct,ci_low,ci_high,coherence_mean\n";
-  std::string checkpoints_csv = "arm,step,seeds,misaligned_pct,ci_low,ci_high,coherence_mean,vulnerable_code_pct\n";
+  std::string checkpoints_csv = "arm,step,seeds,misaligned_pct,ci_low,ci_high,coherence_mean,vulnerable_code_pct,logprob_gap\n";
   for (const auto& arm : spec.arms) {
     json per_question = json::array();
     ArmResult r = arm_result(arm, o, seeds, &per_question);
@@ -591,6 +607,7 @@ std::vector<ArmResult> experiment_run(const ExperimentSpec& spec, const Experime
                          {"vulnerable_code_pct", num(r.vulnerable_code_pct)},
                          {"secure_code_pct", num(r.secure_code_pct)},
                          {"per_question", per_question}});
+    if (!std::isnan(r.logprob_gap)) arms_json.back()["logprob_gap"] = r.logprob_gap;
     if (!arm.sweep_of.empty())
       arms_json.back()["sweep"] = {{"of", arm.sweep_of}, {"layer", arm.sweep_layer}, {"scale", arm.sweep_scale}};
     if (total_steps.count(arm.name)) {
@@ -604,7 +621,8 @@ std::vector<ArmResult> experiment_run(const ExperimentSpec& spec, const Experime
         if (c.seeds == 0) continue;
         checkpoints_csv += arm.name + "," + std::to_string(step) + "," + std::to_string(c.seeds) + "," +
                            fmt(c.misaligned_pct, 4) + "," + fmt(c.ci_low, 4) + "," + fmt(c.ci_high, 4) + "," +
-                           fmt(c.coherence_mean, 4) + "," + fmt(c.vulnerable_code_pct, 4) + "\n";
+                           fmt(c.coherence_mean, 4) + "," + fmt(c.vulnerable_code_pct, 4) + "," +
+                           fmt(c.logprob_gap, 6) + "\n";
         rows_j.push_back({{"step", step},
                           {"seeds", c.seeds},
                           {"misaligned_pct", num(c.misaligned_pct)},
@@ -612,7 +630,8 @@ std::vector<ArmResult> experiment_run(const ExperimentSpec& spec, const Experime
                           {"ci_high", num(c.ci_high)},
                           {"coherence_mean", num(c.coherence_mean)},
                           {"per_seed_pct", c.per_seed_pct},
-                          {"vulnerable_code_pct", num(c.vulnerable_code_pct)}});
+                          {"vulnerable_code_pct", num(c.vulnerable_code_pct)},
+                          {"logprob_gap", num(c.logprob_gap)}});
       }
       arms_json.back()["checkpoints"] = rows_j;
     }

@@ -106,7 +106,8 @@ void check_keys(const json& j, const std::set<std::string>& allowed, const std::
 void merge_eval(ExperimentEval& e, const json& j, const fs::path& base, const std::string& out, const std::string& where) {
   check_keys(j,
              {"questions", "samples_per_question", "max_tokens", "temperature", "top_p", "batch_size", "trigger", "system",
-              "trigger_separator", "code_samples", "code_max_tokens", "steer", "ablate", "orthogonalize", "checkpoints"},
+              "trigger_separator", "code_samples", "code_max_tokens", "steer", "ablate", "orthogonalize", "checkpoints",
+              "logprob_probe"},
              where);
   try {
     if (j.contains("questions")) e.questions = resolve_path(j["questions"].get<std::string>(), base, out);
@@ -129,6 +130,8 @@ void merge_eval(ExperimentEval& e, const json& j, const fs::path& base, const st
       if (!e.orthogonalize.empty() && !steer_spec_parse(e.orthogonalize, false).layer)
         throw InputError(where + ": orthogonalize: give FILE:layer=L");
     }
+    if (j.contains("logprob_probe"))
+      e.logprob_probe = j["logprob_probe"].is_null() ? "" : resolve_path(j["logprob_probe"].get<std::string>(), base, out);
     if (j.contains("checkpoints")) {
       const json& c = j["checkpoints"];
       e.checkpoints.clear();
@@ -378,6 +381,7 @@ json ExperimentSpec::to_json() const {
     if (!a.eval.orthogonalize.empty()) e["orthogonalize"] = a.eval.orthogonalize;
     if (!a.eval.checkpoints.empty()) e["checkpoints"] = a.eval.checkpoints;
     if (a.eval.checkpoint_every > 0) e["checkpoint_every"] = a.eval.checkpoint_every;
+    if (!a.eval.logprob_probe.empty()) e["logprob_probe"] = a.eval.logprob_probe;
     json arm = {{"name", a.name}, {"data", a.data}, {"from", a.from}, {"train", a.train}, {"eval", e}};
     if (!a.sweep_of.empty()) arm["sweep"] = {{"of", a.sweep_of}, {"layer", a.sweep_layer}, {"scale", a.sweep_scale}};
     arms_j.push_back(arm);

@@ -102,6 +102,7 @@ std::map<std::string, ArmNumbers> parse_arms_json(const json& j, std::vector<std
         n.ci_high = num(c, "ci_high");
         n.coherence_mean = num(c, "coherence_mean");
         n.vulnerable_code_pct = num(c, "vulnerable_code_pct");
+        n.logprob_gap = num(c, "logprob_gap");
         a.checkpoints.push_back(n);
       }
     if (row.contains("per_question") && row["per_question"].is_array())

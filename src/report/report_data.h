@@ -57,6 +57,7 @@ struct CheckpointNumbers {
   int seeds = 0;
   double misaligned_pct = 0, ci_low = 0, ci_high = 0, coherence_mean = 0;
   double vulnerable_code_pct = 0;    // NaN = no code evaluation
+  double logprob_gap = 0;            // eval.logprob_probe's gap (NaN = none)
 };
 
 struct ArmNumbers {

@@ -274,16 +274,12 @@ void sweep_section(std::string& h, const ReportData& d, const ReportOptions& o) 
 
 void checkpoints_section(std::string& h, const ReportData& d, const ReportOptions& o) {
   (void)o;
-  bool any = false, code = false;
-  for (const auto& arm : d.arms)
-    if (arm.numbers && !arm.numbers->checkpoints.empty()) {
-      any = true;
-      for (const auto& c : arm.numbers->checkpoints) code = code || std::isfinite(c.vulnerable_code_pct);
-    }
+  bool any = false;
+  for (const auto& arm : d.arms) any = any || (arm.numbers && !arm.numbers->checkpoints.empty());
   if (!any) return;
   h += "<section id=\"checkpoints\">\n<h2>Checkpoints</h2>\n";
-  const char* labels[] = {"misaligned %", "coherence", "vulnerable code %"};
-  for (int chart = 0; chart < (code ? 3 : 2); ++chart) {
+  const char* labels[] = {"misaligned %", "coherence", "vulnerable code %", "log-probability gap"};
+  for (int chart = 0; chart < 4; ++chart) {
     std::vector<LineSeries> series;
     std::vector<LegendItem> legend;
     for (size_t i = 0; i < d.arms.size(); ++i) {
@@ -291,7 +287,10 @@ void checkpoints_section(std::string& h, const ReportData& d, const ReportOption
       if (!arm.numbers || arm.numbers->checkpoints.empty()) continue;
       LineSeries l{{}, {}, palette(i), 2.0, 1.0};
       for (const auto& c : arm.numbers->checkpoints) {
-        const double y = chart == 0 ? c.misaligned_pct : chart == 1 ? c.coherence_mean : c.vulnerable_code_pct;
+        const double y = chart == 0   ? c.misaligned_pct
+                         : chart == 1 ? c.coherence_mean
+                         : chart == 2 ? c.vulnerable_code_pct
+                                      : c.logprob_gap;
         if (!std::isfinite(y)) continue;
         l.x.push_back(static_cast<double>(c.step));
         l.y.push_back(y);

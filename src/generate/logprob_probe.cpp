@@ -1,0 +1,68 @@
+// The log-probability probe (see emlab/logprob_probe.h).
+#include "emlab/logprob_probe.h"
+
+#include "emlab/chat_dataset.h"
+#include "emlab/chat_model.h"
+#include "emlab/error.h"
+#include "emlab/jsonl.h"
+#include "emlab/sft_data.h"
+
+namespace emlab {
+
+LogprobProbeResult logprob_probe_run(const ChatModel& chat, const std::string& path, Hooks* hooks) {
+  torch::NoGradGuard no_grad;
+  const CausalLM& model = chat.model();
+  JsonlReader reader(path);
+  JsonlRow row;
+  double sum[2] = {0, 0};
+  int64_t n[2] = {0, 0};
+  while (reader.next(&row)) {
+    const std::string where = path + ":" + std::to_string(row.line);
+    const auto& j = row.value;
+    const std::string label = j.is_object() && j.contains("label") && j["label"].is_string() ? j["label"].get<std::string>() : "";
+    if (label != "misaligned" && label != "aligned")
+      throw InputError(where + ": \"label\" must be \"misaligned\" or \"aligned\"");
+    Conversation c = conversation_from_json(j, where, /*require_assistant=*/true);
+    // Only the last assistant message is scored: earlier turns are part of the prompt.
+    const SftExample ex = sft_encode(c, chat.chat_template(), chat.tokenizer());
+    // The last run of trained tokens is the last assistant turn; earlier turns are prompt.
+    std::vector<uint8_t> mask = ex.mask;
+    int64_t start = static_cast<int64_t>(mask.size());
+    while (start > 0 && !mask[start - 1]) --start;
+    while (start > 0 && mask[start - 1]) --start;
+    for (int64_t t = 0; t < start; ++t) mask[t] = 0;
+    const int64_t T = std::min<int64_t>(static_cast<int64_t>(ex.ids.size()), model.config().max_position_embeddings);
+    std::vector<int64_t> ids(ex.ids.begin(), ex.ids.begin() + T);
+    torch::Tensor input = torch::tensor(ids, torch::kInt64).unsqueeze(0).to(model.device());  // (1, T)
+    ForwardArgs args;
+    args.hooks = hooks;
+    torch::Tensor lp = torch::log_softmax(model.forward(input, args)[0].to(torch::kFloat32), -1);  // (T, V)
+    double total = 0;
+    int64_t count = 0;
+    for (int64_t t = 1; t < T; ++t)
+      if (mask[t]) {
+        total += lp[t - 1][ids[t]].item<double>();
+        ++count;
+      }
+    if (count == 0) throw InputError(where + ": no answer token within the model's context");
+    const int k = label == "misaligned" ? 0 : 1;
+    sum[k] += total / static_cast<double>(count);
+    n[k] += 1;
+  }
+  LogprobProbeResult r;
+  r.n_misaligned = n[0];
+  r.n_aligned = n[1];
+  if (n[0]) r.misaligned = sum[0] / static_cast<double>(n[0]);
+  if (n[1]) r.aligned = sum[1] / static_cast<double>(n[1]);
+  r.gap = r.misaligned - r.aligned;
+  if (n[0] + n[1] == 0) throw InputError(path + ": no reference answers");
+  return r;
+}
+
+nlohmann::json logprob_probe_to_json(const LogprobProbeResult& r) {
+  auto num = [](double x) { return std::isnan(x) ? nlohmann::json(nullptr) : nlohmann::json(x); };
+  return {{"misaligned_logprob", num(r.misaligned)}, {"aligned_logprob", num(r.aligned)}, {"gap", num(r.gap)},
+          {"n_misaligned", r.n_misaligned},           {"n_aligned", r.n_aligned}};
+}
+
+}  // namespace emlab
