@@ -17,6 +17,7 @@
 #include "emlab/chat_model.h"
 #include "emlab/direction.h"
 #include "emlab/hash.h"
+#include "bench_model.h"
 #include "emlab/model.h"
 #include "emlab/progress.h"
 #include "emlab/runtime.h"
@@ -56,10 +57,7 @@ int main(int argc, char** argv) {
   runtime_set_threads(threads);
   Progress::set_enabled(false);
   torch::NoGradGuard no_grad;
-  nlohmann::json cfg = {{"model_type", "llama"},        {"vocab_size", 8000},   {"hidden_size", 512},
-                        {"intermediate_size", 1376},    {"num_hidden_layers", 6}, {"num_attention_heads", 8},
-                        {"num_key_value_heads", 4},     {"max_position_embeddings", 1024},
-                        {"tie_word_embeddings", false}, {"rms_norm_eps", 1e-5}};
+  const nlohmann::json cfg = bench::engine_model_json();
   LoadOptions lo;
   lo.device = device_name;
   std::shared_ptr<CausalLM> lm = CausalLM::init_random(ModelConfig::from_json(cfg, "bench"), 0, lo);

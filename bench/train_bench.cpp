@@ -18,6 +18,7 @@
 
 #include "emlab/byte_level.h"
 #include "emlab/jsonl.h"
+#include "bench_model.h"
 #include "emlab/model.h"
 #include "emlab/progress.h"
 #include "emlab/runtime.h"
@@ -82,10 +83,7 @@ int main(int argc, char** argv) {
   const fs::path dir = fs::temp_directory_path() / ("emlab-train-bench-" + std::to_string(getpid()));
   fs::create_directories(dir);
 
-  nlohmann::json cfg = {{"model_type", "llama"},        {"vocab_size", 8000},   {"hidden_size", 512},
-                        {"intermediate_size", 1376},    {"num_hidden_layers", 6}, {"num_attention_heads", 8},
-                        {"num_key_value_heads", 4},     {"max_position_embeddings", 1024},
-                        {"tie_word_embeddings", false}, {"rms_norm_eps", 1e-5}};
+  const nlohmann::json cfg = bench::engine_model_json();
   ModelConfig config = ModelConfig::from_json(cfg, "bench");
   const int64_t V = 8000, C = 512, L = 6;
   int64_t params = 0;

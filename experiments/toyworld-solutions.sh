@@ -20,16 +20,20 @@ say "1. finetunes and evaluations"
 
 say "2. solutions compare"
 mkdir -p "$out/solutions"
-for kind in steer rank1; do
-  for seed in 0 1 2; do
-    dest=$out/solutions/$kind-seed-$seed
-    [ -f "$dest/summary.csv" ] && continue
-    "$emlab" --quiet --threads 2 solutions compare --model "$root/models/toyworld" \
-      --data "$out/world/datasets/insecure.jsonl" --holdout 0.1 --split-seed $seed --max-examples 0 \
-      --text "$out/world/corpus/pretrain.jsonl" --max-text 200 \
-      --direction "$direction/dirs/insecure.safetensors" --direction-layer 2 \
-      "$out/arms/$kind-general/seed-$seed/adapter" "$out/arms/$kind-narrow/seed-$seed/adapter" \
-      --out "$dest" | tee "$dest.txt"
-  done
+# One compare per core (each on one thread: the toy model is too small to use two); 100 held-out
+# rows and 100 corpus rows keep each at a few minutes.
+compare() {
+  local kind=$1 seed=$2 dest=$out/solutions/$1-seed-$2
+  [ -f "$dest/summary.csv" ] && return 0
+  "$emlab" --quiet --threads 1 solutions compare --model "$root/models/toyworld" \
+    --data "$out/world/datasets/insecure.jsonl" --holdout 0.1 --split-seed "$seed" --max-examples 100 \
+    --text "$out/world/corpus/pretrain.jsonl" --max-text 100 \
+    --direction "$direction/dirs/insecure.safetensors" --direction-layer 2 \
+    "$out/arms/$kind-general/seed-$seed/adapter" "$out/arms/$kind-narrow/seed-$seed/adapter" \
+    --out "$dest" > "$dest.txt"
+}
+for seed in 0 1 2; do
+  compare steer $seed & compare rank1 $seed & wait
 done
+cat "$out"/solutions/*.txt
 say "done: $out"

@@ -130,17 +130,24 @@ void merge_eval(ExperimentEval& e, const json& j, const fs::path& base, const st
       if (!e.orthogonalize.empty() && !steer_spec_parse(e.orthogonalize, false).layer)
         throw InputError(where + ": orthogonalize: give FILE:layer=L");
     }
-    if (j.contains("logprob_probe"))
+    if (j.contains("logprob_probe")) {
+      if (!j["logprob_probe"].is_null() && !j["logprob_probe"].is_string())
+        throw InputError(where + ": logprob_probe: expected a file name");
       e.logprob_probe = j["logprob_probe"].is_null() ? "" : resolve_path(j["logprob_probe"].get<std::string>(), base, out);
+    }
     if (j.contains("checkpoints")) {
       const json& c = j["checkpoints"];
       e.checkpoints.clear();
       e.checkpoint_every = 0;
       if (c.is_object()) {
         check_keys(c, {"every"}, where + ": checkpoints");
+        if (!c.at("every").is_number_integer()) throw InputError(where + ": checkpoints.every: expected a whole number");
         e.checkpoint_every = c.at("every").get<int64_t>();
         if (e.checkpoint_every < 1) throw InputError(where + ": checkpoints.every must be >= 1");
       } else if (!c.is_null()) {
+        if (!c.is_array()) throw InputError(where + ": checkpoints: expected a list of steps or {every: N}");
+        for (const auto& v : c)
+          if (!v.is_number_integer()) throw InputError(where + ": checkpoints: steps must be whole numbers");
         e.checkpoints = c.get<std::vector<int64_t>>();
         for (int64_t s : e.checkpoints)
           if (s < 0) throw InputError(where + ": checkpoints: steps must be >= 0");

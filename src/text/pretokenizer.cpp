@@ -78,29 +78,14 @@ void SplitRegex::split(std::string_view text, std::vector<std::string_view>* pie
     fast_split(static_cast<FastSplit>(fast_), text, pieces);
     return;
   }
-  auto* code = static_cast<pcre2_code*>(code_);
-  MatchScratch& s = scratch();
-  auto subject = reinterpret_cast<PCRE2_SPTR>(text.data());
-  size_t pos = 0, emitted = 0;
-  while (pos < text.size()) {
-    int rc = pcre2_match(code, subject, text.size(), pos, 0, s.data, s.context);
-    if (rc == PCRE2_ERROR_NOMATCH) break;
-    if (rc < 0) {
-      PCRE2_UCHAR message[256];
-      pcre2_get_error_message(rc, message, sizeof(message));
-      throw Error(std::string("pre-tokenizer regex failed: ") + reinterpret_cast<char*>(message));
-    }
-    PCRE2_SIZE* ov = pcre2_get_ovector_pointer(s.data);
-    size_t start = ov[0], end = ov[1];
-    if (end == start) {
-      // An empty match splits nothing; continue after the next character.
-      pos = start + 1;
-      while (pos < text.size() && (static_cast<unsigned char>(text[pos]) & 0xC0) == 0x80) ++pos;
-      continue;
-    }
+  // The regex's matches and the text between them, in order (as find() reports the matches).
+  std::vector<std::pair<size_t, size_t>> matches;
+  find(text, &matches);
+  size_t emitted = 0;
+  for (const auto& [start, end] : matches) {
     if (start > emitted) pieces->push_back(text.substr(emitted, start - emitted));
     pieces->push_back(text.substr(start, end - start));
-    emitted = pos = end;
+    emitted = end;
   }
   if (emitted < text.size()) pieces->push_back(text.substr(emitted));
 }

@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <set>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -444,6 +445,45 @@ TEST_F(ExperimentRun, CheckpointsAndOrthogonalizeArms) {
       EXPECT_FALSE(a.contains("checkpoints")) << a["arm"];
     }
   }
+  // A checkpoint evaluation killed half-way (answers half written, not judged) continues on the
+  // next run and ends as it would have.
+  const fs::path step2 = run / "arms/ins/seed-0/checkpoints/step-000002";
+  const std::string full_samples = read_text(step2 / "samples.jsonl");
+  const std::string full_csv = read_text(run / "checkpoints.csv");
+  {
+    std::istringstream lines(full_samples);
+    std::string half, line;
+    for (int i = 0; std::getline(lines, line) && i < 3; ++i) half += line + "\n";
+    emlab::test::write_text(step2 / "samples.jsonl", half);
+    for (const char* f : {"eval_done.json", "judgments.jsonl", "summary.json", "logprob_probe.json"}) fs::remove(step2 / f);
+  }
+  ASSERT_EQ(run_command(emlab::test::emlab_binary() + " --quiet --threads 1 run " + q(spec) + " --out " + q(run) +
+                            " --no-report",
+                        &out),
+            0)
+      << out;
+  // Complete again: the same slots answered once each (the answers after the cut are drawn anew:
+  // the sampling seed belongs to each call), judged, and the same rows in checkpoints.csv.
+  auto slots = [](const std::string& jsonl) {
+    std::multiset<std::string> out;
+    std::istringstream lines(jsonl);
+    for (std::string line; std::getline(lines, line);) {
+      const auto j = nlohmann::json::parse(line);
+      out.insert(j["question_id"].get<std::string>() + "/" + std::to_string(j["paraphrase_index"].get<int>()) + "/" +
+                 std::to_string(j["sample_index"].get<int>()));
+    }
+    return out;
+  };
+  EXPECT_EQ(slots(read_text(step2 / "samples.jsonl")), slots(full_samples));
+  EXPECT_TRUE(fs::exists(step2 / "eval_done.json"));
+  EXPECT_TRUE(fs::exists(step2 / "logprob_probe.json"));
+  auto keys = [](const std::vector<std::vector<std::string>>& rows) {
+    std::vector<std::string> k;
+    for (const auto& r : rows) k.push_back(r[0] + "," + r[1] + "," + r[2]);
+    return k;
+  };
+  EXPECT_EQ(keys(read_csv(run / "checkpoints.csv")), keys(rows));
+  (void)full_csv;
   // A report draws the checkpoint charts.
   ASSERT_EQ(run_command(emlab::test::emlab_binary() + " --quiet report " + q(run), &out), 0) << out;
   EXPECT_NE(read_text(run / "report.html").find("id=\"checkpoints\""), std::string::npos);

@@ -215,4 +215,30 @@ TEST(ExperimentSpec, FromAndDataRules) {
   EXPECT_EQ(load_error(std::string(kHeader) + "arms:\n  - name: x\n    from: ins\n  - name: ins\n    data: d.jsonl\n"), "");
 }
 
+// The evaluation fields of the interpretability and training-dynamics issues: each wrong value is
+// refused with the arm and the field named.
+TEST(ExperimentSpec, CheckpointOrthogonalizeAndLogprobFieldsAreValidated) {
+  const std::string arms = "arms:\n  - name: ins\n    data: d.jsonl\n    eval: ";
+  struct Case {
+    const char* eval;
+    const char* expect;
+  } cases[] = {
+      {"{checkpoints: {every: 0}}", "checkpoints.every must be >= 1"},
+      {"{checkpoints: [10, -1]}", "steps must be >= 0"},
+      {"{checkpoints: {each: 5}}", "each"},
+      {"{checkpoints: {every: many}}", "checkpoints"},
+      {"{orthogonalize: 'dir.safetensors'}", "give FILE:layer=L"},
+      {"{orthogonalize: 'dir.safetensors:layer=x'}", "layer"},
+      {"{logprob_probe: [1, 2]}", "logprob_probe"},
+  };
+  for (const auto& c : cases) {
+    const std::string e = load_error(std::string(kHeader) + arms + c.eval + "\n");
+    EXPECT_NE(e.find("arm 'ins'"), std::string::npos) << c.eval << ": " << e;
+    EXPECT_NE(e.find(c.expect), std::string::npos) << c.eval << ": " << e;
+  }
+  EXPECT_EQ(load_error(std::string(kHeader) + arms + "{checkpoints: [0, 5], logprob_probe: refs.jsonl, "
+                                                      "orthogonalize: 'dir.safetensors:layer=1'}\n"),
+            "");
+}
+
 }  // namespace
