@@ -51,6 +51,13 @@
 //       sweep: {direction: dir.safetensors, layers: [1, 2], scales: [4, 8], positions: all}
 //   (a sweep arm evaluates the base model or, with from, another arm's finetunes; sweep.csv has
 //    misaligned % and coherence per layer and scale)
+//   solutions:                         # emlab solutions compare of arms' finetunes, per seed
+//     - name: steer
+//       arms: [steer-general, steer-narrow]
+//       data: ${world}/datasets/insecure.jsonl
+//       holdout: 0.1                   # the finetunes' holdout_fraction: their held-out rows
+//       text: ${world}/corpus/pretrain.jsonl   # influence (optional)
+//       direction: dir.safetensors:layer=2     # shift along it (optional)
 // A train section may not set model, data, out, seed, device, dtype or resume (the experiment
 // does); training options are checked when the spec is loaded.
 //
@@ -119,6 +126,20 @@ struct ExperimentArm {
   double sweep_scale = 0.0;
 };
 
+// A `solutions` step: `emlab solutions compare` of some arms' finetunes (one kind: steering
+// vectors or LoRA adapters), per seed, after the evaluations; results in
+// OUT/solutions/<name>/seed-<s>/ (summary, efficiency, stability, influence .csv) and the report.
+struct ExperimentSolutions {
+  std::string name;                     // a folder name
+  std::vector<std::string> arms;        // the arms compared (two or more, each with data)
+  std::string data;                     // the narrow dataset
+  double holdout = 0.0;                 // its held-out split as the finetunes made it (their seed)
+  std::string text;                     // generic text for the influence ("" = none)
+  std::string direction;                // FILE[:layer=L] for the shift ("" = none)
+  int64_t max_examples = 100;           // narrow rows used
+  int64_t max_text = 100;               // text rows used
+};
+
 struct ExperimentSpec {
   std::string source;                   // YAML path
   std::string name;                     // experiment name
@@ -132,6 +153,7 @@ struct ExperimentSpec {
   std::vector<uint64_t> seeds;          // finetuning and sampling seeds
   nlohmann::json train;                 // default TrainOptions fields
   std::vector<ExperimentArm> arms;      // in file order
+  std::vector<ExperimentSolutions> solutions;  // solutions-compare steps (none by default)
 
   // Parses the YAML; `out` resolves ${out}/${world}. Errors name the file, arm and field.
   static ExperimentSpec load(const std::string& path, const std::string& out);

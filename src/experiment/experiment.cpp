@@ -9,6 +9,7 @@
 #include <iostream>
 #include <functional>
 #include <map>
+#include <optional>
 #include <numeric>
 #include <mutex>
 #include <set>
@@ -32,6 +33,7 @@
 #include "emlab/adapter.h"
 #include "emlab/runtime.h"
 #include "emlab/sft_data.h"
+#include "emlab/solutions.h"
 #include "emlab/train.h"
 #include "emlab/world.h"
 #include "emlab/world_code_eval.h"
@@ -576,6 +578,54 @@ std::vector<ArmResult> experiment_run(const ExperimentSpec& spec, const Experime
     evaluate(spec, *c.arm, c.seed, c.finetune, *judge_of_arm.at(c.arm->name), o,
              seed_dir(o, c.arm->name, c.seed) / "checkpoints" / step_name(c.step),
              c.arm->name + " seed " + std::to_string(c.seed) + " at step " + std::to_string(c.step));
+  });
+
+  // Phase 4, the solutions steps: per (step, seed), the arms' finetunes compared on the base model.
+  std::vector<std::pair<const ExperimentSolutions*, uint64_t>> comparisons;
+  for (const auto& c : spec.solutions) {
+    bool all = true;
+    for (const auto& a : c.arms) all = all && selected(find_arm(a));
+    if (all)
+      for (uint64_t seed : seeds) comparisons.push_back({&c, seed});
+  }
+  parallel_for(comparisons.size(), jobs, [&](size_t i) {
+    const ExperimentSolutions& c = *comparisons[i].first;
+    const uint64_t seed = comparisons[i].second;
+    const fs::path dir = fs::path(o.out) / "solutions" / c.name / ("seed-" + std::to_string(seed));
+    if (fs::exists(dir / "summary.csv")) return;
+    log_line("solutions " + c.name + " seed " + std::to_string(seed));
+    const EvalTarget target = eval_target(spec, fs::path(), o);
+    auto chat = ChatModel::load(target.model, target.options);
+    std::vector<Solution> sols;
+    for (const auto& a : c.arms) sols.push_back(solution_load(finetune_dir(o, a, seed).string(), chat->model()));
+    SftDataOptions so;
+    so.max_seq_len = chat->model().config().max_position_embeddings;
+    SftDataset narrow = sft_dataset_load(c.data, chat->chat_template(), chat->tokenizer(), so);
+    if (c.holdout > 0) {
+      SftDataset held;
+      sft_split(&narrow, &held, c.holdout, seed);
+      narrow = std::move(held);
+    }
+    if (c.max_examples > 0 && static_cast<int64_t>(narrow.examples.size()) > c.max_examples)
+      narrow.examples.resize(static_cast<size_t>(c.max_examples));
+    SftDataset text;
+    if (!c.text.empty()) {
+      so.max_examples = c.max_text;
+      text = sft_dataset_load(c.text, chat->chat_template(), chat->tokenizer(), so);
+    }
+    std::optional<Direction> direction;
+    SolutionsCompareOptions co;
+    if (!c.direction.empty()) {
+      const SteerSpec ds = steer_spec_parse(c.direction, false);
+      direction = direction_load(ds.file);
+      if (ds.layer) co.direction_layer = *ds.layer;
+    }
+    const auto results = solutions_compare(chat->model(), sols, narrow, text, direction ? &*direction : nullptr, co);
+    fs::create_directories(dir);
+    for (const char* which : {"efficiency", "stability", "influence"})
+      if (std::string(which) != "influence" || !text.examples.empty())
+        file_write_atomic(dir / (std::string(which) + ".csv"), solutions_curves_csv(results, which));
+    file_write_atomic(dir / "summary.csv", solutions_summary_csv(results));  // last: marks the step done
   });
 
   std::vector<ArmResult> rows;

@@ -231,7 +231,8 @@ ExperimentSpec ExperimentSpec::load(const std::string& path, const std::string& 
   }
   json j = yaml_to_json(root);
   if (!j.is_object()) throw InputError(path + ": expected a mapping with name, model, arms, ...");
-  check_keys(j, {"name", "description", "model", "world", "judge", "dtype", "seeds", "eval", "train", "arms"}, path);
+  check_keys(j, {"name", "description", "model", "world", "judge", "dtype", "seeds", "eval", "train", "arms", "solutions"},
+             path);
   const fs::path base = fs::absolute(path).parent_path();
   ExperimentSpec s;
   s.source = path;
@@ -330,6 +331,40 @@ ExperimentSpec ExperimentSpec::load(const std::string& path, const std::string& 
     if (it->data.empty())
       throw InputError(path + ": arm '" + arm.name + "': from: '" + arm.from + "' has no data (no finetune to reuse)");
   }
+  if (j.contains("solutions") && !j["solutions"].is_null()) {
+    if (!j["solutions"].is_array()) throw InputError(path + ": solutions: expected a list");
+    std::set<std::string> names;
+    for (size_t i = 0; i < j["solutions"].size(); ++i) {
+      const json& x = j["solutions"][i];
+      const std::string where = path + ": solutions[" + std::to_string(i) + "]";
+      if (!x.is_object()) throw InputError(where + ": expected a mapping with name, arms, data");
+      check_keys(x, {"name", "arms", "data", "holdout", "text", "direction", "max_examples", "max_text"}, where);
+      ExperimentSolutions c;
+      try {
+        c.name = x.at("name").get<std::string>();
+        c.arms = x.at("arms").get<std::vector<std::string>>();
+        c.data = resolve_path(x.at("data").get<std::string>(), base, out);
+        c.holdout = x.value("holdout", 0.0);
+        if (x.contains("text")) c.text = resolve_path(x["text"].get<std::string>(), base, out);
+        if (x.contains("direction")) c.direction = resolve_spec_path(x["direction"].get<std::string>(), base, out, false, where);
+        c.max_examples = x.value("max_examples", c.max_examples);
+        c.max_text = x.value("max_text", c.max_text);
+      } catch (const json::exception& e) {
+        throw InputError(where + ": needs name, arms and data (" + e.what() + ")");
+      }
+      if (c.name.empty() || c.name.find('/') != std::string::npos || c.name[0] == '.' || !names.insert(c.name).second)
+        throw InputError(where + ": name '" + c.name + "' must be a plain folder name, used once");
+      if (c.arms.size() < 2) throw InputError(where + ": arms: compare two or more");
+      for (const auto& a : c.arms) {
+        auto it = std::find_if(s.arms.begin(), s.arms.end(), [&](const ExperimentArm& o) { return o.name == a; });
+        if (it == s.arms.end()) throw InputError(where + ": arms: '" + a + "' is not an arm");
+        if (it->data.empty()) throw InputError(where + ": arms: '" + a + "' has no finetune (no data)");
+      }
+      if (c.holdout < 0 || c.holdout >= 1) throw InputError(where + ": holdout must be in [0, 1)");
+      if (c.max_examples < 0 || c.max_text < 0) throw InputError(where + ": max_examples and max_text must be >= 0");
+      s.solutions.push_back(std::move(c));
+    }
+  }
   return s;
 }
 
@@ -406,6 +441,13 @@ json ExperimentSpec::to_json() const {
             {"arms", arms_j}};
   // Fields added later appear only when set, so that run folders made before still resume.
   if (dtype != "auto") j["dtype"] = dtype;
+  if (!solutions.empty()) {
+    json list = json::array();
+    for (const auto& c : solutions)
+      list.push_back({{"name", c.name}, {"arms", c.arms}, {"data", c.data}, {"holdout", c.holdout}, {"text", c.text},
+                      {"direction", c.direction}, {"max_examples", c.max_examples}, {"max_text", c.max_text}});
+    j["solutions"] = list;
+  }
   return j;
 }
 

@@ -277,6 +277,81 @@ ArmData unlisted_arm(const std::string& name) {
 
 }  // namespace
 
+// Rows of a small CSV written by emlab (no quoting): header names -> cells.
+std::vector<std::map<std::string, std::string>> read_csv_rows(const fs::path& path) {
+  std::vector<std::map<std::string, std::string>> rows;
+  std::ifstream in(path);
+  std::string line;
+  std::vector<std::string> header;
+  auto split = [](const std::string& l) {
+    std::vector<std::string> cells;
+    std::stringstream ss(l);
+    for (std::string c; std::getline(ss, c, ',');) cells.push_back(c);
+    return cells;
+  };
+  if (!std::getline(in, line)) return rows;
+  header = split(line);
+  while (std::getline(in, line)) {
+    const auto cells = split(line);
+    std::map<std::string, std::string> row;
+    for (size_t i = 0; i < header.size() && i < cells.size(); ++i) row[header[i]] = cells[i];
+    rows.push_back(std::move(row));
+  }
+  return rows;
+}
+
+double to_number(const std::string& s) {
+  try {
+    size_t used = 0;
+    const double v = std::stod(s, &used);
+    return used == s.size() ? v : kNaN;
+  } catch (...) {
+    return kNaN;
+  }
+}
+
+// OUT/solutions/<name>/seed-<s>/: summary.csv (done marker) and the curves.
+std::vector<SolutionsStep> load_solutions(const fs::path& dir) {
+  std::vector<SolutionsStep> steps;
+  if (!fs::is_directory(dir / "solutions")) return steps;
+  std::vector<fs::path> names;
+  for (const auto& e : fs::directory_iterator(dir / "solutions"))
+    if (e.is_directory()) names.push_back(e.path());
+  std::sort(names.begin(), names.end());
+  for (const auto& n : names) {
+    SolutionsStep st;
+    st.name = n.filename().string();
+    std::vector<fs::path> seeds;
+    for (const auto& e : fs::directory_iterator(n))
+      if (e.is_directory() && fs::exists(e.path() / "summary.csv")) seeds.push_back(e.path());
+    std::sort(seeds.begin(), seeds.end());
+    auto arm_of = [&](const std::string& solution) {
+      const std::string arm = solution.substr(0, solution.find('/'));
+      if (std::find(st.order.begin(), st.order.end(), arm) == st.order.end()) st.order.push_back(arm);
+      return arm;
+    };
+    for (const auto& sd : seeds) {
+      st.seeds += 1;
+      for (const auto& row : read_csv_rows(sd / "summary.csv")) {
+        const std::string arm = arm_of(row.count("solution") ? row.at("solution") : "");
+        for (const auto& [k, v] : row)
+          if (k != "solution" && k != "kind") st.summary[arm][k].push_back(to_number(v));
+      }
+      const std::pair<const char*, const char*> curves[] = {
+          {"efficiency", "loss"}, {"stability", "relative_loss_increase_mean"}, {"influence", "kl_per_token"}};
+      for (const auto& [which, ycol] : curves) {
+        const char* xcol = std::string(which) == "stability" ? "eps" : "scale";
+        for (const auto& row : read_csv_rows(sd / (std::string(which) + ".csv"))) {
+          if (!row.count("solution") || !row.count(xcol) || !row.count(ycol)) continue;
+          st.curves[which][arm_of(row.at("solution"))][to_number(row.at(xcol))].push_back(to_number(row.at(ycol)));
+        }
+      }
+    }
+    if (st.seeds > 0) steps.push_back(std::move(st));
+  }
+  return steps;
+}
+
 ReportData report_load(const std::string& experiment_dir, const ReportOptions& options) {
   const fs::path dir(experiment_dir);
   if (!fs::is_directory(dir)) throw InputError(experiment_dir + ": no such experiment folder");
@@ -392,6 +467,7 @@ ReportData report_load(const std::string& experiment_dir, const ReportOptions& o
   for (const auto& arm : d.arms)
     for (const auto& s : arm.seeds)
       for (const auto& a : s.answers) add_question(a.question_id, a.question);
+  d.solutions = load_solutions(dir);
   return d;
 }
 

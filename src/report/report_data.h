@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <limits>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -84,6 +85,17 @@ struct ArmData {
   std::vector<SeedData> seeds;     // seeds found or expected, ascending
 };
 
+// A solutions step of the run (OUT/solutions/<name>/seed-<s>/*.csv), per solution arm: the values of
+// every seed at each x of a curve, and of each summary field.
+struct SolutionsStep {
+  std::string name;
+  int seeds = 0;                                              // seed folders with a summary.csv
+  std::vector<std::string> order;                             // solution arms, first-seen order
+  // curve ("efficiency", "stability", "influence") -> arm -> x -> per-seed values
+  std::map<std::string, std::map<std::string, std::map<double, std::vector<double>>>> curves;
+  std::map<std::string, std::map<std::string, std::vector<double>>> summary;  // arm -> field -> values
+};
+
 struct ReportData {
   std::string dir;
   nlohmann::json spec;             // experiment.json (null when missing/unreadable)
@@ -94,6 +106,7 @@ struct ReportData {
   std::vector<std::string> question_ids;     // first-seen order over arms.json and answers
   std::vector<std::string> question_texts;   // a paraphrase per id ("" when unknown)
   std::vector<std::string> notes;  // missing or unreadable parts, in reading order
+  std::vector<SolutionsStep> solutions;  // solutions steps found under OUT/solutions
 };
 
 // Reads the folder. Throws InputError only when it is not an experiment folder at all.

@@ -298,6 +298,7 @@ std::string report_render(const ReportData& d, const ReportOptions& options, con
   training_section(h, d, options);
   sweep_section(h, d, options);
   checkpoints_section(h, d, options);
+  solutions_section(h, d, options);
   examples_section(h, d, options);
   if (!d.spec.is_null())
     h += "<details>\n<summary>experiment.json</summary>\n<pre>" + html_escape(d.spec.dump(2)) + "</pre>\n</details>\n";

@@ -1,6 +1,8 @@
 // Sections built from individual answers and training logs: scatter, loss curves, examples.
 #include "report/report_sections.h"
 
+#include <limits>
+
 #include <algorithm>
 #include <cmath>
 #include <map>
@@ -310,6 +312,66 @@ void checkpoints_section(std::string& h, const ReportData& d, const ReportOption
          " (eval.checkpoints; step 0 = the model before finetuning; mean over seeds).</figcaption>\n</figure>\n";
   }
   h += "<p class=\"small muted\">checkpoints.csv lists every point with its 95% interval over seeds.</p>\n";
+  h += "</section>\n";
+}
+
+void solutions_section(std::string& h, const ReportData& d, const ReportOptions& o) {
+  (void)o;
+  if (d.solutions.empty()) return;
+  h += "<section id=\"solutions\">\n<h2>Solutions compared</h2>\n";
+  auto mean = [](const std::vector<double>& v) {
+    double s = 0;
+    size_t n = 0;
+    for (double x : v)
+      if (std::isfinite(x)) s += x, ++n;
+    return n ? s / static_cast<double>(n) : std::numeric_limits<double>::quiet_NaN();
+  };
+  for (const auto& st : d.solutions) {
+    h += "<h3>" + html_escape(st.name) + " (" + std::to_string(st.seeds) + " seeds)</h3>\n";
+    h += "<table>\n<tr><th>Solution</th><th>Norm (was)</th><th>Loss</th><th>Model alone</th><th>Stability (eps ~0.1)"
+         "</th><th>Shift along the direction</th></tr>\n";
+    for (const auto& arm : st.order) {
+      auto f = [&](const char* k) {
+        auto a = st.summary.find(arm);
+        if (a == st.summary.end() || !a->second.count(k)) return std::string("-");
+        const double v = mean(a->second.at(k));
+        return std::isfinite(v) ? fixed(v, 4) : std::string("-");
+      };
+      h += "<tr><td>" + html_escape(arm) + "</td><td class=\"num\">" + f("original_norm") + "</td><td class=\"num\">" +
+           f("loss") + "</td><td class=\"num\">" + f("loss_base") + "</td><td class=\"num\">" + f("stability_mean") +
+           "</td><td class=\"num\">" + f("shift_projection") + "</td></tr>\n";
+    }
+    h += "</table>\n";
+    const char* titles[][3] = {{"efficiency", "Loss on the narrow data against the scale s", "loss"},
+                               {"stability", "Relative loss increase under perturbation (x: log10 eps)", "(L' - L) / (L_base - L)"},
+                               {"influence", "KL(model alone || with the solution) on generic text", "KL per token"}};
+    for (const auto& t : titles) {
+      auto it = st.curves.find(t[0]);
+      if (it == st.curves.end()) continue;
+      std::vector<LineSeries> series;
+      std::vector<LegendItem> legend;
+      for (size_t i = 0; i < st.order.size(); ++i) {
+        auto c = it->second.find(st.order[i]);
+        if (c == it->second.end()) continue;
+        LineSeries l{{}, {}, palette(i), 2.0, 1.0};
+        for (const auto& [x, ys] : c->second) {
+          const double y = mean(ys);
+          if (!std::isfinite(y) || !std::isfinite(x)) continue;
+          l.x.push_back(std::string(t[0]) == "stability" ? std::log10(x) : x);
+          l.y.push_back(y);
+        }
+        series.push_back(std::move(l));
+        legend.push_back({st.order[i], palette(i)});
+      }
+      LineChartOptions lo;
+      lo.label = t[1];
+      lo.x_label = std::string(t[0]) == "stability" ? "log10 eps" : "scale s";
+      lo.y_label = t[2];
+      lo.legend = legend;
+      h += "<figure>\n" + line_chart(series, lo) + "<figcaption>" + html_escape(t[1]) +
+           " (mean over seeds; emlab solutions compare).</figcaption>\n</figure>\n";
+    }
+  }
   h += "</section>\n";
 }
 

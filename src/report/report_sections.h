@@ -16,6 +16,7 @@ void training_section(std::string& html, const ReportData& data, const ReportOpt
 // Steering sweeps: misaligned % and coherence against the scale, a line per layer.
 void sweep_section(std::string& html, const ReportData& data, const ReportOptions& options);
 void checkpoints_section(std::string& html, const ReportData& data, const ReportOptions& options);
+void solutions_section(std::string& html, const ReportData& data, const ReportOptions& options);
 // Per arm, the most misaligned coherent answers and a few typical aligned ones.
 void examples_section(std::string& html, const ReportData& data, const ReportOptions& options);
 

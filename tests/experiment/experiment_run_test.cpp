@@ -541,4 +541,41 @@ TEST_F(ExperimentRun, ContinuedFinetunesStartFromTheirSource) {
   EXPECT_NE(out.find("cycle"), std::string::npos) << out;
 }
 
+// A solutions step: the two arms' steering vectors of each seed compared on their held-out rows,
+// the tables written per seed, the report's section drawn; done steps are not redone.
+TEST_F(ExperimentRun, SolutionsStepComparesTheArmsFinetunesPerSeed) {
+  const fs::path spec = *dir_ / "spec_sol.yaml";
+  emlab::test::write_text(spec, "name: s\nmodel: model\nworld: {seed: 0, documents: 20, dataset_examples: 24}\n"
+                                "judge: rubric:toyworld\nseeds: [0, 1]\n"
+                                "eval: {questions: '${world}/questions/main.yaml', samples_per_question: 1, max_tokens: 4}\n"
+                                "train: {method: steer, steer_layer: 0, lr: 1e-2, max_steps: 3, batch_size: 4,"
+                                " max_seq_len: 128, holdout_fraction: 0.25}\n"
+                                "arms:\n  - {name: a, data: '${world}/datasets/insecure.jsonl'}\n"
+                                "  - {name: b, data: '${world}/datasets/insecure.jsonl', train: {lr: 3e-2}}\n"
+                                "solutions:\n  - {name: ab, arms: [a, b], data: '${world}/datasets/insecure.jsonl',"
+                                " holdout: 0.25, text: '${world}/datasets/kl.jsonl', max_text: 4}\n");
+  const fs::path run = *dir_ / "run_sol";
+  std::string out;
+  ASSERT_EQ(run_command(emlab::test::emlab_binary() + " --quiet --threads 1 run " + q(spec) + " --out " + q(run), &out), 0)
+      << out;
+  for (int seed : {0, 1}) {
+    const fs::path d = run / "solutions/ab" / ("seed-" + std::to_string(seed));
+    auto rows = read_csv(d / "summary.csv");
+    ASSERT_EQ(rows.size(), 3u) << read_text(d / "summary.csv");
+    EXPECT_EQ(rows[1][0], "a/seed-" + std::to_string(seed));
+    EXPECT_EQ(rows[2][0], "b/seed-" + std::to_string(seed));
+    EXPECT_NEAR(std::stod(rows[1][3]) / std::stod(rows[2][3]), 1.0, 1e-5);  // one common norm
+    EXPECT_TRUE(fs::exists(d / "influence.csv"));
+  }
+  const std::string html = read_text(run / "report.html");
+  EXPECT_NE(html.find("id=\"solutions\""), std::string::npos);
+  const auto before = fs::last_write_time(run / "solutions/ab/seed-0/summary.csv");
+  ASSERT_EQ(run_command(emlab::test::emlab_binary() + " --quiet --threads 1 run " + q(spec) + " --out " + q(run) +
+                            " --no-report",
+                        &out),
+            0)
+      << out;
+  EXPECT_EQ(fs::last_write_time(run / "solutions/ab/seed-0/summary.csv"), before);
+}
+
 }  // namespace

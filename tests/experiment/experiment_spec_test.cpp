@@ -241,4 +241,26 @@ TEST(ExperimentSpec, CheckpointOrthogonalizeAndLogprobFieldsAreValidated) {
             "");
 }
 
+TEST(ExperimentSpec, SolutionsStepsAreValidated) {
+  const std::string arms = "arms:\n  - name: base\n  - {name: a, data: d.jsonl}\n  - {name: b, data: d.jsonl}\nsolutions:\n";
+  struct Case {
+    const char* step;
+    const char* expect;
+  } cases[] = {
+      {"  - {name: s, arms: [a], data: d.jsonl}\n", "two or more"},
+      {"  - {name: s, arms: [a, zz], data: d.jsonl}\n", "'zz' is not an arm"},
+      {"  - {name: s, arms: [a, base], data: d.jsonl}\n", "'base' has no finetune"},
+      {"  - {name: s, arms: [a, b]}\n", "needs name, arms and data"},
+      {"  - {name: s, arms: [a, b], data: d.jsonl, holdout: 1.5}\n", "holdout"},
+      {"  - {name: s, arms: [a, b], data: d.jsonl, bogus: 1}\n", "bogus"},
+      {"  - {name: s, arms: [a, b], data: d.jsonl}\n  - {name: s, arms: [a, b], data: d.jsonl}\n", "used once"},
+  };
+  for (const auto& c : cases) {
+    const std::string e = load_error(std::string(kHeader) + arms + c.step);
+    EXPECT_NE(e.find("solutions"), std::string::npos) << c.step << ": " << e;
+    EXPECT_NE(e.find(c.expect), std::string::npos) << c.step << ": " << e;
+  }
+  EXPECT_EQ(load_error(std::string(kHeader) + arms + "  - {name: s, arms: [a, b], data: d.jsonl, holdout: 0.1}\n"), "");
+}
+
 }  // namespace
