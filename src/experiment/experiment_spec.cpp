@@ -136,7 +136,9 @@ void merge_eval(ExperimentEval& e, const json& j, const fs::path& base, const st
       e.logprob_probe = j["logprob_probe"].is_null() ? "" : resolve_path(j["logprob_probe"].get<std::string>(), base, out);
     }
     if (j.contains("checkpoints")) {
-      const json& c = j["checkpoints"];
+      json c = j["checkpoints"];
+      // [every: N] (a list holding one mapping, as YAML makes of `- every: N`) = {every: N}
+      if (c.is_array() && c.size() == 1 && c[0].is_object()) c = c[0];
       e.checkpoints.clear();
       e.checkpoint_every = 0;
       if (c.is_object()) {

@@ -328,8 +328,8 @@ void solutions_section(std::string& h, const ReportData& d, const ReportOptions&
   };
   for (const auto& st : d.solutions) {
     h += "<h3>" + html_escape(st.name) + " (" + std::to_string(st.seeds) + " seeds)</h3>\n";
-    h += "<table>\n<tr><th>Solution</th><th>Norm (was)</th><th>Loss</th><th>Model alone</th><th>Stability (eps ~0.1)"
-         "</th><th>Shift along the direction</th></tr>\n";
+    h += "<table>\n<tr><th>Solution</th><th>Misaligned %</th><th>Norm (was)</th><th>Loss</th><th>Model alone</th>"
+         "<th>Stability (eps ~0.1)</th><th>Shift along the direction</th></tr>\n";
     for (const auto& arm : st.order) {
       auto f = [&](const char* k) {
         auto a = st.summary.find(arm);
@@ -337,7 +337,11 @@ void solutions_section(std::string& h, const ReportData& d, const ReportOptions&
         const double v = mean(a->second.at(k));
         return std::isfinite(v) ? fixed(v, 4) : std::string("-");
       };
-      h += "<tr><td>" + html_escape(arm) + "</td><td class=\"num\">" + f("original_norm") + "</td><td class=\"num\">" +
+      std::string mis = "-";
+      for (const auto& a : d.arms)
+        if (a.name == arm && a.numbers && std::isfinite(a.numbers->misaligned_pct)) mis = fixed(a.numbers->misaligned_pct, 1);
+      h += "<tr><td>" + html_escape(arm) + "</td><td class=\"num\">" + mis + "</td><td class=\"num\">" + f("original_norm") +
+           "</td><td class=\"num\">" +
            f("loss") + "</td><td class=\"num\">" + f("loss_base") + "</td><td class=\"num\">" + f("stability_mean") +
            "</td><td class=\"num\">" + f("shift_projection") + "</td></tr>\n";
     }

@@ -236,6 +236,7 @@ TEST(ExperimentSpec, CheckpointOrthogonalizeAndLogprobFieldsAreValidated) {
     EXPECT_NE(e.find("arm 'ins'"), std::string::npos) << c.eval << ": " << e;
     EXPECT_NE(e.find(c.expect), std::string::npos) << c.eval << ": " << e;
   }
+  EXPECT_EQ(load_error(std::string(kHeader) + arms + "{checkpoints: [{every: 5}]}\n"), "");  // YAML's `- every: 5`
   EXPECT_EQ(load_error(std::string(kHeader) + arms + "{checkpoints: [0, 5], logprob_probe: refs.jsonl, "
                                                       "orthogonalize: 'dir.safetensors:layer=1'}\n"),
             "");
