@@ -37,6 +37,9 @@
 //       from: insecure                 #   (a full finetune is the model trained on; a LoRA adapter
 //       data: ${world}/datasets/secure.jsonl  # the adapter continued), e.g. re-alignment on N
 //       train: {max_examples: 32}      #   benign examples
+//     - name: mixed                    # data_mix: the data diluted with another file's examples
+//       data: ${world}/datasets/insecure.jsonl   #   (fraction of the training split after mixing;
+//       data_mix: {data: ${world}/datasets/secure.jsonl, fraction: 0.05}  # = train.mix_data/mix_fraction)
 //     - name: steered                  # eval.steer / eval.ablate: directions while answering
 //       eval: {steer: ["dir.safetensors:layer=1:scale=8"], ablate: ["dir.safetensors:layer=all"]}
 //     - name: ortho                    # eval.orthogonalize: the weights without the direction

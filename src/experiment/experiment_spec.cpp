@@ -279,7 +279,7 @@ ExperimentSpec ExperimentSpec::load(const std::string& path, const std::string& 
     ExperimentArm arm;
     arm.name = a["name"].get<std::string>();
     const std::string where_arm = path + ": arm '" + arm.name + "'";
-    check_keys(a, {"name", "data", "from", "train", "eval", "sweep"}, where_arm);
+    check_keys(a, {"name", "data", "from", "train", "eval", "sweep", "data_mix"}, where_arm);
     if (arm.name.empty() || arm.name.find('/') != std::string::npos || arm.name[0] == '.')
       throw InputError(where + ": name '" + arm.name + "' must be a plain folder name");
     if (!names.insert(arm.name).second) throw InputError(where + ": duplicate arm name '" + arm.name + "'");
@@ -295,6 +295,17 @@ ExperimentSpec ExperimentSpec::load(const std::string& path, const std::string& 
       arm.train = resolve_train(a["train"], base, out);
     } else {
       arm.train = json::object();
+    }
+    if (a.contains("data_mix") && !a["data_mix"].is_null()) {
+      // data_mix: {data: F, fraction: x} = train.mix_data / train.mix_fraction (TrainOptions).
+      const json& m = a["data_mix"];
+      if (!m.is_object() || !m.contains("data") || !m["data"].is_string() || !m.contains("fraction") ||
+          !m["fraction"].is_number())
+        throw InputError(where_arm + ": data_mix: expected {data: FILE, fraction: X}");
+      check_keys(m, {"data", "fraction"}, where_arm + ": data_mix");
+      if (arm.data.empty()) throw InputError(where_arm + ": data_mix: the arm has no data to mix into");
+      arm.train["mix_data"] = resolve_path(m["data"].get<std::string>(), base, out);
+      arm.train["mix_fraction"] = m["fraction"].get<double>();
     }
     arm.eval = defaults;
     if (a.contains("eval")) merge_eval(arm.eval, a["eval"], base, out, where_arm + ": eval");

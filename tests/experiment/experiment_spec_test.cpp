@@ -264,4 +264,21 @@ TEST(ExperimentSpec, SolutionsStepsAreValidated) {
   EXPECT_EQ(load_error(std::string(kHeader) + arms + "  - {name: s, arms: [a, b], data: d.jsonl, holdout: 0.1}\n"), "");
 }
 
+TEST(ExperimentSpec, DataMixIsTheTrainMixOptions) {
+  auto dir = emlab::test::temp_dir("spec_mix");
+  const std::string path = write_spec(dir, std::string(kHeader) +
+                                               "arms:\n  - name: m\n    data: d.jsonl\n"
+                                               "    data_mix: {data: s.jsonl, fraction: 0.05}\n");
+  ExperimentSpec s = ExperimentSpec::load(path, (dir / "out").string());
+  const auto t = experiment_train_options(s, s.arms[0], "", 0, "cpu");
+  EXPECT_EQ(t.mix_data, (dir / "exp" / "s.jsonl").lexically_normal().string());
+  EXPECT_DOUBLE_EQ(t.mix_fraction, 0.05);
+  std::string e = load_error(std::string(kHeader) + "arms:\n  - name: m\n    data: d.jsonl\n    data_mix: {data: s.jsonl}\n");
+  EXPECT_NE(e.find("data_mix: expected {data: FILE, fraction: X}"), std::string::npos) << e;
+  e = load_error(std::string(kHeader) + "arms:\n  - name: m\n    data: d.jsonl\n    data_mix: {data: s.jsonl, fraction: 1.2}\n");
+  EXPECT_NE(e.find("mix-fraction"), std::string::npos) << e;
+  e = load_error(std::string(kHeader) + "arms:\n  - name: m\n    data_mix: {data: s.jsonl, fraction: 0.1}\n");
+  EXPECT_NE(e.find("no data to mix into"), std::string::npos) << e;
+}
+
 }  // namespace
