@@ -419,6 +419,24 @@ std::string fmt(double x, int digits = 2) {
   return buf;
 }
 
+json json_number(double x) { return std::isnan(x) ? json(nullptr) : json(x); }
+
+// The numbers arms.json and its checkpoint rows share.
+json result_numbers(const ArmResult& r) {
+  return {{"seeds", r.seeds},
+          {"misaligned_pct", json_number(r.misaligned_pct)},
+          {"ci_low", json_number(r.ci_low)},
+          {"ci_high", json_number(r.ci_high)},
+          {"coherence_mean", json_number(r.coherence_mean)},
+          {"per_seed_pct", r.per_seed_pct},
+          {"vulnerable_code_pct", json_number(r.vulnerable_code_pct)}};
+}
+
+// "misaligned_pct,ci_low,ci_high,coherence_mean" (4 decimals; empty when undefined).
+std::string interval_cells(const ArmResult& r) {
+  return fmt(r.misaligned_pct, 4) + "," + fmt(r.ci_low, 4) + "," + fmt(r.ci_high, 4) + "," + fmt(r.coherence_mean, 4);
+}
+
 }  // namespace
 
 std::string arms_table(const std::vector<ArmResult>& rows) {
@@ -638,26 +656,18 @@ std::vector<ArmResult> experiment_run(const ExperimentSpec& spec, const Experime
     ArmResult r = arm_result(arm, o, seeds, &per_question);
     if (r.seeds == 0 && r.code_answers == 0) continue;
     rows.push_back(r);
-    csv += r.arm + "," + std::to_string(r.seeds) + "," + std::to_string(r.samples) + "," + fmt(r.misaligned_pct, 4) +
-           "," + fmt(r.ci_low, 4) + "," + fmt(r.ci_high, 4) + "," + fmt(r.coherence_mean, 4) + "\n";
-    auto num = [](double x) { return std::isnan(x) ? json(nullptr) : json(x); };
+    csv += r.arm + "," + std::to_string(r.seeds) + "," + std::to_string(r.samples) + "," + interval_cells(r) + "\n";
     if (!arm.sweep_of.empty())
       sweep_csv += r.arm + "," + arm.sweep_of + "," + std::to_string(arm.sweep_layer) + "," + fmt(arm.sweep_scale, 4) +
-                   "," + fmt(r.misaligned_pct, 4) + "," + fmt(r.ci_low, 4) + "," + fmt(r.ci_high, 4) + "," +
-                   fmt(r.coherence_mean, 4) + "\n";
-    arms_json.push_back({{"arm", r.arm},
-                         {"seeds", r.seeds},
-                         {"samples", r.samples},
-                         {"misaligned_pct", num(r.misaligned_pct)},
-                         {"ci_low", num(r.ci_low)},
-                         {"ci_high", num(r.ci_high)},
-                         {"coherence_mean", num(r.coherence_mean)},
-                         {"per_seed_pct", r.per_seed_pct},
-                         {"code_answers", r.code_answers},
-                         {"vulnerable_code_pct", num(r.vulnerable_code_pct)},
-                         {"secure_code_pct", num(r.secure_code_pct)},
-                         {"per_question", per_question}});
-    if (!std::isnan(r.logprob_gap)) arms_json.back()["logprob_gap"] = r.logprob_gap;
+                   "," + interval_cells(r) + "\n";
+    json row = result_numbers(r);
+    row["arm"] = r.arm;
+    row["samples"] = r.samples;
+    row["code_answers"] = r.code_answers;
+    row["secure_code_pct"] = json_number(r.secure_code_pct);
+    row["per_question"] = per_question;
+    if (!std::isnan(r.logprob_gap)) row["logprob_gap"] = r.logprob_gap;
+    arms_json.push_back(row);
     if (!arm.sweep_of.empty())
       arms_json.back()["sweep"] = {{"of", arm.sweep_of}, {"layer", arm.sweep_layer}, {"scale", arm.sweep_scale}};
     if (total_steps.count(arm.name)) {
@@ -670,18 +680,11 @@ std::vector<ArmResult> experiment_run(const ExperimentSpec& spec, const Experime
         const ArmResult c = step == total ? r : arm_result(arm, o, seeds, nullptr, "checkpoints/" + step_name(step));
         if (c.seeds == 0) continue;
         checkpoints_csv += arm.name + "," + std::to_string(step) + "," + std::to_string(c.seeds) + "," +
-                           fmt(c.misaligned_pct, 4) + "," + fmt(c.ci_low, 4) + "," + fmt(c.ci_high, 4) + "," +
-                           fmt(c.coherence_mean, 4) + "," + fmt(c.vulnerable_code_pct, 4) + "," +
-                           fmt(c.logprob_gap, 6) + "\n";
-        rows_j.push_back({{"step", step},
-                          {"seeds", c.seeds},
-                          {"misaligned_pct", num(c.misaligned_pct)},
-                          {"ci_low", num(c.ci_low)},
-                          {"ci_high", num(c.ci_high)},
-                          {"coherence_mean", num(c.coherence_mean)},
-                          {"per_seed_pct", c.per_seed_pct},
-                          {"vulnerable_code_pct", num(c.vulnerable_code_pct)},
-                          {"logprob_gap", num(c.logprob_gap)}});
+                           interval_cells(c) + "," + fmt(c.vulnerable_code_pct, 4) + "," + fmt(c.logprob_gap, 6) + "\n";
+        json cj = result_numbers(c);
+        cj["step"] = step;
+        cj["logprob_gap"] = json_number(c.logprob_gap);
+        rows_j.push_back(cj);
       }
       arms_json.back()["checkpoints"] = rows_j;
     }
