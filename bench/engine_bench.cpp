@@ -1,6 +1,6 @@
 // Engine benchmark: prefill and decode tokens/s at batch 1 and 64 on a ~25M-parameter random
 // Llama-shaped model, and the achieved FLOP/s as a fraction of this machine's fp32 matmul rate
-// measured in the same process (the reference). Usage: engine_bench [--threads N] [--device D]
+// measured in the same process (the reference). Usage: engine_bench [--threads N] [--device D] [--dtype T]
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -43,16 +43,18 @@ double matmul_flops(const torch::Device& device, torch::ScalarType dtype) {
 
 int main(int argc, char** argv) {
   int threads = 0;
-  std::string device_name = "cpu";
+  std::string device_name = "cpu", dtype_name = "float32";
   for (int i = 1; i + 1 < argc; ++i) {
     if (!std::strcmp(argv[i], "--threads")) threads = std::atoi(argv[++i]);
     else if (!std::strcmp(argv[i], "--device")) device_name = argv[++i];
+    else if (!std::strcmp(argv[i], "--dtype")) dtype_name = argv[++i];
   }
   runtime_set_threads(threads);
   torch::NoGradGuard no_grad;
   const nlohmann::json cfg = bench::engine_model_json();
   LoadOptions lo;
   lo.device = device_name;
+  lo.dtype = dtype_name;
   auto model = CausalLM::init_random(ModelConfig::from_json(cfg, "bench"), 0, lo);
   const torch::Device device = model->device();
   const int64_t params = model->num_parameters();

@@ -26,6 +26,9 @@ struct LoraSet {
 
 // The LoRA-aware linear. weight: (out, in); bias: (out) or undefined; lora may be null or lack
 // `name`; x: (..., in) -> (..., out).
+// linear(x, weight, bias), as a matrix-vector product when x holds one row on the CPU in fp32/fp64
+// (decode at batch 1).
+torch::Tensor linear_one_row_aware(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias = {});
 torch::Tensor linear_lora(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias,
                           const std::string& name, const LoraSet* lora);
 

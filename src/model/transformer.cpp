@@ -264,7 +264,7 @@ torch::Tensor CausalLM::forward(const torch::Tensor& input_ids, const ForwardArg
   if (args.last_logits_only) h = h.narrow(1, T - 1, 1);  // (B, 1, C)
   h = rms_norm(h, "model.norm.weight");
   const torch::Tensor* head = config_.tie_word_embeddings ? nullptr : param_if("lm_head.weight");
-  torch::Tensor logits = F::linear(h, head ? *head : param("model.embed_tokens.weight"));  // (B, T, V)
+  torch::Tensor logits = linear_one_row_aware(h, head ? *head : param("model.embed_tokens.weight"));  // (B, T, V)
   if (config_.final_logit_softcapping) logits = softcap(logits, *config_.final_logit_softcapping);
   return logits;
 }

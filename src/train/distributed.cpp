@@ -23,11 +23,21 @@
 #include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
 #endif
 
+#include <torch/version.h>
+
 namespace emlab::train_detail {
+
+// libtorch 2.x made Gloo and NCCL "backends" of a ProcessGroup; 1.13's are ProcessGroups. Both
+// have the allreduce used here.
+#if TORCH_VERSION_MAJOR >= 2
+using GroupImpl = c10d::Backend;
+#else
+using GroupImpl = c10d::ProcessGroup;
+#endif
 
 struct Distributed::Impl {
   c10::intrusive_ptr<c10d::Store> store;
-  c10::intrusive_ptr<c10d::ProcessGroup> group;
+  c10::intrusive_ptr<GroupImpl> group;
 };
 
 int env_int(const char* name, int fallback) {
