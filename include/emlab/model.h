@@ -71,6 +71,7 @@ struct ForwardArgs {
   Hooks* hooks = nullptr;        // residual / MLP hook points (ResidualHooks, RowHooks)
   bool adapters = true;          // false: run without LoRA adapters (the KL reference)
   bool last_logits_only = false;  // compute lm_head on the last position only (generation)
+  bool hidden_only = false;       // return the final-normed hidden states (B, T, C), no lm_head
 };
 
 struct LoadOptions {
@@ -110,6 +111,8 @@ class CausalLM {
 
   // Adapters applied by every projection (null = none). Owned by the caller (trainer, loader).
   void set_lora(std::shared_ptr<LoraSet> lora) { lora_ = std::move(lora); }
+  // The output projection's weight (V, C): lm_head, or the embedding when tied.
+  const torch::Tensor& head_weight() const;
   std::shared_ptr<LoraSet> lora() const { return lora_; }
 
   // Gives a tied model its own lm_head.weight (a copy of embed_tokens) and clears

@@ -58,7 +58,78 @@ std::pair<torch::Tensor, torch::Tensor> target_logits(const torch::Tensor& logit
 
 }  // namespace
 
-torch::Tensor sft_loss_sum(const CausalLM& model, const Batch& b, const ForwardArgs& args) {
+namespace {
+
+// Sum over rows of -log softmax(h W^T)[target], computed chunk by chunk: forward keeps only the
+// sum; backward recomputes each chunk's logits for dh = (p - onehot) W and dW = (p - onehot)^T h.
+// float64 stays float64 (tests), anything else accumulates in float32 (as target_logits).
+torch::ScalarType accumulation_type(const torch::Tensor& h) {
+  return h.scalar_type() == torch::kFloat64 ? torch::kFloat64 : torch::kFloat32;
+}
+
+class ChunkedHeadCrossEntropy : public torch::autograd::Function<ChunkedHeadCrossEntropy> {
+ public:
+  // h (N, C), w (V, C), targets (N) int64 -> float32 scalar.
+  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& h, const torch::Tensor& w,
+                               const torch::Tensor& targets, int64_t chunk) {
+    ctx->save_for_backward({h, w, targets});
+    ctx->saved_data["chunk"] = chunk;
+    const auto acc = accumulation_type(h);
+    torch::Tensor total = torch::zeros({}, torch::TensorOptions().dtype(acc).device(h.device()));
+    const int64_t N = h.size(0);
+    for (int64_t s = 0; s < N; s += chunk) {
+      const int64_t n = std::min(chunk, N - s);
+      torch::Tensor lg = torch::matmul(h.narrow(0, s, n), w.t()).to(acc);  // (n, V)
+      total += torch::nn::functional::cross_entropy(
+          lg, targets.narrow(0, s, n), torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum));
+    }
+    return total;
+  }
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    const auto saved = ctx->get_saved_variables();
+    const torch::Tensor &h = saved[0], &w = saved[1], &targets = saved[2];
+    const int64_t chunk = ctx->saved_data["chunk"].toInt();
+    const auto acc = accumulation_type(h);
+    const torch::Tensor g = grads[0].to(acc);
+    const bool want_h = ctx->needs_input_grad(0), want_w = ctx->needs_input_grad(1);
+    torch::Tensor dh = want_h ? torch::empty_like(h) : torch::Tensor();
+    torch::Tensor dw = want_w ? torch::zeros(w.sizes(), w.options().dtype(acc)) : torch::Tensor();
+    const int64_t N = h.size(0);
+    for (int64_t s = 0; s < N; s += chunk) {
+      const int64_t n = std::min(chunk, N - s);
+      const torch::Tensor hc = h.narrow(0, s, n);
+      torch::Tensor p = torch::softmax(torch::matmul(hc, w.t()).to(acc), -1);  // (n, V)
+      p.scatter_add_(1, targets.narrow(0, s, n).unsqueeze(1), torch::full({n, 1}, -1.0f, p.options()));
+      p.mul_(g);
+      if (want_h) dh.narrow(0, s, n).copy_(torch::matmul(p.to(w.scalar_type()), w));
+      if (want_w) dw.add_(torch::matmul(p.t(), hc.to(acc)));
+    }
+    return {dh, want_w ? dw.to(w.scalar_type()) : torch::Tensor(), torch::Tensor(), torch::Tensor()};
+  }
+};
+
+constexpr int64_t kChunkRows = 1024;                 // target positions per head chunk
+constexpr double kChunkAboveBytes = 256.0 * (1 << 20);  // chunk when the float32 logits would be larger
+
+}  // namespace
+
+torch::Tensor sft_loss_sum(const CausalLM& model, const Batch& b, const ForwardArgs& args, int64_t chunk_rows) {
+  const int64_t V = model.config().vocab_size;
+  const bool big = 4.0 * static_cast<double>(b.targets) * static_cast<double>(V) > kChunkAboveBytes;
+  if (chunk_rows > 0 || (chunk_rows == 0 && big)) {
+    if (!model.config().final_logit_softcapping && !args.last_logits_only) {
+      ForwardArgs a = args;
+      a.hidden_only = true;
+      torch::Tensor h = model.forward(b.ids, a);  // (B, T, C)
+      const int64_t T = b.ids.size(1), C = h.size(2);
+      torch::Tensor idx = b.mask.narrow(1, 1, T - 1).reshape({-1}).nonzero().squeeze(1).to(h.device());
+      torch::Tensor hs = h.narrow(1, 0, T - 1).reshape({-1, C}).index_select(0, idx);           // (N, C)
+      torch::Tensor tgt = b.ids.narrow(1, 1, T - 1).reshape({-1}).index_select(0, idx.to(b.ids.device()));  // (N)
+      return ChunkedHeadCrossEntropy::apply(hs, model.head_weight(), tgt.to(h.device()),
+                                            chunk_rows > 0 ? chunk_rows : kChunkRows);
+    }
+  }
   torch::Tensor logits = model.forward(b.ids, args);  // (B, T, V)
   auto [lg, tgt] = target_logits(logits, b);
   return torch::nn::functional::cross_entropy(

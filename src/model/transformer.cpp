@@ -263,10 +263,15 @@ torch::Tensor CausalLM::forward(const torch::Tensor& input_ids, const ForwardArg
 
   if (args.last_logits_only) h = h.narrow(1, T - 1, 1);  // (B, 1, C)
   h = rms_norm(h, "model.norm.weight");
-  const torch::Tensor* head = config_.tie_word_embeddings ? nullptr : param_if("lm_head.weight");
-  torch::Tensor logits = linear_one_row_aware(h, head ? *head : param("model.embed_tokens.weight"));  // (B, T, V)
+  if (args.hidden_only) return h;  // (B, T, C)
+  torch::Tensor logits = linear_one_row_aware(h, head_weight());  // (B, T, V)
   if (config_.final_logit_softcapping) logits = softcap(logits, *config_.final_logit_softcapping);
   return logits;
+}
+
+const torch::Tensor& CausalLM::head_weight() const {
+  const torch::Tensor* head = config_.tie_word_embeddings ? nullptr : param_if("lm_head.weight");
+  return head ? *head : param("model.embed_tokens.weight");
 }
 
 void KVCache::select_rows(const torch::Tensor& rows) {
