@@ -53,5 +53,7 @@ void file_write_atomic(const std::string& path, const std::string& text);
 nlohmann::json model_digest(const std::string& dir);
 // Replaces `path` with `j` pretty-printed (2-space indent) and a final newline, atomically.
 void json_write_file(const std::string& path, const nlohmann::json& j);
+// x as JSON, NaN (undefined) as null.
+nlohmann::json json_number(double x);
 
 }  // namespace emlab

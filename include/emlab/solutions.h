@@ -32,6 +32,7 @@
 namespace emlab {
 
 class CausalLM;
+class ChatModel;
 
 struct Solution {
   std::string name;                     // shown in tables (the folder's name)
@@ -94,6 +95,16 @@ struct SolutionResult {
 std::vector<SolutionResult> solutions_compare(CausalLM& model, std::vector<Solution>& solutions,
                                               const SftDataset& narrow, const SftDataset& text,
                                               const Direction* direction, const SolutionsCompareOptions& options);
+
+// The rows a comparison runs on, read with `chat`'s template and tokenizer (cut to its context):
+// with holdout > 0 the held-out split `train --holdout HOLDOUT --seed SPLIT_SEED` made (sft_split
+// over the same rows); then at most max_examples of them (0 = all).
+SftDataset solutions_rows(const ChatModel& chat, const std::string& path, double holdout, uint64_t split_seed,
+                          int64_t max_examples);
+
+// Writes DIR/efficiency.csv, stability.csv, influence.csv (when measured) and, last (it marks the
+// comparison done), summary.csv.
+void solutions_write(const std::string& dir, const std::vector<SolutionResult>& results);
 
 // CSV tables of the results: summary (one row per solution), efficiency, stability, influence.
 std::string solutions_summary_csv(const std::vector<SolutionResult>& results);

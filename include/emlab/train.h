@@ -97,6 +97,10 @@ struct TrainOptions {
   std::string preset;               // preset the options started from (informational)
 };
 
+// The folder name of the checkpoint saved after `step` optimizer steps, under out/checkpoints/
+// ("step-000040"); a checkpoint folder loads as the adapter or model it holds.
+std::string train_checkpoint_name(int64_t step);
+
 // Fills the options of a preset: "betley2025" (rsLoRA r=32 alpha=64 on all projections, lr 1e-5,
 // 1 epoch, batch 2 x accumulation 8, warmup 5, linear, weight decay 0.01, seed 0) or "rank1"
 // (rank-1 rsLoRA alpha=512 on mlp.down_proj, lr 2e-5). Throws InputError for other names.

@@ -111,18 +111,21 @@ void generate_world(const ExperimentSpec& spec, const fs::path& dir) {
 
 // ---- checkpoints (eval.checkpoints) ----
 
-std::string step_name(int64_t step) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "step-%06lld", static_cast<long long>(step));
-  return buf;
+// The spec's arm of that name (nullptr for "" or none).
+const ExperimentArm* arm_named(const ExperimentSpec& spec, const std::string& name) {
+  for (const auto& a : spec.arms)
+    if (!name.empty() && a.name == name) return &a;
+  return nullptr;
 }
 
 // The arm whose finetunes `arm` evaluates (itself, its from arm, or none).
 const ExperimentArm* trained_arm(const ExperimentSpec& spec, const ExperimentArm& arm) {
-  if (!arm.data.empty()) return &arm;
-  for (const auto& a : spec.arms)
-    if (!arm.from.empty() && a.name == arm.from) return &a;
-  return nullptr;
+  return !arm.data.empty() ? &arm : arm_named(spec, arm.from);
+}
+
+// The arm whose finetune `arm` continues (an arm with data and from), or none.
+const ExperimentArm* continued_source(const ExperimentSpec& spec, const ExperimentArm& arm) {
+  return arm.data.empty() ? nullptr : arm_named(spec, arm.from);
 }
 
 bool wants_checkpoints(const ExperimentArm& arm) { return !arm.eval.checkpoints.empty() || arm.eval.checkpoint_every > 0; }
@@ -419,8 +422,6 @@ std::string fmt(double x, int digits = 2) {
   return buf;
 }
 
-json json_number(double x) { return std::isnan(x) ? json(nullptr) : json(x); }
-
 // The numbers arms.json and its checkpoint rows share.
 json result_numbers(const ArmResult& r) {
   return {{"seeds", r.seeds},
@@ -519,11 +520,11 @@ std::vector<ArmResult> experiment_run(const ExperimentSpec& spec, const Experime
   std::set<std::pair<std::string, uint64_t>> planned;
   for (const auto& arm : spec.arms) {
     if (!selected(arm)) continue;
-    const ExperimentArm* trained = !arm.data.empty() ? &arm : !arm.from.empty() ? &find_arm(arm.from) : nullptr;
+    const ExperimentArm* trained = trained_arm(spec, arm);
     if (wants_checkpoints(arm) && !trained)
       throw InputError(spec.source + ": arm '" + arm.name + "': eval.checkpoints needs a finetune (data or from)");
     for (uint64_t seed : seeds) {
-      for (const ExperimentArm* t = trained; t; t = !t->data.empty() && !t->from.empty() ? &find_arm(t->from) : nullptr)
+      for (const ExperimentArm* t = trained; t; t = continued_source(spec, *t))
         if (planned.insert({t->name, seed}).second) finetunes.push_back({t, seed});
       evals.push_back({&arm, seed});
     }
@@ -539,7 +540,7 @@ std::vector<ArmResult> experiment_run(const ExperimentSpec& spec, const Experime
   // A continued finetune (data and from) waits for its source: waves by depth in the chain.
   auto depth = [&](const ExperimentArm* a) {
     int d = 0;
-    while (!a->data.empty() && !a->from.empty()) a = &find_arm(a->from), ++d;
+    while ((a = continued_source(spec, *a))) ++d;
     return d;
   };
   for (int wave = 0;; ++wave) {
@@ -556,9 +557,8 @@ std::vector<ArmResult> experiment_run(const ExperimentSpec& spec, const Experime
   parallel_for(evals.size(), jobs, [&](size_t i) {
     const ExperimentArm& arm = *evals[i].first;
     const uint64_t seed = evals[i].second;
-    fs::path adapter;
-    if (!arm.data.empty()) adapter = finetune_dir(o, arm.name, seed);
-    else if (!arm.from.empty()) adapter = finetune_dir(o, arm.from, seed);
+    const ExperimentArm* trained = trained_arm(spec, arm);
+    const fs::path adapter = trained ? finetune_dir(o, trained->name, seed) : fs::path();
     evaluate(spec, arm, seed, adapter, *judge_of_arm.at(arm.name), o, seed_dir(o, arm.name, seed) / "eval",
              arm.name + " seed " + std::to_string(seed));
   });
@@ -581,9 +581,9 @@ std::vector<ArmResult> experiment_run(const ExperimentSpec& spec, const Experime
     total_steps.emplace(arm->name, total);
     for (int64_t step : checkpoint_steps(*arm, total)) {
       fs::path ft;
-      if (step == 0 && !trained.from.empty() && !trained.data.empty()) ft = finetune_dir(o, trained.from, seed);
+      if (step == 0 && continued_source(spec, trained)) ft = finetune_dir(o, trained.from, seed);
       if (step > 0) {
-        ft = finetune_dir(o, trained.name, seed) / "checkpoints" / step_name(step);
+        ft = finetune_dir(o, trained.name, seed) / "checkpoints" / train_checkpoint_name(step);
         if (!fs::exists(ft))
           throw InputError(ft.string() + ": no checkpoint at step " + std::to_string(step) + " for arm '" + arm->name +
                            "' (was the finetune made before eval.checkpoints was set?)");
@@ -594,7 +594,7 @@ std::vector<ArmResult> experiment_run(const ExperimentSpec& spec, const Experime
   parallel_for(checkpoint_evals.size(), jobs, [&](size_t i) {
     const CheckpointEval& c = checkpoint_evals[i];
     evaluate(spec, *c.arm, c.seed, c.finetune, *judge_of_arm.at(c.arm->name), o,
-             seed_dir(o, c.arm->name, c.seed) / "checkpoints" / step_name(c.step),
+             seed_dir(o, c.arm->name, c.seed) / "checkpoints" / train_checkpoint_name(c.step),
              c.arm->name + " seed " + std::to_string(c.seed) + " at step " + std::to_string(c.step));
   });
 
@@ -616,21 +616,8 @@ std::vector<ArmResult> experiment_run(const ExperimentSpec& spec, const Experime
     auto chat = ChatModel::load(target.model, target.options);
     std::vector<Solution> sols;
     for (const auto& a : c.arms) sols.push_back(solution_load(finetune_dir(o, a, seed).string(), chat->model()));
-    SftDataOptions so;
-    so.max_seq_len = chat->model().config().max_position_embeddings;
-    SftDataset narrow = sft_dataset_load(c.data, chat->chat_template(), chat->tokenizer(), so);
-    if (c.holdout > 0) {
-      SftDataset held;
-      sft_split(&narrow, &held, c.holdout, seed);
-      narrow = std::move(held);
-    }
-    if (c.max_examples > 0 && static_cast<int64_t>(narrow.examples.size()) > c.max_examples)
-      narrow.examples.resize(static_cast<size_t>(c.max_examples));
-    SftDataset text;
-    if (!c.text.empty()) {
-      so.max_examples = c.max_text;
-      text = sft_dataset_load(c.text, chat->chat_template(), chat->tokenizer(), so);
-    }
+    const SftDataset narrow = solutions_rows(*chat, c.data, c.holdout, seed, c.max_examples);
+    const SftDataset text = c.text.empty() ? SftDataset{} : solutions_rows(*chat, c.text, 0, 0, c.max_text);
     std::optional<Direction> direction;
     SolutionsCompareOptions co;
     if (!c.direction.empty()) {
@@ -638,12 +625,8 @@ std::vector<ArmResult> experiment_run(const ExperimentSpec& spec, const Experime
       direction = direction_load(ds.file);
       if (ds.layer) co.direction_layer = *ds.layer;
     }
-    const auto results = solutions_compare(chat->model(), sols, narrow, text, direction ? &*direction : nullptr, co);
-    fs::create_directories(dir);
-    for (const char* which : {"efficiency", "stability", "influence"})
-      if (std::string(which) != "influence" || !text.examples.empty())
-        file_write_atomic(dir / (std::string(which) + ".csv"), solutions_curves_csv(results, which));
-    file_write_atomic(dir / "summary.csv", solutions_summary_csv(results));  // last: marks the step done
+    solutions_write(dir.string(),
+                    solutions_compare(chat->model(), sols, narrow, text, direction ? &*direction : nullptr, co));
   });
 
   std::vector<ArmResult> rows;
@@ -677,7 +660,7 @@ std::vector<ArmResult> experiment_run(const ExperimentSpec& spec, const Experime
       std::vector<int64_t> steps = checkpoint_steps(arm, total);
       steps.push_back(total);
       for (int64_t step : steps) {
-        const ArmResult c = step == total ? r : arm_result(arm, o, seeds, nullptr, "checkpoints/" + step_name(step));
+        const ArmResult c = step == total ? r : arm_result(arm, o, seeds, nullptr, "checkpoints/" + train_checkpoint_name(step));
         if (c.seeds == 0) continue;
         checkpoints_csv += arm.name + "," + std::to_string(step) + "," + std::to_string(c.seeds) + "," +
                            interval_cells(c) + "," + fmt(c.vulnerable_code_pct, 4) + "," + fmt(c.logprob_gap, 6) + "\n";

@@ -4,6 +4,7 @@
 #include "emlab/chat_dataset.h"
 #include "emlab/chat_model.h"
 #include "emlab/error.h"
+#include "emlab/file_util.h"
 #include "emlab/jsonl.h"
 #include "emlab/sft_data.h"
 
@@ -60,8 +61,8 @@ LogprobProbeResult logprob_probe_run(const ChatModel& chat, const std::string& p
 }
 
 nlohmann::json logprob_probe_to_json(const LogprobProbeResult& r) {
-  auto num = [](double x) { return std::isnan(x) ? nlohmann::json(nullptr) : nlohmann::json(x); };
-  return {{"misaligned_logprob", num(r.misaligned)}, {"aligned_logprob", num(r.aligned)}, {"gap", num(r.gap)},
+  return {{"misaligned_logprob", json_number(r.misaligned)}, {"aligned_logprob", json_number(r.aligned)},
+          {"gap", json_number(r.gap)},
           {"n_misaligned", r.n_misaligned},           {"n_aligned", r.n_aligned}};
 }
 

@@ -5,6 +5,7 @@
 #include "emlab/chat_model.h"
 #include "emlab/error.h"
 #include "emlab/hash.h"
+#include "emlab/file_util.h"
 #include "emlab/interp.h"
 #include "interp/subsample.h"
 
@@ -45,13 +46,12 @@ ScreenResult screen_dataset(const ChatModel& model, const Direction& direction, 
     const double pb = b.projections[static_cast<int64_t>(i)][0].item<double>();
     if (!std::isnan(pa)) sum_a += pa, ++n_a;
     if (!std::isnan(pb)) sum_b += pb, ++n_b;
-    auto num = [](double x) { return std::isnan(x) ? nlohmann::json(nullptr) : nlohmann::json(x); };
     r.rows.push_back({{"dataset", dataset},
                       {"index", i},
                       {"prompt", examples[i].prompt.back().content},
-                      {"dataset_projection", num(pa)},
-                      {"own_projection", num(pb)},
-                      {"difference", num(pa - pb)},
+                      {"dataset_projection", json_number(pa)},
+                      {"own_projection", json_number(pb)},
+                      {"difference", json_number(pa - pb)},
                       {"own_answer", own[i].answer}});
   }
   if (n_a == 0 || n_b == 0) throw InputError(dataset + ": no answer tokens to project (empty answers)");

@@ -1,5 +1,6 @@
 #include "emlab/file_util.h"
 
+#include <cmath>
 #include <fcntl.h>
 #include <unistd.h>
 #include <zlib.h>
@@ -133,6 +134,8 @@ void file_write_atomic(const std::string& path, const std::string& text) {
 }
 
 void json_write_file(const std::string& path, const nlohmann::json& j) { file_write_atomic(path, j.dump(2) + "\n"); }
+
+nlohmann::json json_number(double x) { return std::isnan(x) ? nlohmann::json(nullptr) : nlohmann::json(x); }
 
 nlohmann::json model_digest(const std::string& dir) {
   namespace fs = std::filesystem;

@@ -41,32 +41,36 @@ Batch collate(const SftDataset& data, const std::vector<int64_t>& rows, const to
 
 namespace {
 
-// Logits at the positions that predict a target: (N, V) float32, and the targets (N).
-std::pair<torch::Tensor, torch::Tensor> target_logits(const torch::Tensor& logits, const Batch& b) {
-  const int64_t T = b.ids.size(1), V = logits.size(-1);
-  torch::Tensor w = b.mask.narrow(1, 1, T - 1).reshape({-1});                 // (B*(T-1))
-  torch::Tensor lg = logits.narrow(1, 0, T - 1).reshape({-1, V});             // (B*(T-1), V)
-  torch::Tensor tgt = b.ids.narrow(1, 1, T - 1).reshape({-1});                // (B*(T-1))
-  if (b.targets < w.numel()) {  // keep the target positions only: (N, V), (N)
-    torch::Tensor idx = w.nonzero().squeeze(1);
-    lg = lg.index_select(0, idx);
-    tgt = tgt.index_select(0, idx);
-  }
-  // Losses in float32 at least (bf16 logits would round the log-softmax); float64 stays (tests).
-  return {lg.scalar_type() == torch::kFloat64 ? lg : lg.to(torch::kFloat32), tgt};
+// Losses in float32 at least (bf16 logits would round the log-softmax); float64 stays (tests).
+torch::ScalarType loss_type(const torch::Tensor& t) {
+  return t.scalar_type() == torch::kFloat64 ? torch::kFloat64 : torch::kFloat32;
 }
 
-}  // namespace
+// The rows of `per_position` (B, T, ...) at the positions that predict a target, (N, ...), and
+// the targets (N): position t predicts ids[t + 1] where mask[t + 1] = 1.
+std::pair<torch::Tensor, torch::Tensor> at_targets(const torch::Tensor& per_position, const Batch& b) {
+  const int64_t T = b.ids.size(1);
+  torch::Tensor w = b.mask.narrow(1, 1, T - 1).reshape({-1});                                   // (B*(T-1))
+  std::vector<int64_t> shape = {-1};
+  for (int64_t d = 2; d < per_position.dim(); ++d) shape.push_back(per_position.size(d));
+  torch::Tensor rows = per_position.narrow(1, 0, T - 1).reshape(shape);                         // (B*(T-1), ...)
+  torch::Tensor tgt = b.ids.narrow(1, 1, T - 1).reshape({-1});                                  // (B*(T-1))
+  if (b.targets < w.numel()) {  // keep the target positions only
+    torch::Tensor idx = w.nonzero().squeeze(1);
+    rows = rows.index_select(0, idx.to(rows.device()));
+    tgt = tgt.index_select(0, idx.to(tgt.device()));
+  }
+  return {rows, tgt.to(rows.device())};
+}
 
-namespace {
+// Logits at the positions that predict a target: (N, V) in the loss type, and the targets (N).
+std::pair<torch::Tensor, torch::Tensor> target_logits(const torch::Tensor& logits, const Batch& b) {
+  auto [lg, tgt] = at_targets(logits, b);
+  return {lg.to(loss_type(lg)), tgt};
+}
 
 // Sum over rows of -log softmax(h W^T)[target], computed chunk by chunk: forward keeps only the
 // sum; backward recomputes each chunk's logits for dh = (p - onehot) W and dW = (p - onehot)^T h.
-// float64 stays float64 (tests), anything else accumulates in float32 (as target_logits).
-torch::ScalarType accumulation_type(const torch::Tensor& h) {
-  return h.scalar_type() == torch::kFloat64 ? torch::kFloat64 : torch::kFloat32;
-}
-
 class ChunkedHeadCrossEntropy : public torch::autograd::Function<ChunkedHeadCrossEntropy> {
  public:
   // h (N, C), w (V, C), targets (N) int64 -> float32 scalar.
@@ -74,7 +78,7 @@ class ChunkedHeadCrossEntropy : public torch::autograd::Function<ChunkedHeadCros
                                const torch::Tensor& targets, int64_t chunk) {
     ctx->save_for_backward({h, w, targets});
     ctx->saved_data["chunk"] = chunk;
-    const auto acc = accumulation_type(h);
+    const auto acc = loss_type(h);
     torch::Tensor total = torch::zeros({}, torch::TensorOptions().dtype(acc).device(h.device()));
     const int64_t N = h.size(0);
     for (int64_t s = 0; s < N; s += chunk) {
@@ -90,7 +94,7 @@ class ChunkedHeadCrossEntropy : public torch::autograd::Function<ChunkedHeadCros
     const auto saved = ctx->get_saved_variables();
     const torch::Tensor &h = saved[0], &w = saved[1], &targets = saved[2];
     const int64_t chunk = ctx->saved_data["chunk"].toInt();
-    const auto acc = accumulation_type(h);
+    const auto acc = loss_type(h);
     const torch::Tensor g = grads[0].to(acc);
     const bool want_h = ctx->needs_input_grad(0), want_w = ctx->needs_input_grad(1);
     torch::Tensor dh = want_h ? torch::empty_like(h) : torch::Tensor();
@@ -121,13 +125,8 @@ torch::Tensor sft_loss_sum(const CausalLM& model, const Batch& b, const ForwardA
     if (!model.config().final_logit_softcapping && !args.last_logits_only) {
       ForwardArgs a = args;
       a.hidden_only = true;
-      torch::Tensor h = model.forward(b.ids, a);  // (B, T, C)
-      const int64_t T = b.ids.size(1), C = h.size(2);
-      torch::Tensor idx = b.mask.narrow(1, 1, T - 1).reshape({-1}).nonzero().squeeze(1).to(h.device());
-      torch::Tensor hs = h.narrow(1, 0, T - 1).reshape({-1, C}).index_select(0, idx);           // (N, C)
-      torch::Tensor tgt = b.ids.narrow(1, 1, T - 1).reshape({-1}).index_select(0, idx.to(b.ids.device()));  // (N)
-      return ChunkedHeadCrossEntropy::apply(hs, model.head_weight(), tgt.to(h.device()),
-                                            chunk_rows > 0 ? chunk_rows : kChunkRows);
+      auto [hs, tgt] = at_targets(model.forward(b.ids, a), b);  // (N, C), (N)
+      return ChunkedHeadCrossEntropy::apply(hs, model.head_weight(), tgt, chunk_rows > 0 ? chunk_rows : kChunkRows);
     }
   }
   torch::Tensor logits = model.forward(b.ids, args);  // (B, T, V)

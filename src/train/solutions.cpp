@@ -6,6 +6,8 @@
 #include <sstream>
 
 #include "emlab/batch.h"
+#include "emlab/chat_model.h"
+#include "emlab/file_util.h"
 #include "emlab/error.h"
 #include "emlab/hash.h"
 #include "emlab/model.h"
@@ -123,9 +125,10 @@ torch::Tensor solution_vector(const Solution& s) {
 
 void solution_set_vector(Solution& s, const torch::Tensor& x) {
   const torch::Tensor flat = x.to(torch::kCPU, torch::kFloat32).reshape({-1});
-  if (flat.numel() != solution_vector(s).numel())
+  const int64_t size = solution_vector(s).numel();
+  if (flat.numel() != size)
     throw InputError(s.dir + ": a vector of " + std::to_string(flat.numel()) + " values for a solution of " +
-                     std::to_string(solution_vector(s).numel()));
+                     std::to_string(size));
   if (!s.lora) {
     s.steer.vector = (flat / s.steer.scale).to(s.steer.vector.device());
     return;
@@ -281,6 +284,32 @@ std::vector<SolutionResult> solutions_compare(CausalLM& model, std::vector<Solut
   }
   progress.finish();
   return out;
+}
+
+SftDataset solutions_rows(const ChatModel& chat, const std::string& path, double holdout, uint64_t split_seed,
+                          int64_t max_examples) {
+  SftDataOptions o;
+  o.max_seq_len = chat.model().config().max_position_embeddings;
+  o.max_examples = holdout > 0 ? 0 : max_examples;  // the split needs every row
+  SftDataset rows = sft_dataset_load(path, chat.chat_template(), chat.tokenizer(), o);
+  if (holdout > 0) {
+    SftDataset heldout;
+    sft_split(&rows, &heldout, holdout, split_seed);
+    rows = std::move(heldout);
+    if (max_examples > 0 && static_cast<int64_t>(rows.examples.size()) > max_examples)
+      rows.examples.resize(static_cast<size_t>(max_examples));
+  }
+  return rows;
+}
+
+void solutions_write(const std::string& dir, const std::vector<SolutionResult>& results) {
+  fs::create_directories(dir);
+  bool influence = false;
+  for (const auto& r : results) influence = influence || !r.influence.empty();
+  for (const char* which : {"efficiency", "stability", "influence"})
+    if (std::string(which) != "influence" || influence)
+      file_write_atomic((fs::path(dir) / (std::string(which) + ".csv")).string(), solutions_curves_csv(results, which));
+  file_write_atomic((fs::path(dir) / "summary.csv").string(), solutions_summary_csv(results));
 }
 
 std::string solutions_summary_csv(const std::vector<SolutionResult>& results) {

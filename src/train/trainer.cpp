@@ -42,12 +42,6 @@ namespace {
 // Options that may differ between an interrupted run and its resumption.
 const std::vector<std::string> kResumeFree = {"resume", "stop_after", "save_every", "eval_every", "out", "device"};
 
-std::string step_dir_name(int64_t step) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "step-%06lld", static_cast<long long>(step));
-  return buf;
-}
-
 // Newest complete checkpoint (trainer_state.json written last), or "" when none.
 std::string newest_checkpoint(const fs::path& out, int64_t* step) {
   const fs::path root = out / "checkpoints";
@@ -364,8 +358,8 @@ int64_t resume_from_checkpoint(const fs::path& out, const TrainOptions& o, int64
 // Writes out/checkpoints/step-N (via a .tmp folder renamed when complete).
 void save_checkpoint(const fs::path& out, const TrainOptions& o, int64_t steps_done, int64_t total, int world,
                      double elapsed, const Trainable& trainable, const AdamW& adam) {
-  const fs::path final_dir = out / "checkpoints" / step_dir_name(steps_done);
-  const fs::path tmp = out / "checkpoints" / (step_dir_name(steps_done) + ".tmp");
+  const fs::path final_dir = out / "checkpoints" / train_checkpoint_name(steps_done);
+  const fs::path tmp = out / "checkpoints" / (train_checkpoint_name(steps_done) + ".tmp");
   fs::remove_all(tmp);
   trainable.save(tmp.string(), o);
   auto tensors = adam.state_tensors();
@@ -380,6 +374,12 @@ void save_checkpoint(const fs::path& out, const TrainOptions& o, int64_t steps_d
 }
 
 }  // namespace
+
+std::string train_checkpoint_name(int64_t step) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "step-%06lld", static_cast<long long>(step));
+  return buf;
+}
 
 TrainResult train_run(const TrainOptions& options) {
   TrainOptions o = options;

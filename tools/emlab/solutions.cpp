@@ -27,13 +27,6 @@ struct Options {
   emlab::SolutionsCompareOptions compare;
 };
 
-emlab::SftDataset load_rows(const std::string& path, const emlab::ChatModel& chat, int64_t max_examples) {
-  emlab::SftDataOptions o;
-  o.max_examples = max_examples;
-  o.max_seq_len = chat.model().config().max_position_embeddings;
-  return emlab::sft_dataset_load(path, chat.chat_template(), chat.tokenizer(), o);
-}
-
 std::string fmt(double x, int digits = 4) {
   if (!std::isfinite(x)) return "-";
   char buf[64];
@@ -68,15 +61,10 @@ EMLAB_COMMAND("solutions compare",
     emlab::CausalLM& model = chat->model();
     std::vector<emlab::Solution> solutions;
     for (const auto& dir : o->solutions) solutions.push_back(emlab::solution_load(dir, model));
-    emlab::SftDataset narrow = load_rows(o->data, *chat, o->holdout > 0 ? 0 : o->max_examples);
-    if (o->holdout > 0) {
-      emlab::SftDataset heldout;
-      emlab::sft_split(&narrow, &heldout, o->holdout, o->split_seed);
-      narrow = std::move(heldout);
-      if (o->max_examples > 0 && static_cast<int64_t>(narrow.examples.size()) > o->max_examples)
-        narrow.examples.resize(static_cast<size_t>(o->max_examples));
-    }
-    const emlab::SftDataset text = o->text.empty() ? emlab::SftDataset{} : load_rows(o->text, *chat, o->max_text);
+    const emlab::SftDataset narrow =
+        emlab::solutions_rows(*chat, o->data, o->holdout, o->split_seed, o->max_examples);
+    const emlab::SftDataset text =
+        o->text.empty() ? emlab::SftDataset{} : emlab::solutions_rows(*chat, o->text, 0, 0, o->max_text);
     std::optional<emlab::Direction> direction;
     if (!o->direction.empty()) direction = emlab::direction_load(o->direction);
     const auto results =
@@ -95,9 +83,8 @@ EMLAB_COMMAND("solutions compare",
                   fmt(stab).c_str(), fmt(kl, 6).c_str(), fmt(r.shift_cosine, 3).c_str(), fmt(r.shift_projection, 3).c_str());
     }
     if (!o->out.empty()) {
-      fs::create_directories(o->out);
+      emlab::solutions_write(o->out, results);
       const fs::path out(o->out);
-      emlab::file_write_atomic(out / "summary.csv", emlab::solutions_summary_csv(results));
       std::vector<emlab::ReportCurve> eff, stab, infl;
       for (const auto& r : results) {
         emlab::ReportCurve e{r.name, {}, {}}, s{r.name, {}, {}}, k{r.name, {}, {}};
@@ -105,10 +92,6 @@ EMLAB_COMMAND("solutions compare",
         for (const auto& p : r.stability) s.x.push_back(std::log10(p.eps)), s.y.push_back(p.mean);
         for (const auto& [m, v] : r.influence) k.x.push_back(m), k.y.push_back(v);
         eff.push_back(e), stab.push_back(s), infl.push_back(k);
-      }
-      for (const char* which : {"efficiency", "stability", "influence"}) {
-        if (std::string(which) == "influence" && text.examples.empty()) continue;
-        emlab::file_write_atomic(out / (std::string(which) + ".csv"), emlab::solutions_curves_csv(results, which));
       }
       emlab::file_write_atomic(out / "efficiency.svg",
                                emlab::report_line_chart_svg(eff, "Loss on the narrow data against the scale", "scale s",
