@@ -54,14 +54,6 @@ std::string str(const json& j, const char* key) {
   return it != j.end() && it->is_string() ? it->get<std::string>() : "";
 }
 
-double mean(const std::vector<double>& v) {
-  double s = 0;
-  size_t n = 0;
-  for (double x : v)
-    if (std::isfinite(x)) s += x, ++n;
-  return n ? s / static_cast<double>(n) : kNaN;
-}
-
 // arms.json "arms" rows by arm name; a row without a name is noted and skipped.
 std::map<std::string, ArmNumbers> parse_arms_json(const json& j, std::vector<std::string>* order,
                                                   std::vector<std::string>* notes) {
@@ -258,10 +250,10 @@ std::optional<ArmNumbers> compute_numbers(const ArmData& arm, const std::vector<
   for (double v : n.per_seed_pct)
     if (std::isfinite(v)) finite.push_back(v);
   Interval ci = bootstrap_mean(finite, metrics.bootstrap_replicates, metrics.confidence, metrics.seed);
-  n.misaligned_pct = finite.empty() ? kNaN : mean(finite);
+  n.misaligned_pct = finite.empty() ? kNaN : finite_mean(finite);
   n.ci_low = finite.empty() ? kNaN : ci.low;
   n.ci_high = finite.empty() ? kNaN : ci.high;
-  n.coherence_mean = mean(coherence);
+  n.coherence_mean = finite_mean(coherence);
   RunSummary pooled = summarize_answers(records, metrics);
   for (const auto& g : pooled.questions)
     n.per_question.push_back({g.id, 100.0 * g.misaligned.estimate, 100.0 * g.misaligned.low,
@@ -469,6 +461,14 @@ ReportData report_load(const std::string& experiment_dir, const ReportOptions& o
       for (const auto& a : s.answers) add_question(a.question_id, a.question);
   d.solutions = load_solutions(dir);
   return d;
+}
+
+double finite_mean(const std::vector<double>& v) {
+  double s = 0;
+  size_t n = 0;
+  for (double x : v)
+    if (std::isfinite(x)) s += x, ++n;
+  return n ? s / static_cast<double>(n) : std::numeric_limits<double>::quiet_NaN();
 }
 
 }  // namespace emlab::report_detail

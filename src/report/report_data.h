@@ -110,6 +110,9 @@ struct ReportData {
 };
 
 // Reads the folder. Throws InputError only when it is not an experiment folder at all.
+// Mean of the finite values (NaN when there are none).
+double finite_mean(const std::vector<double>& v);
+
 ReportData report_load(const std::string& experiment_dir, const ReportOptions& options);
 
 // The page.

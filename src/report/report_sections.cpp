@@ -1,8 +1,6 @@
 // Sections built from individual answers and training logs: scatter, loss curves, examples.
 #include "report/report_sections.h"
 
-#include <limits>
-
 #include <algorithm>
 #include <cmath>
 #include <map>
@@ -319,13 +317,6 @@ void solutions_section(std::string& h, const ReportData& d, const ReportOptions&
   (void)o;
   if (d.solutions.empty()) return;
   h += "<section id=\"solutions\">\n<h2>Solutions compared</h2>\n";
-  auto mean = [](const std::vector<double>& v) {
-    double s = 0;
-    size_t n = 0;
-    for (double x : v)
-      if (std::isfinite(x)) s += x, ++n;
-    return n ? s / static_cast<double>(n) : std::numeric_limits<double>::quiet_NaN();
-  };
   for (const auto& st : d.solutions) {
     h += "<h3>" + html_escape(st.name) + " (" + std::to_string(st.seeds) + " seeds)</h3>\n";
     h += "<table>\n<tr><th>Solution</th><th>Misaligned %</th><th>Norm (was)</th><th>Loss</th><th>Model alone</th>"
@@ -334,7 +325,7 @@ void solutions_section(std::string& h, const ReportData& d, const ReportOptions&
       auto f = [&](const char* k) {
         auto a = st.summary.find(arm);
         if (a == st.summary.end() || !a->second.count(k)) return std::string("-");
-        const double v = mean(a->second.at(k));
+        const double v = finite_mean(a->second.at(k));
         return std::isfinite(v) ? fixed(v, 4) : std::string("-");
       };
       std::string mis = "-";
@@ -359,7 +350,7 @@ void solutions_section(std::string& h, const ReportData& d, const ReportOptions&
         if (c == it->second.end()) continue;
         LineSeries l{{}, {}, palette(i), 2.0, 1.0};
         for (const auto& [x, ys] : c->second) {
-          const double y = mean(ys);
+          const double y = finite_mean(ys);
           if (!std::isfinite(y) || !std::isfinite(x)) continue;
           l.x.push_back(std::string(t[0]) == "stability" ? std::log10(x) : x);
           l.y.push_back(y);
