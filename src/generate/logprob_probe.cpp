@@ -1,6 +1,9 @@
 // The log-probability probe (see emlab/logprob_probe.h).
 #include "emlab/logprob_probe.h"
 
+#include <algorithm>
+
+#include "emlab/batch.h"
 #include "emlab/chat_dataset.h"
 #include "emlab/chat_model.h"
 #include "emlab/error.h"
@@ -24,30 +27,24 @@ LogprobProbeResult logprob_probe_run(const ChatModel& chat, const std::string& p
     if (label != "misaligned" && label != "aligned")
       throw InputError(where + ": \"label\" must be \"misaligned\" or \"aligned\"");
     Conversation c = conversation_from_json(j, where, /*require_assistant=*/true);
-    // Only the last assistant message is scored: earlier turns are part of the prompt.
-    const SftExample ex = sft_encode(c, chat.chat_template(), chat.tokenizer());
-    // The last run of trained tokens is the last assistant turn; earlier turns are prompt.
-    std::vector<uint8_t> mask = ex.mask;
-    int64_t start = static_cast<int64_t>(mask.size());
-    while (start > 0 && !mask[start - 1]) --start;
-    while (start > 0 && mask[start - 1]) --start;
-    for (int64_t t = 0; t < start; ++t) mask[t] = 0;
-    const int64_t T = std::min<int64_t>(static_cast<int64_t>(ex.ids.size()), model.config().max_position_embeddings);
-    std::vector<int64_t> ids(ex.ids.begin(), ex.ids.begin() + T);
-    torch::Tensor input = torch::tensor(ids, torch::kInt64).unsqueeze(0).to(model.device());  // (1, T)
+    // Only the last assistant message is scored: earlier turns are part of the prompt. The last
+    // run of trained tokens is the last assistant turn.
+    SftDataset one;
+    one.examples.push_back(sft_encode(c, chat.chat_template(), chat.tokenizer()));
+    SftExample& ex = one.examples[0];
+    int64_t start = static_cast<int64_t>(ex.mask.size());
+    while (start > 0 && !ex.mask[start - 1]) --start;
+    while (start > 0 && ex.mask[start - 1]) --start;
+    std::fill(ex.mask.begin(), ex.mask.begin() + start, 0);
+    const size_t T = std::min<size_t>(ex.ids.size(), static_cast<size_t>(model.config().max_position_embeddings));
+    ex.ids.resize(T);
+    ex.mask.resize(T);
+    const Batch b = collate(one, {0}, model.device());
+    if (b.targets == 0) throw InputError(where + ": no answer token within the model's context");
     ForwardArgs args;
     args.hooks = hooks;
-    torch::Tensor lp = torch::log_softmax(model.forward(input, args)[0].to(torch::kFloat32), -1);  // (T, V)
-    double total = 0;
-    int64_t count = 0;
-    for (int64_t t = 1; t < T; ++t)
-      if (mask[t]) {
-        total += lp[t - 1][ids[t]].item<double>();
-        ++count;
-      }
-    if (count == 0) throw InputError(where + ": no answer token within the model's context");
     const int k = label == "misaligned" ? 0 : 1;
-    sum[k] += total / static_cast<double>(count);
+    sum[k] -= sft_loss_sum(model, b, args).item<double>() / static_cast<double>(b.targets);
     n[k] += 1;
   }
   LogprobProbeResult r;

@@ -1,12 +1,12 @@
 // The log-probability probe: per-label means of the answers' mean token log-probability, checked
-// against the masked cross-entropy the trainer computes (an independent path), and its errors.
+// against a log-softmax of the logits computed here (an independent path), and its errors.
 #include "emlab/logprob_probe.h"
 
 #include <gtest/gtest.h>
 
-#include "emlab/batch.h"
 #include "emlab/chat_model.h"
 #include "emlab/error.h"
+#include "emlab/sft_data.h"
 #include "train_fixture.h"
 
 namespace fs = std::filesystem;
@@ -14,7 +14,7 @@ namespace fs = std::filesystem;
 namespace emlab {
 namespace {
 
-TEST(LogprobProbe, LabelMeansEqualTheMaskedCrossEntropyAndBadRowsAreNamed) {
+TEST(LogprobProbe, LabelMeansEqualTheLogSoftmaxOfTheAnswerTokensAndBadRowsAreNamed) {
   const fs::path model_dir = test::make_model_dir("lpprobe");
   auto chat = ChatModel::load(model_dir.string());
   const fs::path dir = test::temp_dir("lpprobe_data");
@@ -32,14 +32,20 @@ TEST(LogprobProbe, LabelMeansEqualTheMaskedCrossEntropyAndBadRowsAreNamed) {
   const LogprobProbeResult r = logprob_probe_run(*chat, (dir / "refs.jsonl").string());
   EXPECT_EQ(r.n_misaligned, 2);
   EXPECT_EQ(r.n_aligned, 1);
-  // Independent: -(cross-entropy sum over the assistant tokens) / their count, per row.
+  // Independent: the log-softmax of the logits at each assistant token, averaged per row.
   double want[2] = {0, 0};
   for (const auto& [label, qa] : rows) {
-    SftDataset ds;
-    ds.examples.push_back(sft_encode({{"user", qa.first}, {"assistant", qa.second}}, chat->chat_template(), chat->tokenizer()));
+    const SftExample ex =
+        sft_encode({{"user", qa.first}, {"assistant", qa.second}}, chat->chat_template(), chat->tokenizer());
     torch::NoGradGuard no_grad;
-    Batch b = collate(ds, {0}, chat->model().device());
-    want[label == "misaligned" ? 0 : 1] -= sft_loss_sum(chat->model(), b, ForwardArgs{}).item<double>() / b.targets;
+    std::vector<int64_t> ids(ex.ids.begin(), ex.ids.end());
+    torch::Tensor lp = torch::log_softmax(
+        chat->model().forward(torch::tensor(ids, torch::kInt64).unsqueeze(0))[0].to(torch::kFloat64), -1);  // (T, V)
+    double total = 0;
+    int count = 0;
+    for (size_t t = 1; t < ids.size(); ++t)
+      if (ex.mask[t]) total += lp[static_cast<int64_t>(t) - 1][ids[t]].item<double>(), ++count;
+    want[label == "misaligned" ? 0 : 1] += total / count;
   }
   EXPECT_NEAR(r.misaligned, want[0] / 2, 1e-5);
   EXPECT_NEAR(r.aligned, want[1], 1e-5);
