@@ -21,20 +21,13 @@ struct Judged {
 };
 
 std::vector<Judged> read_judged(const std::string& run_dir) {
-  const auto samples = run_samples_read(run_dir);
+  auto examples = activation_examples_from_runs({run_dir});
   const auto records = run_answer_records(run_dir, MetricsOptions{});  // one per sample, same order
-  if (records.size() != samples.size())
-    throw Error(run_dir + ": " + std::to_string(samples.size()) + " samples but " + std::to_string(records.size()) +
+  if (records.size() != examples.size())
+    throw Error(run_dir + ": " + std::to_string(examples.size()) + " samples but " + std::to_string(records.size()) +
                 " answer records");
   std::vector<Judged> out;
-  for (size_t i = 0; i < samples.size(); ++i) {
-    Judged j;
-    if (samples[i].system) j.example.prompt.push_back({"system", *samples[i].system});
-    j.example.prompt.push_back({"user", samples[i].user});
-    j.example.answer = samples[i].answer;
-    j.scores = records[i].scores;
-    out.push_back(std::move(j));
-  }
+  for (size_t i = 0; i < examples.size(); ++i) out.push_back({std::move(examples[i]), records[i].scores});
   return out;
 }
 
