@@ -1,10 +1,17 @@
 // Engine benchmark: prefill and decode tokens/s at batch 1 and 64 on a ~25M-parameter random
-// Llama-shaped model, and the achieved FLOP/s as a fraction of this machine's fp32 matmul rate
-// measured in the same process (the reference). Usage: engine_bench [--threads N] [--device D] [--dtype T]
+// Llama-shaped model (or a model directory), and the achieved FLOP/s as a fraction of this
+// machine's matmul rate measured in the same process (the reference).
+// Usage: engine_bench [--threads N] [--device D] [--dtype T] [--model DIR] [--prompt P] [--gen G]
+//                     [--batches 1,16,64]
+// With --prompt/--gen/--batches it measures what llama.cpp's llama-batched-bench does with
+// -npp P -ntg G -npl B: per batch size, B distinct random prompts of P tokens prefilled in one call,
+// then G decode steps of one token per sequence (greedy, no sampler).
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <sstream>
 #include <string>
+#include <vector>
 
 #include "bench_model.h"
 #include "emlab/model.h"
@@ -43,24 +50,37 @@ double matmul_flops(const torch::Device& device, torch::ScalarType dtype) {
 
 int main(int argc, char** argv) {
   int threads = 0;
-  std::string device_name = "cpu", dtype_name = "float32";
+  std::string device_name = "cpu", dtype_name = "float32", model_dir;
+  int64_t prompt_arg = 0, gen_arg = 0;
+  std::vector<int64_t> batches = {1, 64};
   for (int i = 1; i + 1 < argc; ++i) {
     if (!std::strcmp(argv[i], "--threads")) threads = std::atoi(argv[++i]);
     else if (!std::strcmp(argv[i], "--device")) device_name = argv[++i];
     else if (!std::strcmp(argv[i], "--dtype")) dtype_name = argv[++i];
+    else if (!std::strcmp(argv[i], "--model")) model_dir = argv[++i];
+    else if (!std::strcmp(argv[i], "--prompt")) prompt_arg = std::atoll(argv[++i]);
+    else if (!std::strcmp(argv[i], "--gen")) gen_arg = std::atoll(argv[++i]);
+    else if (!std::strcmp(argv[i], "--batches")) {
+      batches.clear();
+      std::stringstream ss(argv[++i]);
+      for (std::string b; std::getline(ss, b, ',');) batches.push_back(std::atoll(b.c_str()));
+    }
   }
   runtime_set_threads(threads);
   torch::NoGradGuard no_grad;
-  const nlohmann::json cfg = bench::engine_model_json();
   LoadOptions lo;
   lo.device = device_name;
   lo.dtype = dtype_name;
-  auto model = CausalLM::init_random(ModelConfig::from_json(cfg, "bench"), 0, lo);
+  auto model = model_dir.empty() ? CausalLM::init_random(bench::engine_model_config(), 0, lo)
+                                 : CausalLM::load(model_dir, lo);
   const torch::Device device = model->device();
   const int64_t params = model->num_parameters();
-  const int64_t C = 512, L = 6, V = 8000;
+  const ModelConfig& mc = model->config();
+  const int64_t C = mc.hidden_size, L = mc.num_hidden_layers, V = mc.vocab_size;
+  const int64_t D = mc.num_attention_heads * (mc.head_dim > 0 ? mc.head_dim : C / mc.num_attention_heads);  // query width
   // Matmul FLOPs per token: 2 x (linear weights of the layers) (+ lm_head where computed).
-  const double layer_flops = 2.0 * (params - 2 * V * C - (2 * L + 1) * C);
+  const int64_t embed_params = (mc.tie_word_embeddings ? 1 : 2) * V * C;
+  const double layer_flops = 2.0 * (params - embed_params - (2 * L + 1) * C);
   const double head_flops = 2.0 * V * C;
 
   double peak = matmul_flops(device, model->dtype());
@@ -73,8 +93,9 @@ int main(int argc, char** argv) {
   std::printf("%-8s %5s %6s %12s %10s %8s %12s\n", "phase", "batch", "tokens", "tokens/s", "GFLOP/s", "of peak",
               "weights GB/s");
 
-  for (int64_t B : {int64_t{1}, int64_t{64}}) {
-    const int64_t prompt = 128, steps = B == 1 ? 64 : 32;
+  for (int64_t B : batches) {
+    const int64_t prompt = prompt_arg > 0 ? prompt_arg : 128;
+    const int64_t steps = gen_arg > 0 ? gen_arg : (B == 1 ? 64 : 32);
     torch::Tensor ids = torch::randint(0, V, {B, prompt}, torch::TensorOptions().dtype(torch::kLong).device(device));
     // Prefill: the whole prompt in one call; logits of the last position only (as generation does).
     double best = 1e30;
@@ -90,7 +111,7 @@ int main(int argc, char** argv) {
       sync(device);
       best = std::min(best, seconds_since(t));
     }
-    double attn_flops = 2.0 * 2 * L * C * (prompt / 2.0);  // QK^T and PV over an average prompt/2 keys
+    double attn_flops = 2.0 * 2 * L * D * (prompt / 2.0);  // QK^T and PV over an average prompt/2 keys
     double pre_flops = B * prompt * (layer_flops + attn_flops) + B * head_flops;
     std::printf("%-8s %5lld %6lld %12.0f %10.1f %7.1f%% %12.1f\n", "prefill", (long long)B, (long long)prompt,
                 B * prompt / best, pre_flops / best / 1e9, 100 * pre_flops / best / peak, weight_bytes / best / 1e9);
@@ -103,7 +124,7 @@ int main(int argc, char** argv) {
     for (int64_t s = 0; s < steps; ++s) next = model->forward(next, args).argmax(-1);
     sync(device);
     double secs = seconds_since(t);
-    double dec_flops = B * steps * (layer_flops + head_flops + 2.0 * 2 * L * C * (prompt + steps / 2.0));
+    double dec_flops = B * steps * (layer_flops + head_flops + 2.0 * 2 * L * D * (prompt + steps / 2.0));
     std::printf("%-8s %5lld %6lld %12.0f %10.1f %7.1f%% %12.1f\n", "decode", (long long)B, (long long)(steps),
                 B * steps / secs, dec_flops / secs / 1e9, 100 * dec_flops / secs / peak,
                 weight_bytes * steps / secs / 1e9);

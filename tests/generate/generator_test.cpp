@@ -175,6 +175,55 @@ TEST(Sampler, TopKOneAndTinyTopPAreGreedy) {
   EXPECT_TRUE(torch::equal(sample_tokens(logits, o, u), logits.argmax(-1)));
 }
 
+// The sampler's top-k/top-p without a full sort picks exactly what the textbook version picks:
+// sort the whole vocabulary, keep the first k (renormalised), drop every candidate with mass >= p
+// before it, draw by inverse CDF with the same uniforms.
+torch::Tensor full_sort_sample(const torch::Tensor& logits, double top_p, int64_t top_k, const torch::Tensor& u) {
+  torch::Tensor x = logits.to(torch::kFloat64);
+  auto [sx, order] = x.sort(-1, /*descending=*/true);
+  if (top_k > 0) sx = sx.narrow(-1, 0, top_k), order = order.narrow(-1, 0, top_k);
+  torch::Tensor p = torch::softmax(sx, -1);
+  torch::Tensor keep = (p.cumsum(-1) - p) < top_p;
+  keep.narrow(-1, 0, 1).fill_(true);
+  p = p * keep;
+  torch::Tensor cdf = p.cumsum(-1);
+  torch::Tensor target = u.to(torch::kFloat64).unsqueeze(-1) * cdf.narrow(-1, cdf.size(-1) - 1, 1);
+  torch::Tensor pick = torch::searchsorted(cdf, target, false, true).clamp_max(cdf.size(-1) - 1);
+  return order.gather(-1, pick).squeeze(-1);
+}
+
+TEST(Sampler, TopPAndTopKWithoutFullSortMatchTheFullSort) {
+  torch::manual_seed(3);
+  const int64_t B = 64, V = 5000;
+  // Peaked rows (nucleus inside the first 64 candidates) and flat rows (several rounds, up to V).
+  torch::Tensor peaked = torch::randn({B, V}) * 4.0;
+  torch::Tensor flat = torch::randn({B, V}) * 0.1;
+  torch::Tensor mixed = torch::cat({peaked.narrow(0, 0, B / 2), flat.narrow(0, 0, B / 2)});
+  torch::Tensor u = torch::rand({B}, torch::kFloat64);
+  int64_t differ = 0, compared = 0;
+  for (const torch::Tensor& logits : {peaked, flat, mixed}) {
+    for (double p : {0.0, 0.3, 0.9, 0.95, 0.999}) {
+      SampleOptions o;
+      o.top_p = p;
+      differ += sample_tokens(logits, o, u).ne(full_sort_sample(logits, p, 0, u)).sum().item<int64_t>();
+      o.top_k = 40;
+      differ += sample_tokens(logits, o, u).ne(full_sort_sample(logits, p, 40, u)).sum().item<int64_t>();
+      compared += 2 * B;
+    }
+    SampleOptions o;
+    o.top_k = 1000;
+    differ += sample_tokens(logits, o, u).ne(full_sort_sample(logits, 1.0, 1000, u)).sum().item<int64_t>();
+    compared += B;
+  }
+  // float32 (sampler) against float64 (reference): a draw may land within rounding of a boundary.
+  EXPECT_LE(differ, compared / 500) << differ << " of " << compared << " draws differ";
+  // The flat rows need more than the first round: their 0.9-nucleus spans thousands of tokens.
+  SampleOptions o;
+  o.top_p = 0.9;
+  torch::Tensor t = sample_tokens(flat, o, u);
+  EXPECT_TRUE(torch::equal(t, full_sort_sample(flat, 0.9, 0, u)));
+}
+
 TEST(Sampler, FrequenciesFollowTheDistribution) {
   // logits log(0.5, 0.3, 0.2, 0): 20000 uniform draws; top-p 0.75 keeps {0.5, 0.3} renormalised;
   // top-k 2 does the same.
