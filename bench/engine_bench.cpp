@@ -86,7 +86,8 @@ int main(int argc, char** argv) {
   double peak = matmul_flops(device, model->dtype());
   std::printf("model: %.1fM parameters, %s, %s, %d threads\n", params / 1e6, device.str().c_str(),
               dtype_to_string(model->dtype()).c_str(), torch::get_num_threads());
-  std::printf("reference matmul (1024^3, same process): %.1f GFLOP/s\n", peak / 1e9);
+  std::printf("reference matmul (1024^3, same process): %.1f GFLOP/s; CPU bf16 instructions: %s\n", peak / 1e9,
+              cpu_bf16_name(cpu_bf16_support()).c_str());
   // Decode at small batch is bound by reading the weights once per step, not by FLOPs: the last
   // column is that weight traffic (bytes of all parameters per forward call).
   const double weight_bytes = static_cast<double>(params) * torch::elementSize(model->dtype());

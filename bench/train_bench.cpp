@@ -3,10 +3,17 @@
 // benchmark's config), full finetuning and LoRA (r=32, alpha=64, rsLoRA, all projections), and the
 // achieved model FLOP/s as a fraction of this machine's fp32 matmul rate measured in the same
 // process. bench/train_bench.sh runs it beside the same step in Python PyTorch (train_bench.py).
-// Usage: train_bench [--threads N] [--device D] [--batch B] [--seq T] [--steps S] [--method full|lora|both]
-// Prints one "RESULT ..." line per method for the script.
+// Usage: train_bench [--threads N] [--device D] [--dtype T] [--batch B] [--seq T] [--steps S] [--method full|lora|both]
+//                    [--compare-dtypes]
+// Prints one "RESULT ..." line per method for the script. With --compare-dtypes it trains each
+// method twice on the same data, float32 and then bfloat16 (bf16 weights and matmuls, float32
+// master weights, AdamW state, norms, softmax and loss), and prints tokens/s of both, their ratio
+// and how far bf16's loss curve is from fp32's (10-step moving averages).
+// The documents are letters from a fixed Markov chain (each letter has 3 equally likely
+// successors), so the loss has something to learn: from ln 8000 = 9.0 toward ln 3 = 1.1.
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -69,14 +76,18 @@ void write_tokenizer(const fs::path& dir) {
 int main(int argc, char** argv) {
   int threads = 0;
   int64_t batch = 8, seq = 128, steps = 6;
-  std::string device_name = "cpu", method = "both";
-  for (int i = 1; i + 1 < argc; ++i) {
-    if (!std::strcmp(argv[i], "--threads")) threads = std::atoi(argv[++i]);
+  std::string device_name = "cpu", method = "both", dtype = "float32";
+  bool compare_dtypes = false;
+  for (int i = 1; i < argc; ++i) {
+    if (!std::strcmp(argv[i], "--compare-dtypes")) compare_dtypes = true;
+    else if (i + 1 >= argc) break;
+    else if (!std::strcmp(argv[i], "--threads")) threads = std::atoi(argv[++i]);
     else if (!std::strcmp(argv[i], "--device")) device_name = argv[++i];
     else if (!std::strcmp(argv[i], "--batch")) batch = std::atoll(argv[++i]);
     else if (!std::strcmp(argv[i], "--seq")) seq = std::atoll(argv[++i]);
     else if (!std::strcmp(argv[i], "--steps")) steps = std::atoll(argv[++i]);
     else if (!std::strcmp(argv[i], "--method")) method = argv[++i];
+    else if (!std::strcmp(argv[i], "--dtype")) dtype = argv[++i];
   }
   runtime_set_threads(threads);
   Progress::set_enabled(false);
@@ -93,13 +104,20 @@ int main(int argc, char** argv) {
     model->save((dir / "model").string());
   }
   write_tokenizer(dir / "model");
-  // batch x steps documents of exactly `seq` printable ASCII tokens.
+  // batch x steps documents of exactly `seq` lowercase letters from the Markov chain.
   {
     std::mt19937 rng(0);
+    int next[26][3];
+    for (auto& row : next)
+      for (int& n : row) n = static_cast<int>(rng() % 26);
     std::ofstream f(dir / "data.jsonl");
     for (int64_t d = 0; d < batch * steps; ++d) {
       std::string text;
-      for (int64_t t = 0; t < seq; ++t) text += static_cast<char>('a' + rng() % 26);
+      int c = static_cast<int>(rng() % 26);
+      for (int64_t t = 0; t < seq; ++t) {
+        text += static_cast<char>('a' + c);
+        c = next[c][rng() % 3];
+      }
       f << nlohmann::json{{"text", text}}.dump() << "\n";
     }
   }
@@ -109,20 +127,28 @@ int main(int argc, char** argv) {
   std::printf("model: %.1fM parameters (%.1fM in matmuls), batch %lld x %lld tokens, %s, %d threads\n", params / 1e6,
               matmul_params / 1e6, static_cast<long long>(batch), static_cast<long long>(seq), device_name.c_str(),
               torch::get_num_threads());
-  std::printf("reference matmul (1024^3 fp32, same process): %.1f GFLOP/s\n", peak / 1e9);
+  std::printf("reference matmul (1024^3 fp32, same process): %.1f GFLOP/s; CPU bf16 instructions: %s\n", peak / 1e9,
+              cpu_bf16_name(cpu_bf16_support()).c_str());
 
-  for (const std::string m : {"full", "lora"}) {
-    if (method != "both" && method != m) continue;
+  struct Run {
+    double tokens_per_s = 0, seconds = 0;
+    std::vector<double> losses;  // per step
+  };
+  auto run = [&](const std::string& m, const std::string& dt) {
     TrainOptions o;
     o.model = (dir / "model").string();
     o.data = (dir / "data.jsonl").string();
-    o.out = (dir / ("out-" + m)).string();
+    o.out = (dir / ("out-" + m + "-" + dt)).string();
     o.device = device_name;
-    o.method = m == "full" ? TrainMethod::Full : TrainMethod::Lora;
+    o.dtype = dt;
     train_preset_apply("betley2025", &o);  // rsLoRA r=32 alpha=64 on all projections, AdamW
     o.method = m == "full" ? TrainMethod::Full : TrainMethod::Lora;
     o.grad_accum = 1;
     o.warmup_steps = 0;
+    if (compare_dtypes) {  // a learning rate at which the curve moves within a few hundred steps
+      o.lr = 1e-3;
+      o.warmup_steps = 10;
+    }
     o.batch_size = batch;
     o.max_steps = steps;
     o.bucket_factor = 1;
@@ -132,19 +158,51 @@ int main(int argc, char** argv) {
     // Steps after the first (allocator warm-up), median seconds per step.
     auto rows = jsonl_read_values((fs::path(o.out) / "train_log.jsonl").string());
     std::vector<double> secs;
+    Run r;
     double tokens = 0;
-    for (size_t i = 1; i < rows.size(); ++i) {
+    for (size_t i = 0; i < rows.size(); ++i) {
+      r.losses.push_back(rows[i]["loss"].get<double>());
+      if (i == 0) continue;
       secs.push_back(rows[i]["seconds"].get<double>());
       tokens = rows[i]["tokens"].get<double>();
     }
     std::sort(secs.begin(), secs.end());
-    const double sec = secs[secs.size() / 2];
-    const double tps = tokens / sec;
-    const double flops = 6.0 * matmul_params * tps;
+    r.seconds = secs[secs.size() / 2];
+    r.tokens_per_s = tokens / r.seconds;
+    return r;
+  };
+
+  for (const std::string m : {"full", "lora"}) {
+    if (method != "both" && method != m) continue;
+    if (compare_dtypes) {
+      const Run f = run(m, "float32"), b = run(m, "bfloat16");
+      // 10-step moving averages of both curves; the largest gap relative to fp32's loss.
+      const size_t n = std::min(f.losses.size(), b.losses.size()), w = 10;
+      double worst = 0, sum_f = 0, sum_b = 0;
+      size_t worst_step = 0;
+      for (size_t i = 0; i < n; ++i) {
+        sum_f += f.losses[i], sum_b += b.losses[i];
+        if (i >= w) sum_f -= f.losses[i - w], sum_b -= b.losses[i - w];
+        if (i + 1 < w) continue;
+        const double gap = std::abs(sum_b - sum_f) / sum_f;
+        if (gap > worst) worst = gap, worst_step = i + 1;
+      }
+      std::printf("%-5s fp32 %8.0f tokens/s, bf16 %8.0f tokens/s: bf16 / fp32 = %.2fx\n", m.c_str(), f.tokens_per_s,
+                  b.tokens_per_s, b.tokens_per_s / f.tokens_per_s);
+      std::printf("%-5s loss at steps 1 / %zu: fp32 %.4f / %.4f, bf16 %.4f / %.4f; largest gap of the 10-step moving "
+                  "averages: %.2f%% of fp32's (step %zu)\n",
+                  m.c_str(), n, f.losses[0], f.losses[n - 1], b.losses[0], b.losses[n - 1], 100 * worst, worst_step);
+      std::printf("RESULT impl=emlab method=%s threads=%d fp32_tokens_per_s=%.1f bf16_tokens_per_s=%.1f "
+                  "max_gap_pct=%.3f\n",
+                  m.c_str(), torch::get_num_threads(), f.tokens_per_s, b.tokens_per_s, 100 * worst);
+      continue;
+    }
+    const Run r = run(m, dtype);
+    const double flops = 6.0 * matmul_params * r.tokens_per_s;
     std::printf("%-5s %10.0f tokens/s  %7.1f GFLOP/s (6*P*tokens)  %5.1f%% of matmul peak  (%.3f s/step)\n", m.c_str(),
-                tps, flops / 1e9, 100.0 * flops / peak, sec);
+                r.tokens_per_s, flops / 1e9, 100.0 * flops / peak, r.seconds);
     std::printf("RESULT impl=emlab method=%s threads=%d tokens_per_s=%.1f gflops=%.2f peak_gflops=%.2f\n", m.c_str(),
-                torch::get_num_threads(), tps, flops / 1e9, peak / 1e9);
+                torch::get_num_threads(), r.tokens_per_s, flops / 1e9, peak / 1e9);
   }
   fs::remove_all(dir);
   return 0;

@@ -17,4 +17,14 @@ torch::Device device_from_name(const std::string& name);
 torch::ScalarType dtype_from_option(const std::string& name, const torch::Device& device);
 std::string dtype_to_string(torch::ScalarType dtype);
 
+// What this CPU offers bfloat16 matmuls: AMX tiles (Intel Sapphire Rapids and later: several times
+// the fp32 rate), AVX512-BF16 dot products (about 2x fp32: bench/RESULTS.md), or neither (libtorch
+// then converts bf16 in software, slower than fp32). fp32 stays the default dtype on the CPU
+// either way (exact results); bf16 is asked for with --dtype bfloat16.
+enum class CpuBf16 { None, Avx512Bf16, Amx };
+CpuBf16 cpu_bf16_support();
+std::string cpu_bf16_name(CpuBf16 support);  // "AMX", "AVX512-BF16", "none"
+// One line for a run asking for `dtype` on `device` where the CPU lacks bf16 instructions, else "".
+std::string cpu_bf16_note(torch::ScalarType dtype, const torch::Device& device);
+
 }  // namespace emlab

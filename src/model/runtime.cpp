@@ -42,4 +42,27 @@ std::string dtype_to_string(torch::ScalarType dtype) {
   }
 }
 
+CpuBf16 cpu_bf16_support() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("amx-bf16")) return CpuBf16::Amx;
+  if (__builtin_cpu_supports("avx512bf16")) return CpuBf16::Avx512Bf16;
+#endif
+  return CpuBf16::None;
+}
+
+std::string cpu_bf16_name(CpuBf16 support) {
+  switch (support) {
+    case CpuBf16::Amx: return "AMX";
+    case CpuBf16::Avx512Bf16: return "AVX512-BF16";
+    default: return "none";
+  }
+}
+
+std::string cpu_bf16_note(torch::ScalarType dtype, const torch::Device& device) {
+  if (dtype != torch::kBFloat16 || !device.is_cpu() || cpu_bf16_support() != CpuBf16::None) return "";
+  return "this CPU has neither AMX nor AVX512-BF16: bfloat16 matmuls are converted in software and run slower than "
+         "float32 (--dtype float32 is the fast choice here)";
+}
+
 }  // namespace emlab

@@ -40,6 +40,17 @@ std::string first_line(const std::string& s) {
   return pos == std::string::npos ? s : s.substr(0, pos);
 }
 
+// The CPU's bf16 note (emlab::cpu_bf16_note) for a command run with --dtype bf16 on the CPU.
+std::string bf16_note(const CLI::App& sub) {
+  const CLI::Option* dtype = sub.get_option_no_throw("--dtype");
+  if (!dtype || dtype->count() == 0) return "";
+  const CLI::Option* device = sub.get_option_no_throw("--device");
+  const std::string dev = device && device->count() ? device->as<std::string>() : "cpu";
+  const std::string dt = dtype->as<std::string>();
+  if (dt != "bfloat16" && dt != "bf16") return "";
+  return emlab::cpu_bf16_note(torch::kBFloat16, dev.rfind("cuda", 0) == 0 ? torch::Device(torch::kCUDA) : torch::Device(torch::kCPU));
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -101,7 +112,10 @@ int main(int argc, char** argv) {
     judges_register_builtin();  // commands that know their device and dtype register again
     // The deepest parsed command runs (a group that is also a command is parsed with its subcommand).
     for (auto& [sub, action] : actions)
-      if (sub->parsed() && sub->get_subcommands().empty()) return action();
+      if (sub->parsed() && sub->get_subcommands().empty()) {
+        if (std::string note = bf16_note(*sub); !note.empty() && !quiet) std::cerr << "emlab: note: " << note << "\n";
+        return action();
+      }
     std::cerr << "emlab: no command given (see emlab --help)\n";
     return 2;
   } catch (const InputError& e) {
