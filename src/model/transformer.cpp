@@ -149,15 +149,18 @@ torch::Tensor CausalLM::attention(int64_t layer, const torch::Tensor& x, const R
     v = vc.narrow(2, 0, past + T);
   }
 
-  // Grouped-query attention without copying k/v: queries as (B, Hkv, G, T, D).
+  // Grouped-query attention without copying k/v: the G query heads of a kv head as G*T rows of one
+  // product with that head's keys, (B, Hkv, G*T, D) x (B, Hkv, D, S). (Broadcasting k over G
+  // instead would copy the whole cache G times per layer and step.)
+  const int64_t S = k.size(2);
   const double scale = 1.0 / std::sqrt(config_.query_pre_attn_scalar.value_or(static_cast<double>(D)));
-  torch::Tensor qg = q.view({B, Hkv, G, T, D});
-  torch::Tensor scores = torch::matmul(qg, k.unsqueeze(2).transpose(-1, -2));  // (B, Hkv, G, T, S)
+  torch::Tensor qg = q.reshape({B, Hkv, G * T, D});
+  torch::Tensor scores = torch::matmul(qg, k.transpose(-1, -2)).view({B, Hkv, G, T, S});  // (B, Hkv, G, T, S)
   scores = scores.to(dtype_ == torch::kFloat64 ? torch::kFloat64 : torch::kFloat32) * scale;
   if (arch_->attn_softcap && config_.attn_logit_softcapping) scores = softcap(scores, *config_.attn_logit_softcapping);
-  torch::Tensor probs = torch::softmax(scores + bias, -1).to(v.scalar_type());
-  torch::Tensor out = torch::matmul(probs, v.unsqueeze(2));  // (B, Hkv, G, T, D)
-  out = out.reshape({B, H, T, D}).transpose(1, 2).reshape({B, T, H * D});
+  torch::Tensor probs = torch::softmax(scores + bias, -1).to(v.scalar_type()).view({B, Hkv, G * T, S});
+  torch::Tensor out = torch::matmul(probs, v);  // (B, Hkv, G*T, D)
+  out = out.view({B, H, T, D}).transpose(1, 2).reshape({B, T, H * D});
   return linear(out, p + "o_proj", args.adapters);  // (B, T, C)
 }
 
