@@ -1,12 +1,20 @@
-// One-row products (decode at batch 1): y = x W^T for x of one row, through torch's linear (a
-// matrix-matrix product) against a matrix-vector product (torch::mv) on the same data, for the
-// output projection and the layer projections of Qwen2.5-0.5B (hidden 896, vocab 151936,
-// intermediate 4864) and of the engine benchmark model. Prints ms per product and the ratio.
-// Usage: matvec_bench [--threads N]
+// Small-row products (decode at batch 1-16): y = x W^T for x of R rows, through torch's linear (a
+// matrix-matrix product, the reference), a matrix-vector product (torch::mv, R = 1, fp32) and
+// emlab's linear_small_rows_aware (whichever of its paths it takes for R rows), on the same data,
+// in fp32 and bf16, for the output projection and the layer projections of Qwen2.5-0.5B (hidden
+// 896, vocab 151936, intermediate 4864), of the llama.cpp comparison model (hidden 256) and of the
+// engine benchmark model. Prints ms per product, linear / emlab, mv / emlab, the weight bandwidth
+// emlab reaches and its largest difference from a float64 product.
+// Usage: matvec_bench [--threads N] [--rows 1,4,16]
 #include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <functional>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "emlab/lora.h"
 
 #include "emlab/runtime.h"
 
@@ -29,27 +37,44 @@ double best_ms(const std::function<void()>& f, int reps) {
 
 int main(int argc, char** argv) {
   int threads = 0;
-  for (int i = 1; i + 1 < argc; ++i)
+  std::vector<int64_t> rows = {1, 4, 16};
+  for (int i = 1; i + 1 < argc; ++i) {
     if (!std::strcmp(argv[i], "--threads")) threads = std::atoi(argv[++i]);
+    else if (!std::strcmp(argv[i], "--rows")) {
+      rows.clear();
+      std::stringstream ss(argv[++i]);
+      for (std::string r; std::getline(ss, r, ',');) rows.push_back(std::atoll(r.c_str()));
+    }
+  }
   emlab::runtime_set_threads(threads);
   torch::NoGradGuard no_grad;
   std::printf("torch %s, %d threads\n", TORCH_VERSION, torch::get_num_threads());
-  std::printf("%-34s %8s %8s %12s %10s %8s\n", "product (out x in)", "out", "in", "linear ms", "mv ms", "ratio");
+  std::printf("%-26s %5s %4s %10s %8s %9s %9s %8s %10s %9s\n", "product (out x in)", "dtype", "rows", "linear ms",
+              "mv ms", "emlab ms", "lin/emlab", "mv/emlab", "emlab GB/s", "max diff");
   struct Shape {
     const char* name;
     int64_t out, in;
   } shapes[] = {{"qwen2.5-0.5b lm_head", 151936, 896}, {"qwen2.5-0.5b down_proj", 896, 4864},
-                {"qwen2.5-0.5b gate/up_proj", 4864, 896}, {"engine model lm_head", 8000, 512},
+                {"qwen2.5-0.5b gate/up_proj", 4864, 896}, {"llama.cpp model lm_head", 151936, 256},
+                {"llama.cpp model up_proj", 1024, 256}, {"engine model lm_head", 8000, 512},
                 {"engine model up_proj", 1376, 512}};
   for (const auto& s : shapes) {
-    torch::Tensor w = torch::randn({s.out, s.in}) * 0.02, x = torch::randn({1, 1, s.in});
-    const int reps = s.out * s.in > 50'000'000 ? 10 : 50;
-    const double lin = best_ms([&] { torch::nn::functional::linear(x, w); }, reps);
-    const double mv = best_ms([&] { torch::mv(w, x.reshape({s.in})); }, reps);
-    const double diff = (torch::nn::functional::linear(x, w).reshape({s.out}) - torch::mv(w, x.reshape({s.in})))
-                            .abs().max().item<double>();
-    std::printf("%-34s %8lld %8lld %12.3f %10.3f %7.2fx  (max diff %.1e)\n", s.name, static_cast<long long>(s.out),
-                static_cast<long long>(s.in), lin, mv, lin / mv, diff);
+    for (auto dt : {torch::kFloat32, torch::kBFloat16}) {
+      torch::Tensor w = (torch::randn({s.out, s.in}) * 0.02).to(dt);
+      for (int64_t R : rows) {
+        torch::Tensor x = torch::randn({R, 1, s.in}).to(dt);
+        const int reps = s.out * s.in > 50'000'000 ? 10 : 50;
+        const double lin = best_ms([&] { torch::nn::functional::linear(x, w); }, reps);
+        const double mv = R == 1 && dt == torch::kFloat32 ? best_ms([&] { torch::mv(w, x.reshape({s.in})); }, reps) : 0;
+        const double ours = best_ms([&] { emlab::linear_small_rows_aware(x, w); }, reps);
+        torch::Tensor ref = torch::nn::functional::linear(x.to(torch::kFloat64), w.to(torch::kFloat64));
+        const double diff = (emlab::linear_small_rows_aware(x, w).to(torch::kFloat64) - ref).abs().max().item<double>();
+        const double gbs = static_cast<double>(w.numel() * w.element_size()) / (ours * 1e-3) / 1e9;
+        std::printf("%-26s %5s %4lld %10.3f %8.3f %9.3f %8.2fx %7.2fx %10.1f %9.1e\n", s.name,
+                    dt == torch::kFloat32 ? "fp32" : "bf16", static_cast<long long>(R), lin, mv, ours, lin / ours,
+                    mv > 0 ? mv / ours : 0.0, gbs, diff);
+      }
+    }
   }
   return 0;
 }

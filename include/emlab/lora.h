@@ -26,9 +26,10 @@ struct LoraSet {
 
 // The LoRA-aware linear. weight: (out, in); bias: (out) or undefined; lora may be null or lack
 // `name`; x: (..., in) -> (..., out).
-// linear(x, weight, bias), as a matrix-vector product when x holds one row on the CPU in fp32/fp64
-// (decode at batch 1).
-torch::Tensor linear_one_row_aware(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias = {});
+// linear(x, weight, bias); on the CPU, when x holds a few rows (decode at small batch), through
+// products that read each weight row once: AVX-512 row kernels without gradients (2-4 rows in fp32,
+// one row in bf16: src/model/matvec.h), and for one row in fp32/fp64 a matrix-vector product.
+torch::Tensor linear_small_rows_aware(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias = {});
 torch::Tensor linear_lora(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias,
                           const std::string& name, const LoraSet* lora);
 

@@ -1,16 +1,24 @@
 #include "emlab/lora.h"
 
+#include "model/matvec.h"
+
 namespace emlab {
 
-torch::Tensor linear_one_row_aware(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias) {
-  // One row (decode at batch 1): a matrix-vector product. Debian's libtorch 1.13 (OpenBLAS) runs
-  // it 2-5x faster than the matrix-matrix product linear() uses (bench/matvec_bench.cpp); with
-  // MKL the two are equal. Same values to rounding; autograd goes through mv as through linear.
-  // CPU and fp32/fp64 only (bf16 mv is not a fast path in every libtorch).
+torch::Tensor linear_small_rows_aware(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias) {
+  // Decode at small batch reads every weight once per step for a few rows: bandwidth-bound work
+  // that matrix-matrix kernels (which pack the weight first) do poorly. emlab's AVX-512 row
+  // kernels (model/matvec.h) take 2-4 rows in fp32 and one row in bf16; one row in fp32/fp64 goes
+  // through a matrix-vector product, which Debian's libtorch 1.13 (OpenBLAS) runs 2-5x faster than
+  // linear() (bench/matvec_bench.cpp). Same values to rounding.
+  std::vector<int64_t> shape(x.sizes().begin(), x.sizes().end());
+  if (!shape.empty()) shape.back() = weight.size(0);
+  if (torch::Tensor y = model_detail::small_rows_linear(x, weight); y.defined()) {  // (R, out)
+    if (bias.defined()) y = y + bias;
+    return y.reshape(shape);
+  }
+  // One row in fp32/fp64 (also with gradients): the matrix-vector product (autograd goes through mv).
   const bool fp = x.scalar_type() == torch::kFloat32 || x.scalar_type() == torch::kFloat64;
   if (x.numel() == weight.size(1) && x.dim() >= 1 && x.device().is_cpu() && fp && weight.scalar_type() == x.scalar_type()) {
-    std::vector<int64_t> shape(x.sizes().begin(), x.sizes().end());
-    shape.back() = weight.size(0);
     torch::Tensor y = torch::mv(weight, x.reshape({weight.size(1)}));  // (out)
     if (bias.defined()) y = y + bias;
     return y.reshape(shape);
@@ -20,7 +28,7 @@ torch::Tensor linear_one_row_aware(const torch::Tensor& x, const torch::Tensor& 
 
 torch::Tensor linear_lora(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias,
                           const std::string& name, const LoraSet* lora) {
-  torch::Tensor y = linear_one_row_aware(x, weight, bias);  // (..., out)
+  torch::Tensor y = linear_small_rows_aware(x, weight, bias);  // (..., out)
   if (!lora || lora->multiplier == 0.0) return y;
   auto it = lora->modules.find(name);
   if (it == lora->modules.end()) return y;
