@@ -5,6 +5,9 @@
 #include <ATen/Parallel.h>
 #include <immintrin.h>
 
+// GCC 12's AVX-512 headers trip -Wmaybe-uninitialized inside _mm512_reduce_add_ps (a false alarm).
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+
 #include <cstdint>
 
 namespace emlab::model_detail {
