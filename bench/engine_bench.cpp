@@ -14,39 +14,12 @@
 #include <vector>
 
 #include "bench_model.h"
+#include "bench_timing.h"
 #include "emlab/model.h"
 #include "emlab/runtime.h"
 
 using namespace emlab;
-using Clock = std::chrono::steady_clock;
-
-namespace {
-
-double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
-
-void sync(const torch::Device& d) {
-  if (d.is_cuda()) torch::cuda::synchronize();
-}
-
-// fp32 (or the model dtype) matmul rate of a 1024^3 product, the best of several runs.
-double matmul_flops(const torch::Device& device, torch::ScalarType dtype) {
-  const int64_t n = 1024;
-  auto opts = torch::TensorOptions().dtype(dtype).device(device);
-  torch::Tensor a = torch::randn({n, n}, opts), b = torch::randn({n, n}, opts);
-  torch::matmul(a, b);
-  sync(device);
-  double best = 0;
-  for (int rep = 0; rep < 5; ++rep) {
-    int iters = device.is_cuda() ? 50 : 4;
-    auto t = Clock::now();
-    for (int i = 0; i < iters; ++i) torch::matmul(a, b);
-    sync(device);
-    best = std::max(best, iters * 2.0 * n * n * n / seconds_since(t));
-  }
-  return best;
-}
-
-}  // namespace
+using namespace emlab::bench;
 
 int main(int argc, char** argv) {
   int threads = 0;

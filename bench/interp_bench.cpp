@@ -18,16 +18,15 @@
 #include "emlab/direction.h"
 #include "emlab/hash.h"
 #include "bench_model.h"
+#include "bench_timing.h"
 #include "emlab/model.h"
 #include "emlab/progress.h"
 #include "emlab/runtime.h"
 
 using namespace emlab;
-using Clock = std::chrono::steady_clock;
+using namespace emlab::bench;
 
 namespace {
-
-double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
 // Deterministic pseudo-text of `words` words from a small vocabulary (the toy world's tokenizer
 // splits it into a few tokens per word).

@@ -14,26 +14,13 @@
 #include <string>
 #include <vector>
 
+#include "bench_timing.h"
 #include "emlab/lora.h"
 
 #include "emlab/runtime.h"
 
-using Clock = std::chrono::steady_clock;
+using emlab::bench::best_ms;
 
-namespace {
-
-double best_ms(const std::function<void()>& f, int reps) {
-  f();
-  double best = 1e30;
-  for (int r = 0; r < reps; ++r) {
-    auto t = Clock::now();
-    f();
-    best = std::min(best, std::chrono::duration<double, std::milli>(Clock::now() - t).count());
-  }
-  return best;
-}
-
-}  // namespace
 
 int main(int argc, char** argv) {
   int threads = 0;
@@ -64,9 +51,9 @@ int main(int argc, char** argv) {
       for (int64_t R : rows) {
         torch::Tensor x = torch::randn({R, 1, s.in}).to(dt);
         const int reps = s.out * s.in > 50'000'000 ? 10 : 50;
-        const double lin = best_ms([&] { torch::nn::functional::linear(x, w); }, reps);
-        const double mv = R == 1 && dt == torch::kFloat32 ? best_ms([&] { torch::mv(w, x.reshape({s.in})); }, reps) : 0;
-        const double ours = best_ms([&] { emlab::linear_small_rows_aware(x, w); }, reps);
+        const double lin = best_ms(reps, [&] { torch::nn::functional::linear(x, w); });
+        const double mv = R == 1 && dt == torch::kFloat32 ? best_ms(reps, [&] { torch::mv(w, x.reshape({s.in})); }) : 0;
+        const double ours = best_ms(reps, [&] { emlab::linear_small_rows_aware(x, w); });
         torch::Tensor ref = torch::nn::functional::linear(x.to(torch::kFloat64), w.to(torch::kFloat64));
         const double diff = (emlab::linear_small_rows_aware(x, w).to(torch::kFloat64) - ref).abs().max().item<double>();
         const double gbs = static_cast<double>(w.numel() * w.element_size()) / (ours * 1e-3) / 1e9;

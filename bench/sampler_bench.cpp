@@ -12,11 +12,12 @@
 #include <cstring>
 #include <string>
 
+#include "bench_timing.h"
 #include "emlab/generator.h"
 #include "emlab/runtime.h"
 
 using namespace emlab;
-using Clock = std::chrono::steady_clock;
+using emlab::bench::best_ms;
 
 namespace {
 
@@ -33,17 +34,6 @@ torch::Tensor full_sort_sample(const torch::Tensor& logits, double top_p, int64_
   torch::Tensor pick = torch::searchsorted(cdf, u.unsqueeze(-1) * cdf.narrow(-1, cdf.size(-1) - 1, 1), false, true)
                            .clamp_max(cdf.size(-1) - 1);
   return order.gather(-1, pick).squeeze(-1);
-}
-
-template <class F>
-double best_ms(int reps, F&& f) {
-  double best = 1e30;
-  for (int r = 0; r < reps; ++r) {
-    auto t = Clock::now();
-    f();
-    best = std::min(best, std::chrono::duration<double, std::milli>(Clock::now() - t).count());
-  }
-  return best;
 }
 
 }  // namespace

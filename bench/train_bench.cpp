@@ -26,35 +26,17 @@
 #include "emlab/byte_level.h"
 #include "emlab/jsonl.h"
 #include "bench_model.h"
+#include "bench_timing.h"
 #include "emlab/model.h"
 #include "emlab/progress.h"
 #include "emlab/runtime.h"
 #include "emlab/train.h"
 
 using namespace emlab;
-using Clock = std::chrono::steady_clock;
+using namespace emlab::bench;
 namespace fs = std::filesystem;
 
 namespace {
-
-double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
-
-// fp32 matmul rate of a 1024^3 product, the best of several runs (as engine_bench).
-double matmul_flops(const torch::Device& device) {
-  const int64_t n = 1024;
-  auto opts = torch::TensorOptions().dtype(torch::kFloat32).device(device);
-  torch::Tensor a = torch::randn({n, n}, opts), b = torch::randn({n, n}, opts);
-  torch::matmul(a, b);
-  double best = 0;
-  for (int rep = 0; rep < 5; ++rep) {
-    int iters = device.is_cuda() ? 50 : 4;
-    auto t = Clock::now();
-    for (int i = 0; i < iters; ++i) torch::matmul(a, b);
-    if (device.is_cuda()) torch::cuda::synchronize();
-    best = std::max(best, iters * 2.0 * n * n * n / seconds_since(t));
-  }
-  return best;
-}
 
 // The tokenizer maps every byte to one token (GPT-2's byte-to-unicode characters), so a document
 // of T ASCII characters is T tokens.
