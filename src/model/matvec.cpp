@@ -2,13 +2,15 @@
 // chosen at run time when the CPU has the instructions.
 #include "model/matvec.h"
 
+#include <cstdint>
+
+#if defined(__x86_64__)
+
 #include <ATen/Parallel.h>
 #include <immintrin.h>
 
 // GCC 12's AVX-512 headers trip -Wmaybe-uninitialized inside _mm512_reduce_add_ps (a false alarm).
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-
-#include <cstdint>
 
 namespace emlab::model_detail {
 
@@ -88,13 +90,9 @@ Kernel pick(int64_t R, std::integer_sequence<int, Rs...>) {
 
 bool cpu_has_avx512() {
   static const bool ok = [] {
-#if defined(__x86_64__)
     __builtin_cpu_init();
     return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
            __builtin_cpu_supports("avx512vl");
-#else
-    return false;
-#endif
   }();
   return ok;
 }
@@ -124,3 +122,11 @@ torch::Tensor small_rows_linear(const torch::Tensor& x, const torch::Tensor& wei
 }
 
 }  // namespace emlab::model_detail
+
+#else  // not x86-64: no kernels, torch's products everywhere
+
+namespace emlab::model_detail {
+torch::Tensor small_rows_linear(const torch::Tensor&, const torch::Tensor&) { return {}; }
+}  // namespace emlab::model_detail
+
+#endif

@@ -9,8 +9,12 @@ namespace emlab::model_detail {
 namespace {
 
 bool has_avx512() {
+#if defined(__x86_64__)
   __builtin_cpu_init();
   return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl");
+#else
+  return false;
+#endif
 }
 
 TEST(SmallRowsLinear, EqualsFloat64ProductForEveryRowCountAndWidth) {
