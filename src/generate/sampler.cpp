@@ -19,14 +19,15 @@ namespace {
 constexpr int64_t kFirstCandidates = 64;  // top-p: candidates of the first round
 constexpr int64_t kGrowth = 16;           // candidates x16 per round; the whole vocabulary above V/16
 
-// Inverse-CDF draw among candidates in descending order: probs (B, K) (unnormalised; zeros are
-// never drawn), order (B, K) their token ids, u (B, 1) uniforms -> tokens (B).
+// Inverse-CDF draw: probs (B, K) (unnormalised; zeros are never drawn), u (B, 1) uniforms ->
+// tokens (B): the candidates' ids from `order` (B, K), or the column itself when order is
+// undefined (the whole vocabulary in token order).
 torch::Tensor draw(const torch::Tensor& probs, const torch::Tensor& order, const torch::Tensor& u) {
   torch::Tensor cdf = probs.cumsum(-1);
   const int64_t K = cdf.size(-1);
   torch::Tensor pick = torch::searchsorted(cdf, u * cdf.narrow(-1, K - 1, 1), /*out_int32=*/false, /*right=*/true)
                            .clamp_max(K - 1);  // (B, 1)
-  return order.gather(-1, pick).squeeze(-1);
+  return (order.defined() ? order.gather(-1, pick) : pick).squeeze(-1);
 }
 
 // Nucleus filter on descending probabilities (B, K): zero every candidate with mass >= p before it
@@ -49,12 +50,7 @@ torch::Tensor sample_tokens(const torch::Tensor& logits, const SampleOptions& op
   const bool use_top_k = options.top_k > 0 && options.top_k < V;
   const bool use_top_p = options.top_p < 1.0;
   torch::Tensor u = uniform.to(x.device(), torch::kFloat32).unsqueeze(-1);  // (B, 1)
-  if (!use_top_k && !use_top_p) {
-    torch::Tensor probs = torch::softmax(x, -1);
-    torch::Tensor cdf = probs.cumsum(-1);  // (B, V)
-    torch::Tensor idx = torch::searchsorted(cdf, u * cdf.narrow(-1, V - 1, 1), /*out_int32=*/false, /*right=*/true);
-    return idx.squeeze(-1).clamp_max(V - 1);
-  }
+  if (!use_top_k && !use_top_p) return draw(torch::softmax(x, -1), torch::Tensor(), u);
   if (use_top_k) {  // the k largest, renormalised among themselves; then top-p within them
     auto [sx, order] = x.topk(options.top_k, -1, /*largest=*/true, /*sorted=*/true);  // (B, k)
     torch::Tensor probs = torch::softmax(sx, -1);
