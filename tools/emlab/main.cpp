@@ -44,11 +44,10 @@ std::string first_line(const std::string& s) {
 std::string bf16_note(const CLI::App& sub) {
   const CLI::Option* dtype = sub.get_option_no_throw("--dtype");
   if (!dtype || dtype->count() == 0) return "";
-  const CLI::Option* device = sub.get_option_no_throw("--device");
-  const std::string dev = device && device->count() ? device->as<std::string>() : "cpu";
-  const std::string dt = dtype->as<std::string>();
-  if (dt != "bfloat16" && dt != "bf16") return "";
-  return emlab::cpu_bf16_note(torch::kBFloat16, dev.rfind("cuda", 0) == 0 ? torch::Device(torch::kCUDA) : torch::Device(torch::kCPU));
+  const CLI::Option* device_option = sub.get_option_no_throw("--device");
+  const torch::Device device =
+      emlab::device_from_name(device_option && device_option->count() ? device_option->as<std::string>() : "cpu");
+  return emlab::cpu_bf16_note(emlab::dtype_from_option(dtype->as<std::string>(), device), device);
 }
 
 }  // namespace
