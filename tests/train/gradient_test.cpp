@@ -8,11 +8,28 @@
 namespace emlab {
 namespace {
 
-
 std::shared_ptr<CausalLM> f64_model(const std::string& kind = "llama") {
   LoadOptions lo;
   lo.dtype = "float64";
   return CausalLM::init_random(test::tiny_train_config(kind), 11, lo);
+}
+
+// A rank-2 LoRA (alpha 4, created with seed 3) on `targets`, in float64 with gradients, B drawn
+// from N(0, 0.1^2) after torch::manual_seed(b_seed) (not zero, so that A gets gradients too),
+// attached to the model.
+std::shared_ptr<LoraSet> attach_f64_lora(CausalLM& model, const std::vector<std::string>& targets, uint64_t b_seed) {
+  LoraOptions o;
+  o.rank = 2;
+  o.alpha = 4;
+  o.targets = targets;
+  auto set = lora_create(model, o, 3);
+  torch::manual_seed(b_seed);
+  for (auto& [name, m] : set->modules) {
+    m.A = m.A.to(torch::kFloat64).requires_grad_(true);
+    m.B = (torch::randn(m.B.sizes(), torch::kFloat64) * 0.1).requires_grad_(true);
+  }
+  model.set_lora(set);
+  return set;
 }
 
 // Two rows of different lengths (the second right-padded), targets on some positions.
@@ -50,17 +67,7 @@ void check_gradient(const std::function<torch::Tensor()>& loss, torch::Tensor t,
 
 TEST(Gradients, LoraMatchesFiniteDifferences) {
   auto model = f64_model();
-  LoraOptions o;
-  o.rank = 2;
-  o.alpha = 4;
-  o.targets = {"q", "v", "down"};
-  auto set = lora_create(*model, o, 3);
-  torch::manual_seed(2);
-  for (auto& [name, m] : set->modules) {
-    m.A = m.A.to(torch::kFloat64).requires_grad_(true);
-    m.B = (torch::randn(m.B.sizes(), torch::kFloat64) * 0.1).requires_grad_(true);
-  }
-  model->set_lora(set);
+  auto set = attach_f64_lora(*model, {"q", "v", "down"}, 2);
   Batch b = make_batch();
   auto loss = [&] { return sft_loss_sum(*model, b, ForwardArgs{}); };
   for (const char* module : {"model.layers.0.self_attn.q_proj", "model.layers.1.self_attn.v_proj",
@@ -139,17 +146,7 @@ TEST(Gradients, SftLossIsTheMaskedCrossEntropy) {
 // gradient matches finite differences.
 TEST(Gradients, ChunkedHeadCrossEntropyEqualsTheWholeOne) {
   auto model = f64_model();
-  LoraOptions o;
-  o.rank = 2;
-  o.alpha = 4;
-  o.targets = {"down"};
-  auto set = lora_create(*model, o, 3);
-  torch::manual_seed(4);
-  for (auto& [name, m] : set->modules) {
-    m.A = m.A.to(torch::kFloat64).requires_grad_(true);
-    m.B = (torch::randn(m.B.sizes(), torch::kFloat64) * 0.1).requires_grad_(true);
-  }
-  model->set_lora(set);
+  auto set = attach_f64_lora(*model, {"down"}, 4);
   torch::Tensor& head = const_cast<torch::Tensor&>(model->head_weight());
   head.requires_grad_(true);
   const Batch b = make_batch();
