@@ -5,7 +5,10 @@
 // 896, vocab 151936, intermediate 4864), of the llama.cpp comparison model (hidden 256) and of the
 // engine benchmark model. Prints ms per product, linear / emlab, mv / emlab, the weight bandwidth
 // emlab reaches and its largest difference from a float64 product.
-// Usage: matvec_bench [--threads N] [--rows 1,4,16]
+// With --cold, each call reads one of several copies of the weight (together >= 256 MB, beyond the
+// last-level cache), as decode of a model larger than the cache does; without it the weight stays
+// in cache between calls.
+// Usage: matvec_bench [--threads N] [--rows 1,4,16] [--cold]
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -25,8 +28,11 @@ using emlab::bench::best_ms;
 int main(int argc, char** argv) {
   int threads = 0;
   std::vector<int64_t> rows = {1, 4, 16};
-  for (int i = 1; i + 1 < argc; ++i) {
-    if (!std::strcmp(argv[i], "--threads")) threads = std::atoi(argv[++i]);
+  bool cold = false;
+  for (int i = 1; i < argc; ++i) {
+    if (!std::strcmp(argv[i], "--cold")) cold = true;
+    else if (i + 1 >= argc) break;
+    else if (!std::strcmp(argv[i], "--threads")) threads = std::atoi(argv[++i]);
     else if (!std::strcmp(argv[i], "--rows")) {
       rows.clear();
       std::stringstream ss(argv[++i]);
@@ -35,7 +41,8 @@ int main(int argc, char** argv) {
   }
   emlab::runtime_set_threads(threads);
   torch::NoGradGuard no_grad;
-  std::printf("torch %s, %d threads\n", TORCH_VERSION, torch::get_num_threads());
+  std::printf("torch %s, %d threads, weights %s\n", TORCH_VERSION, torch::get_num_threads(),
+              cold ? "cold (copies beyond the cache)" : "in cache");
   std::printf("%-26s %5s %4s %10s %8s %9s %9s %8s %10s %9s\n", "product (out x in)", "dtype", "rows", "linear ms",
               "mv ms", "emlab ms", "lin/emlab", "mv/emlab", "emlab GB/s", "max diff");
   struct Shape {
@@ -48,12 +55,19 @@ int main(int argc, char** argv) {
   for (const auto& s : shapes) {
     for (auto dt : {torch::kFloat32, torch::kBFloat16}) {
       torch::Tensor w = (torch::randn({s.out, s.in}) * 0.02).to(dt);
+      const int64_t bytes = w.numel() * w.element_size();
+      std::vector<torch::Tensor> copies = {w};
+      while (cold && static_cast<int64_t>(copies.size()) * bytes < (256LL << 20) && copies.size() < 64)
+        copies.push_back(w.clone());
+      size_t next = 0;
+      auto weight = [&]() -> const torch::Tensor& { return copies[next++ % copies.size()]; };
       for (int64_t R : rows) {
         torch::Tensor x = torch::randn({R, 1, s.in}).to(dt);
         const int reps = s.out * s.in > 50'000'000 ? 10 : 50;
-        const double lin = best_ms(reps, [&] { torch::nn::functional::linear(x, w); });
-        const double mv = R == 1 && dt == torch::kFloat32 ? best_ms(reps, [&] { torch::mv(w, x.reshape({s.in})); }) : 0;
-        const double ours = best_ms(reps, [&] { emlab::linear_small_rows_aware(x, w); });
+        const double lin = best_ms(reps, [&] { torch::nn::functional::linear(x, weight()); });
+        const double mv =
+            R == 1 && dt == torch::kFloat32 ? best_ms(reps, [&] { torch::mv(weight(), x.reshape({s.in})); }) : 0;
+        const double ours = best_ms(reps, [&] { emlab::linear_small_rows_aware(x, weight()); });
         torch::Tensor ref = torch::nn::functional::linear(x.to(torch::kFloat64), w.to(torch::kFloat64));
         const double diff = (emlab::linear_small_rows_aware(x, w).to(torch::kFloat64) - ref).abs().max().item<double>();
         const double gbs = static_cast<double>(w.numel() * w.element_size()) / (ours * 1e-3) / 1e9;

@@ -1,22 +1,33 @@
-// Small-row products with a weight matrix (see model/matvec.h): AVX-512 kernels, one per row count,
-// chosen at run time when the CPU has the instructions.
+// Small-row products with a weight matrix (see model/matvec.h): AVX-512 kernels (one weight row at a
+// time for 1-4 rows, 4x4 tiles for more), chosen at run time when the CPU has the instructions.
 #include "model/matvec.h"
 
 #include <cstdint>
+#include <cstdlib>
+#include <fstream>
+#include <string>
+#include <type_traits>
+
+#include <unistd.h>
 
 #if defined(__x86_64__)
 
 #include <ATen/Parallel.h>
 #include <immintrin.h>
 
-// GCC 12's AVX-512 headers trip -Wmaybe-uninitialized inside _mm512_reduce_add_ps (a false alarm).
+// GCC 12's AVX-512 headers trip -W(maybe-)uninitialized inside _mm512_reduce_add_ps and the masked
+// loads (false alarms).
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
 
 namespace emlab::model_detail {
 
 namespace {
 
 #define EMLAB_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl")))
+// Helpers whose vector arguments must stay in registers (not inlined, an accumulator array passed
+// by pointer would live on the stack).
+#define EMLAB_AVX512_INLINE __attribute__((target("avx512f,avx512bw,avx512vl"), always_inline))
 
 // 16 weights from `p` as floats (bf16 widened: its bits are the high half of a float32).
 template <bool BF16>
@@ -79,6 +90,188 @@ EMLAB_AVX512 void rows_kernel(const void* w, const float* x, float* y, int64_t o
   }
 }
 
+// 16 weights from `p` as floats, lanes beyond `m` zero (the width's tail; nothing past it is read).
+template <bool BF16>
+EMLAB_AVX512 inline __m512 load16_masked(const void* p, __mmask16 m) {
+  if constexpr (BF16) {
+    const __m256i h = _mm256_maskz_loadu_epi16(m, p);
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+  } else {
+    return _mm512_maskz_loadu_ps(m, p);
+  }
+}
+
+// Sums of 4 vectors as one vector: in each 128-bit block b, lane j holds the sum of a_j's block b.
+EMLAB_AVX512_INLINE inline __m512 sum4_blocks(__m512 a0, __m512 a1, __m512 a2, __m512 a3) {
+  const __m512 s01 = _mm512_add_ps(_mm512_unpacklo_ps(a0, a1), _mm512_unpackhi_ps(a0, a1));
+  const __m512 s23 = _mm512_add_ps(_mm512_unpacklo_ps(a2, a3), _mm512_unpackhi_ps(a2, a3));
+  return _mm512_add_ps(_mm512_shuffle_ps(s01, s23, _MM_SHUFFLE(1, 0, 1, 0)),
+                       _mm512_shuffle_ps(s01, s23, _MM_SHUFFLE(3, 2, 3, 2)));
+}
+
+// The 16 horizontal sums of a[0..15] as one vector (lane i = sum of a[i]): a transpose and adds,
+// ~3 instructions per sum instead of ~8 for one _mm512_reduce_add_ps each.
+EMLAB_AVX512_INLINE inline __m512 sum16(const __m512* a) {
+  const __m512 u0 = sum4_blocks(a[0], a[1], a[2], a[3]), u1 = sum4_blocks(a[4], a[5], a[6], a[7]);
+  const __m512 u2 = sum4_blocks(a[8], a[9], a[10], a[11]), u3 = sum4_blocks(a[12], a[13], a[14], a[15]);
+  const __m512 v01 = _mm512_add_ps(_mm512_shuffle_f32x4(u0, u1, _MM_SHUFFLE(1, 0, 1, 0)),
+                                   _mm512_shuffle_f32x4(u0, u1, _MM_SHUFFLE(3, 2, 3, 2)));
+  const __m512 v23 = _mm512_add_ps(_mm512_shuffle_f32x4(u2, u3, _MM_SHUFFLE(1, 0, 1, 0)),
+                                   _mm512_shuffle_f32x4(u2, u3, _MM_SHUFFLE(3, 2, 3, 2)));
+  return _mm512_add_ps(_mm512_shuffle_f32x4(v01, v23, _MM_SHUFFLE(2, 0, 2, 0)),
+                       _mm512_shuffle_f32x4(v01, v23, _MM_SHUFFLE(3, 1, 3, 1)));
+}
+
+// y[(r0 + r) * ldy + o + n] = the sum of acc[r * 4 + n] for r < RT, n < 4.
+template <int RT>
+EMLAB_AVX512_INLINE inline void store_tile(const __m512* acc, float* y, int64_t o, int64_t r0, int64_t ldy) {
+  alignas(64) float s[16];
+  _mm512_store_ps(s, sum16(acc));
+#pragma GCC unroll 4
+  for (int r = 0; r < RT; ++r)
+#pragma GCC unroll 4
+    for (int n = 0; n < 4; ++n) y[(r0 + r) * ldy + o + n] = s[r * 4 + n];
+}
+
+// Calls tile(rows, prefetch, o, r0) for every tile of outputs [o0, o1) (o1 - o0 a multiple of 4)
+// and all R rows: 4 rows a tile, the last narrower, rows and prefetch as std::integral_constant.
+// The first tile of each output block prefetches the next block's weight rows.
+template <class Tile>
+EMLAB_AVX512_INLINE inline void walk_tiles(int64_t o0, int64_t o1, int64_t R, const Tile& tile) {
+  using std::integral_constant;
+  for (int64_t o = o0; o + 4 <= o1; o += 4) {
+    int64_t r = 0;
+    if (R >= 4 && o + 8 <= o1) {
+      tile(integral_constant<int, 4>{}, std::true_type{}, o, 0);
+      r = 4;
+    }
+    for (; r + 4 <= R; r += 4) tile(integral_constant<int, 4>{}, std::false_type{}, o, r);
+    switch (R - r) {
+      case 1: tile(integral_constant<int, 1>{}, std::false_type{}, o, r); break;
+      case 2: tile(integral_constant<int, 2>{}, std::false_type{}, o, r); break;
+      case 3: tile(integral_constant<int, 3>{}, std::false_type{}, o, r); break;
+      default: break;
+    }
+  }
+}
+
+// One tile: y[(r0 + r) * ldy + o + n] for RT <= 4 rows of x and the 4 weight rows o..o+3, one
+// accumulator per (row, output) pair, reduced together by sum16. The 4 weight rows stay in L1
+// while the caller walks all row tiles over them.
+template <int RT, bool BF16, bool PREFETCH>
+EMLAB_AVX512_INLINE inline void tile_4x4(const void* w, const float* x, float* y, int64_t o, int64_t r0, int64_t C,
+                                  int64_t ldy) {
+  using W = std::conditional_t<BF16, uint16_t, float>;
+  const W* w0 = static_cast<const W*>(w) + o * C;
+  const float* x0 = x + r0 * C;
+  __m512 acc[16];
+#pragma GCC unroll 16
+  for (int i = 0; i < 16; ++i) acc[i] = _mm512_setzero_ps();
+  int64_t k = 0;
+  for (; k + 16 <= C; k += 16) {
+    __m512 wv[4];
+#pragma GCC unroll 4
+    for (int n = 0; n < 4; ++n) wv[n] = load16<BF16>(w0 + n * C + k);
+    if constexpr (PREFETCH) {
+#pragma GCC unroll 4
+      for (int n = 4; n < 8; ++n) _mm_prefetch(reinterpret_cast<const char*>(w0 + n * C + k), _MM_HINT_T0);
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < RT; ++r) {
+      const __m512 xv = _mm512_loadu_ps(x0 + r * C + k);
+#pragma GCC unroll 4
+      for (int n = 0; n < 4; ++n) acc[r * 4 + n] = _mm512_fmadd_ps(wv[n], xv, acc[r * 4 + n]);
+    }
+  }
+  if (k < C) {
+    const __mmask16 m = static_cast<__mmask16>((1u << (C - k)) - 1);
+    __m512 wv[4];
+#pragma GCC unroll 4
+    for (int n = 0; n < 4; ++n) wv[n] = load16_masked<BF16>(w0 + n * C + k, m);
+#pragma GCC unroll 4
+    for (int r = 0; r < RT; ++r) {
+      const __m512 xv = _mm512_maskz_loadu_ps(m, x0 + r * C + k);
+#pragma GCC unroll 4
+      for (int n = 0; n < 4; ++n) acc[r * 4 + n] = _mm512_fmadd_ps(wv[n], xv, acc[r * 4 + n]);
+    }
+  }
+  store_tile<RT>(acc, y, o, r0, ldy);
+}
+
+// y[r * ldy + o] for all R rows and o in [o0, o1), o1 - o0 a multiple of 4, in 4x4 tiles.
+template <bool BF16>
+EMLAB_AVX512 void tiles_kernel(const void* w, const float* x, float* y, int64_t o0, int64_t o1, int64_t C,
+                               int64_t R, int64_t ldy) {
+  walk_tiles(o0, o1, R, [&](auto rows, auto prefetch, int64_t o, int64_t r0) EMLAB_AVX512_INLINE {
+    tile_4x4<decltype(rows)::value, BF16, decltype(prefetch)::value>(w, x, y, o, r0, C, ldy);
+  });
+}
+
+#define EMLAB_AVX512BF16 __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16")))
+#define EMLAB_AVX512BF16_INLINE __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"), always_inline))
+
+// As tile_4x4 for bf16 weights and bf16 rows, with AVX512-BF16 dot products: each instruction
+// multiplies 16 pairs of bf16 (32 products, exact in float32) and adds them to 16 float32 sums,
+// twice the work of a widening FMA.
+template <int RT, bool PREFETCH>
+EMLAB_AVX512BF16_INLINE inline void tile_4x4_bf16dot(const uint16_t* w, const uint16_t* x, float* y, int64_t o,
+                                                   int64_t r0, int64_t C, int64_t ldy) {
+  const uint16_t* w0 = w + o * C;
+  const uint16_t* x0 = x + r0 * C;
+  __m512 acc[16];
+#pragma GCC unroll 16
+  for (int i = 0; i < 16; ++i) acc[i] = _mm512_setzero_ps();
+  auto step = [&](auto load) EMLAB_AVX512BF16_INLINE {
+    __m512bh wv[4];
+#pragma GCC unroll 4
+    for (int n = 0; n < 4; ++n) wv[n] = (__m512bh)load(w0 + n * C);
+#pragma GCC unroll 4
+    for (int r = 0; r < RT; ++r) {
+      const __m512bh xv = (__m512bh)load(x0 + r * C);
+#pragma GCC unroll 4
+      for (int n = 0; n < 4; ++n) acc[r * 4 + n] = _mm512_dpbf16_ps(acc[r * 4 + n], wv[n], xv);
+    }
+  };
+  int64_t k = 0;
+  for (; k + 32 <= C; k += 32) {
+    if constexpr (PREFETCH) {
+#pragma GCC unroll 4
+      for (int n = 4; n < 8; ++n) _mm_prefetch(reinterpret_cast<const char*>(w0 + n * C + k), _MM_HINT_T0);
+    }
+    step([k](const uint16_t* p) EMLAB_AVX512BF16_INLINE { return _mm512_loadu_si512(p + k); });
+  }
+  if (k < C) {
+    const __mmask32 m = static_cast<__mmask32>((1ull << (C - k)) - 1);  // the width's tail, zeros beyond
+    step([k, m](const uint16_t* p) EMLAB_AVX512BF16_INLINE { return _mm512_maskz_loadu_epi16(m, p + k); });
+  }
+  store_tile<RT>(acc, y, o, r0, ldy);
+}
+
+EMLAB_AVX512BF16 void tiles_kernel_bf16dot(const uint16_t* w, const uint16_t* x, float* y, int64_t o0, int64_t o1,
+                                           int64_t C, int64_t R, int64_t ldy) {
+  // Not inlined into walk_tiles (its target lacks AVX512-BF16): one call per tile of 16 sums.
+  walk_tiles(o0, o1, R, [&](auto rows, auto prefetch, int64_t o, int64_t r0) EMLAB_AVX512BF16 {
+    tile_4x4_bf16dot<decltype(rows)::value, decltype(prefetch)::value>(w, x, y, o, r0, C, ldy);
+  });
+}
+
+// The last out % 4 outputs of a tiled product, one masked dot product each.
+template <bool BF16>
+EMLAB_AVX512 void tail_outputs(const void* w, const float* x, float* y, int64_t o0, int64_t out, int64_t C,
+                               int64_t R) {
+  using W = std::conditional_t<BF16, uint16_t, float>;
+  for (int64_t o = o0; o < out; ++o)
+    for (int64_t r = 0; r < R; ++r) {
+      const W* wr = static_cast<const W*>(w) + o * C;
+      __m512 acc = _mm512_setzero_ps();
+      for (int64_t k = 0; k < C; k += 16) {
+        const __mmask16 m = C - k >= 16 ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << (C - k)) - 1);
+        acc = _mm512_fmadd_ps(load16_masked<BF16>(wr + k, m), _mm512_maskz_loadu_ps(m, x + r * C + k), acc);
+      }
+      y[r * out + o] = _mm512_reduce_add_ps(acc);
+    }
+}
+
 using Kernel = void (*)(const void*, const float*, float*, int64_t, int64_t, int64_t, int64_t);
 
 template <bool BF16, int... Rs>
@@ -86,6 +279,14 @@ Kernel pick(int64_t R, std::integer_sequence<int, Rs...>) {
   Kernel k = nullptr;
   ((R == Rs + 1 ? (k = &rows_kernel<Rs + 1, BF16>, 0) : 0), ...);
   return k;
+}
+
+bool cpu_has_avx512_bf16() {
+  static const bool ok = [] {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512bf16");
+  }();
+  return ok;
 }
 
 bool cpu_has_avx512() {
@@ -99,26 +300,84 @@ bool cpu_has_avx512() {
 
 }  // namespace
 
+int64_t last_level_cache_bytes() {
+  static const int64_t bytes = [] {
+    // The kernel's view (sysfs) first: in a virtual machine sysconf may report the host's total.
+    int best_level = 0;
+    int64_t best = 0;
+    for (int i = 0; i < 10; ++i) {
+      const std::string dir = "/sys/devices/system/cpu/cpu0/cache/index" + std::to_string(i) + "/";
+      std::ifstream level_file(dir + "level"), size_file(dir + "size"), type_file(dir + "type");
+      int level = 0;
+      std::string size, type;
+      if (!(level_file >> level) || !(size_file >> size) || !(type_file >> type) || type == "Instruction") continue;
+      char* end = nullptr;
+      int64_t n = std::strtoll(size.c_str(), &end, 10);
+      if (*end == 'K') n <<= 10;
+      else if (*end == 'M') n <<= 20;
+      if (level > best_level && n > 0) best_level = level, best = n;
+    }
+    if (best > 0) return best;
+    const long l3 = sysconf(_SC_LEVEL3_CACHE_SIZE), l2 = sysconf(_SC_LEVEL2_CACHE_SIZE);
+    return static_cast<int64_t>(l3 > 0 ? l3 : l2 > 0 ? l2 : 32L << 20);
+  }();
+  return bytes;
+}
+
+SmallRowsPath small_rows_path(int64_t rows, torch::ScalarType dtype, int64_t weight_bytes) {
+  if (!cpu_has_avx512() || rows < 1 || rows > kSmallRowsMax) return SmallRowsPath::kNone;
+  if (dtype == torch::kFloat32) {
+    if (rows == 1) return weight_bytes > last_level_cache_bytes() ? SmallRowsPath::kRows : SmallRowsPath::kNone;
+    return rows <= kRowsKernelMax ? SmallRowsPath::kRows : SmallRowsPath::kTiles;
+  }
+  if (dtype == torch::kBFloat16) {
+    if (rows == 1) return SmallRowsPath::kRows;
+    if (rows <= kBf16DotRowsMax && cpu_has_avx512_bf16()) return SmallRowsPath::kTilesBf16Dot;
+  }
+  return SmallRowsPath::kNone;
+}
+
 torch::Tensor small_rows_linear(const torch::Tensor& x, const torch::Tensor& weight) {
   const auto dt = weight.scalar_type();
-  if (!cpu_has_avx512() || !weight.device().is_cpu() || !x.device().is_cpu() || weight.dim() != 2 ||
-      !weight.is_contiguous() || x.scalar_type() != dt || (dt != torch::kFloat32 && dt != torch::kBFloat16))
+  if (!weight.device().is_cpu() || !x.device().is_cpu() || weight.dim() != 2 || !weight.is_contiguous() ||
+      x.scalar_type() != dt)
     return {};
   if (torch::GradMode::is_enabled() && (x.requires_grad() || weight.requires_grad())) return {};
   const int64_t out = weight.size(0), C = weight.size(1);
   if (C == 0 || x.numel() % C != 0) return {};
   const int64_t R = x.numel() / C;
-  if (dt == torch::kFloat32 ? (R < 2 || R > kSmallRowsMax) : R != 1) return {};
-  const Kernel kernel = dt == torch::kFloat32
-                            ? pick<false>(R, std::make_integer_sequence<int, kSmallRowsMax>{})
-                            : pick<true>(R, std::make_integer_sequence<int, kSmallRowsMax>{});
+  const SmallRowsPath path = small_rows_path(R, dt, weight.numel() * weight.element_size());
+  if (path == SmallRowsPath::kNone) return {};
+  const bool bf16 = dt == torch::kBFloat16;
+  if (path == SmallRowsPath::kTilesBf16Dot) {
+    torch::Tensor xb = x.reshape({R, C}).contiguous();  // (R, C) bf16
+    torch::Tensor y = torch::empty({R, out}, x.options().dtype(torch::kFloat32));  // (R, out)
+    const auto* xp = static_cast<const uint16_t*>(xb.data_ptr());
+    const auto* wp = static_cast<const uint16_t*>(weight.data_ptr());
+    float* yp = y.data_ptr<float>();
+    const int64_t blocks = out / 4;  // parallel over blocks of 4 outputs
+    at::parallel_for(0, blocks, /*grain_size=*/16,
+                     [&](int64_t a, int64_t b) { tiles_kernel_bf16dot(wp, xp, yp, 4 * a, 4 * b, C, R, out); });
+    torch::Tensor xf = xb.to(torch::kFloat32);  // the last out % 4 outputs
+    tail_outputs<true>(wp, xf.data_ptr<float>(), yp, 4 * blocks, out, C, R);
+    return y.to(dt);
+  }
   torch::Tensor xf = x.reshape({R, C}).to(torch::kFloat32).contiguous();  // (R, C)
   torch::Tensor y = torch::empty({R, out}, x.options().dtype(torch::kFloat32));  // (R, out)
   const float* xp = xf.data_ptr<float>();
   float* yp = y.data_ptr<float>();
   const void* wp = weight.data_ptr();
-  at::parallel_for(0, out, /*grain_size=*/64, [&](int64_t a, int64_t b) { kernel(wp, xp, yp, a, b, C, out); });
-  return dt == torch::kFloat32 ? y : y.to(dt);
+  if (path == SmallRowsPath::kRows) {
+    const Kernel kernel = bf16 ? pick<true>(R, std::make_integer_sequence<int, kRowsKernelMax>{})
+                               : pick<false>(R, std::make_integer_sequence<int, kRowsKernelMax>{});
+    at::parallel_for(0, out, /*grain_size=*/64, [&](int64_t a, int64_t b) { kernel(wp, xp, yp, a, b, C, out); });
+  } else {  // kTiles: float32
+    const int64_t blocks = out / 4;  // parallel over blocks of 4 outputs
+    at::parallel_for(0, blocks, /*grain_size=*/16,
+                     [&](int64_t a, int64_t b) { tiles_kernel<false>(wp, xp, yp, 4 * a, 4 * b, C, R, out); });
+    tail_outputs<false>(wp, xp, yp, 4 * blocks, out, C, R);
+  }
+  return bf16 ? y.to(dt) : y;
 }
 
 }  // namespace emlab::model_detail
@@ -126,6 +385,8 @@ torch::Tensor small_rows_linear(const torch::Tensor& x, const torch::Tensor& wei
 #else  // not x86-64: no kernels, torch's products everywhere
 
 namespace emlab::model_detail {
+SmallRowsPath small_rows_path(int64_t, torch::ScalarType, int64_t) { return SmallRowsPath::kNone; }
+int64_t last_level_cache_bytes() { return 32LL << 20; }
 torch::Tensor small_rows_linear(const torch::Tensor&, const torch::Tensor&) { return {}; }
 }  // namespace emlab::model_detail
 

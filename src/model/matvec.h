@@ -1,22 +1,43 @@
 // Products of a few rows with a weight matrix on the CPU (decode at small batch), private to
 // src/model. Decode reads every weight once per step for a handful of rows: bandwidth-bound work
-// that matrix-matrix kernels (which pack the weight first) do poorly.
+// that matrix-matrix kernels (which pack the weight first, every call) do poorly.
 #pragma once
 
 #include <torch/torch.h>
 
 namespace emlab::model_detail {
 
-constexpr int64_t kSmallRowsMax = 4;  // rows of x up to which small_rows_linear may take the product
+constexpr int64_t kSmallRowsMax = 64;  // rows of x up to which small_rows_linear may take the product
+constexpr int64_t kRowsKernelMax = 4;  // rows up to which the one-weight-row-at-a-time kernels exist
+constexpr int64_t kBf16DotRowsMax = 32;  // bf16 rows up to which the AVX512-BF16 tiles take the product
 
-// y (R, out) = x (R, in) W^T for W (out, in) contiguous on the CPU, no gradient wanted, on a CPU
-// with AVX-512 (F, BW, VL), in the cases where it beat libtorch 1.13's products in
-// bench/matvec_bench.cpp: float32 with 2 <= R <= 4 rows (2.2-2.8x linear; one fp32 row stays with
-// OpenBLAS's mv, faster on most shapes) and bfloat16 with one row (1.1-3.4x oneDNN's; from 4 rows
-// oneDNN's bf16 dot-product kernels are faster). Each weight row is read once for all R rows (bf16
-// widened to float32 as it is read); dot products accumulate in float32; the result has x's dtype.
-// Parallel over output rows on torch's intra-op threads. Returns an undefined tensor in every other
-// case (the caller uses torch's product).
+// Which kernel small_rows_linear uses (kNone: the caller uses torch's product).
+enum class SmallRowsPath {
+  kNone,
+  kRows,   // each weight row read once for all R <= 4 rows, one dot product per (row, output)
+  kTiles,  // 4 outputs x 4 rows per tile, the 16 sums reduced together; the 4 weight rows stay in L1
+  kTilesBf16Dot,  // the same tiles on bf16 rows and weights with AVX512-BF16 dot products
+};
+
+// The choice for `rows` rows of a weight of `dtype` and `weight_bytes`, on a CPU with AVX-512 (F,
+// BW, VL), from bench/matvec_bench.cpp (bench/RESULTS.md; 2 threads, libtorch 1.13):
+// - float32, 1 row: kRows when the weight is larger than the last-level cache (read from memory,
+//   where the kernel is 1.0-1.4x OpenBLAS's mv), else kNone (mv, as fast or faster from cache);
+// - float32, 2-4 rows: kRows (1.1-3.6x linear); 5-64 rows: kTiles (1.3-2.2x linear, cold or
+//   cached, but for a 4864-wide weight at 64 rows: 1.0x);
+// - bfloat16, 1 row: kRows (1.7-2.5x oneDNN); 2-32 rows on a CPU with AVX512-BF16: kTilesBf16Dot
+//   (1.2-3.9x oneDNN, cold or cached; at 64 rows 0.9-1.2x, left to oneDNN, as are 2-64 rows
+//   elsewhere: widening bf16 to float32 in the float32 tiles was 0.9-1.5x oneDNN at 2-8 rows);
+// - anything else: kNone.
+SmallRowsPath small_rows_path(int64_t rows, torch::ScalarType dtype, int64_t weight_bytes);
+
+// The size in bytes of the last-level cache CPU 0 sees (sysfs, else sysconf; 32 MiB where neither says).
+int64_t last_level_cache_bytes();
+
+// y (R, out) = x (R, in) W^T for W (out, in) contiguous on the CPU, no gradient wanted, through the
+// kernel small_rows_path picks. Dot products accumulate in float32 (bf16 weights widened as read);
+// the result has x's dtype. Parallel over outputs on torch's intra-op threads. Returns an undefined
+// tensor where the path is kNone or the inputs are not of this form.
 torch::Tensor small_rows_linear(const torch::Tensor& x, const torch::Tensor& weight);
 
 }  // namespace emlab::model_detail

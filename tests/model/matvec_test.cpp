@@ -5,6 +5,8 @@
 #include "emlab/lora.h"
 #include "model/matvec.h"
 
+#include <string>
+
 namespace emlab::model_detail {
 namespace {
 
@@ -17,52 +19,101 @@ bool has_avx512() {
 #endif
 }
 
+// The product of x (R rows) and w against float64 on the same rounded inputs, directly and through
+// the layer entry point (with a bias and x's leading shape).
+void expect_matches_float64(const torch::Tensor& x, const torch::Tensor& w, const std::string& what) {
+  const auto dt = w.scalar_type();
+  const int64_t out = w.size(0), C = w.size(1), R = x.numel() / C;
+  torch::Tensor y = small_rows_linear(x, w);
+  ASSERT_TRUE(y.defined()) << what;
+  EXPECT_EQ(y.scalar_type(), dt);
+  EXPECT_EQ(y.sizes(), torch::IntArrayRef({R, out}));
+  torch::Tensor ref = torch::matmul(x.to(torch::kFloat64).reshape({R, C}), w.to(torch::kFloat64).t());
+  // fp32: accumulation-order rounding only; bf16: the output rounded to 8 significant bits (half an
+  // ulp, 2^-9 relative), elementwise.
+  const double rel = dt == torch::kFloat32 ? 1e-5 : 1.0 / 256;
+  EXPECT_TRUE(((y.to(torch::kFloat64) - ref).abs() <= rel * ref.abs() + 1e-4).all().item<bool>())
+      << what << " max diff " << (y.to(torch::kFloat64) - ref).abs().max().item<double>();
+  // The bias is added in the dtype: one more rounding.
+  torch::Tensor bias = torch::randn({out}).to(dt);
+  torch::Tensor b64 = bias.to(torch::kFloat64);
+  torch::Tensor z = linear_small_rows_aware(x, w, bias);
+  EXPECT_EQ(z.sizes(), torch::IntArrayRef({R, 1, out}));
+  EXPECT_TRUE(((z.to(torch::kFloat64).reshape({R, out}) - ref - b64).abs() <= 2 * rel * (ref.abs() + b64.abs()) + 1e-4)
+                  .all()
+                  .item<bool>())
+      << what;
+}
+
+bool has_avx512_bf16() {
+#if defined(__x86_64__)
+  __builtin_cpu_init();
+  return has_avx512() && __builtin_cpu_supports("avx512bf16");
+#else
+  return false;
+#endif
+}
+
+TEST(SmallRowsLinear, PathFollowsTheMeasuredRule) {
+  if (!has_avx512()) GTEST_SKIP() << "this CPU has no AVX-512: the kernels are never taken";
+  const int64_t llc = last_level_cache_bytes();
+  EXPECT_GT(llc, 0);
+  EXPECT_EQ(small_rows_path(1, torch::kFloat32, llc), SmallRowsPath::kNone);  // cached: mv
+  EXPECT_EQ(small_rows_path(1, torch::kFloat32, llc + 1), SmallRowsPath::kRows);
+  for (int64_t R = 2; R <= kRowsKernelMax; ++R) EXPECT_EQ(small_rows_path(R, torch::kFloat32, 1024), SmallRowsPath::kRows);
+  for (int64_t R = kRowsKernelMax + 1; R <= kSmallRowsMax; ++R)
+    EXPECT_EQ(small_rows_path(R, torch::kFloat32, 1024), SmallRowsPath::kTiles);
+  EXPECT_EQ(small_rows_path(kSmallRowsMax + 1, torch::kFloat32, 1024), SmallRowsPath::kNone);
+  EXPECT_EQ(small_rows_path(1, torch::kBFloat16, 1024), SmallRowsPath::kRows);
+  const SmallRowsPath bf16_rows = has_avx512_bf16() ? SmallRowsPath::kTilesBf16Dot : SmallRowsPath::kNone;
+  for (int64_t R = 2; R <= kBf16DotRowsMax; ++R) EXPECT_EQ(small_rows_path(R, torch::kBFloat16, 1024), bf16_rows);
+  EXPECT_EQ(small_rows_path(kBf16DotRowsMax + 1, torch::kBFloat16, 1024), SmallRowsPath::kNone);
+  EXPECT_EQ(small_rows_path(2, torch::kFloat64, 1024), SmallRowsPath::kNone);
+  EXPECT_EQ(small_rows_path(0, torch::kFloat32, 1024), SmallRowsPath::kNone);
+}
+
 TEST(SmallRowsLinear, EqualsFloat64ProductForEveryRowCountAndWidth) {
   if (!has_avx512()) GTEST_SKIP() << "this CPU has no AVX-512: the kernels are never taken";
   torch::NoGradGuard no_grad;
   torch::manual_seed(0);
-  // Widths: a multiple of 64 (all partial sums), of 16 only, and with a scalar tail.
+  // Widths: a multiple of 64 (all partial sums), of 16 only, and with a masked tail; outputs: fewer
+  // than one tile, tiles and a remainder, many tiles split across threads; rows: every count of the
+  // row kernels, full and partial row tiles, the largest.
   for (int64_t C : {256, 48, 203}) {
     for (int64_t out : {1, 37, 1000}) {
       torch::Tensor w64 = torch::randn({out, C}, torch::kFloat64);
-      for (int64_t R = 1; R <= kSmallRowsMax; ++R) {
+      for (int64_t R : {1, 2, 3, 4, 5, 6, 7, 8, 13, 16, 31, 32, 33, 64}) {
         torch::Tensor x64 = torch::randn({R, 1, C}, torch::kFloat64);
         for (auto dt : {torch::kFloat32, torch::kBFloat16}) {
           torch::Tensor w = w64.to(dt), x = x64.to(dt);
-          torch::Tensor y = small_rows_linear(x, w);
-          const bool taken = dt == torch::kFloat32 ? R >= 2 : R == 1;
-          ASSERT_EQ(y.defined(), taken) << "R=" << R << " dtype " << dt;
-          if (!taken) continue;
-          EXPECT_EQ(y.scalar_type(), dt);
-          EXPECT_EQ(y.sizes(), torch::IntArrayRef({R, out}));
-          // Reference: the same (rounded) inputs multiplied in float64.
-          torch::Tensor ref = torch::matmul(x.to(torch::kFloat64).reshape({R, C}), w.to(torch::kFloat64).t());
-          // fp32: accumulation-order rounding only; bf16: the output rounded to 8 significant bits
-          // (half an ulp, 2^-9 relative), elementwise.
-          const double rel = dt == torch::kFloat32 ? 1e-5 : 1.0 / 256;
-          EXPECT_TRUE(((y.to(torch::kFloat64) - ref).abs() <= rel * ref.abs() + 1e-4).all().item<bool>())
-              << "C=" << C << " out=" << out << " R=" << R << " max diff "
-              << (y.to(torch::kFloat64) - ref).abs().max().item<double>();
-          // Through the layer entry point, with a bias and the input's leading shape (the bias
-          // is added in the dtype: one more rounding).
-          torch::Tensor bias = torch::randn({out}).to(dt);
-          torch::Tensor b64 = bias.to(torch::kFloat64);
-          torch::Tensor z = linear_small_rows_aware(x, w, bias);
-          EXPECT_EQ(z.sizes(), torch::IntArrayRef({R, 1, out}));
-          EXPECT_TRUE(((z.to(torch::kFloat64).reshape({R, out}) - ref - b64).abs() <=
-                       2 * rel * (ref.abs() + b64.abs()) + 1e-4)
-                          .all()
-                          .item<bool>());
+          const std::string what = "C=" + std::to_string(C) + " out=" + std::to_string(out) + " R=" +
+                                   std::to_string(R) + (dt == torch::kFloat32 ? " fp32" : " bf16");
+          const bool taken = small_rows_path(R, dt, w.numel() * w.element_size()) != SmallRowsPath::kNone;
+          ASSERT_EQ(small_rows_linear(x, w).defined(), taken) << what;
+          if (taken) expect_matches_float64(x, w, what);
         }
       }
     }
   }
 }
 
+TEST(SmallRowsLinear, OneFloat32RowOfAWeightBeyondTheCacheEqualsFloat64Product) {
+  if (!has_avx512()) GTEST_SKIP() << "this CPU has no AVX-512: the kernels are never taken";
+  const int64_t C = 203, llc = last_level_cache_bytes();
+  if (llc > (128LL << 20)) GTEST_SKIP() << "last-level cache of " << llc << " bytes: the weight would be too large";
+  torch::NoGradGuard no_grad;
+  torch::manual_seed(1);
+  const int64_t out = llc / (4 * C) + 5;  // just beyond the cache, not a multiple of anything
+  torch::Tensor w = torch::randn({out, C});
+  ASSERT_EQ(small_rows_path(1, torch::kFloat32, w.numel() * 4), SmallRowsPath::kRows);
+  expect_matches_float64(torch::randn({1, 1, C}), w, "out=" + std::to_string(out));
+}
+
 TEST(SmallRowsLinear, LeavesGradientsFloat64AndLargerBatchesToTorch) {
   torch::Tensor w = torch::randn({8, 32}), x = torch::randn({2, 32});
   EXPECT_FALSE(small_rows_linear(x.to(torch::kFloat64), w.to(torch::kFloat64)).defined());
   EXPECT_FALSE(small_rows_linear(torch::randn({kSmallRowsMax + 1, 32}), w).defined());
+  EXPECT_FALSE(small_rows_linear(torch::randn({1, 32}), w).defined());  // one fp32 row, cached: mv
   EXPECT_FALSE(small_rows_linear(x, w.t().contiguous().t()).defined());  // not row-major
   torch::Tensor wg = w.clone().requires_grad_(true);
   EXPECT_FALSE(small_rows_linear(x, wg).defined());
