@@ -1,4 +1,4 @@
-// Small-row products (decode at batch 1-16): y = x W^T for x of R rows, through torch's linear (a
+// Small-row products (decode at batch 1-64): y = x W^T for x of R rows, through torch's linear (a
 // matrix-matrix product, the reference), a matrix-vector product (torch::mv, R = 1, fp32) and
 // emlab's linear_small_rows_aware (whichever of its paths it takes for R rows), on the same data,
 // in fp32 and bf16, for the output projection and the layer projections of Qwen2.5-0.5B (hidden
@@ -9,17 +9,14 @@
 // last-level cache), as decode of a model larger than the cache does; without it the weight stays
 // in cache between calls.
 // Usage: matvec_bench [--threads N] [--rows 1,4,16] [--cold]
-#include <chrono>
 #include <cstdio>
 #include <cstring>
-#include <functional>
 #include <sstream>
 #include <string>
 #include <vector>
 
 #include "bench_timing.h"
 #include "emlab/lora.h"
-
 #include "emlab/runtime.h"
 
 using emlab::bench::best_ms;
@@ -70,7 +67,7 @@ int main(int argc, char** argv) {
         const double ours = best_ms(reps, [&] { emlab::linear_small_rows_aware(x, weight()); });
         torch::Tensor ref = torch::nn::functional::linear(x.to(torch::kFloat64), w.to(torch::kFloat64));
         const double diff = (emlab::linear_small_rows_aware(x, w).to(torch::kFloat64) - ref).abs().max().item<double>();
-        const double gbs = static_cast<double>(w.numel() * w.element_size()) / (ours * 1e-3) / 1e9;
+        const double gbs = static_cast<double>(bytes) / (ours * 1e-3) / 1e9;
         std::printf("%-26s %5s %4lld %10.3f %8.3f %9.3f %8.2fx %7.2fx %10.1f %9.1e\n", s.name,
                     dt == torch::kFloat32 ? "fp32" : "bf16", static_cast<long long>(R), lin, mv, ours, lin / ours,
                     mv > 0 ? mv / ours : 0.0, gbs, diff);

@@ -27,8 +27,9 @@ struct LoraSet {
 // The LoRA-aware linear. weight: (out, in); bias: (out) or undefined; lora may be null or lack
 // `name`; x: (..., in) -> (..., out).
 // linear(x, weight, bias); on the CPU, when x holds a few rows (decode at small batch), through
-// products that read each weight row once: AVX-512 row kernels without gradients (2-4 rows in fp32,
-// one row in bf16: src/model/matvec.h), and for one row in fp32/fp64 a matrix-vector product.
+// products that read each weight from memory once: emlab's AVX-512 kernels without gradients (up
+// to 64 rows in fp32, up to 32 in bf16: src/model/matvec.h), and for one row in fp32/fp64 that they
+// leave a matrix-vector product.
 torch::Tensor linear_small_rows_aware(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias = {});
 torch::Tensor linear_lora(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias,
                           const std::string& name, const LoraSet* lora);

@@ -29,12 +29,16 @@ namespace {
 // by pointer would live on the stack).
 #define EMLAB_AVX512_INLINE __attribute__((target("avx512f,avx512bw,avx512vl"), always_inline))
 
-// 16 weights from `p` as floats (bf16 widened: its bits are the high half of a float32).
+// 16 bf16 as floats: a bf16's bits are the high half of a float32's.
+EMLAB_AVX512 inline __m512 widen16(__m256i h) {
+  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+}
+
+// 16 weights from `p` as floats (bf16 widened).
 template <bool BF16>
 EMLAB_AVX512 inline __m512 load16(const void* p) {
   if constexpr (BF16) {
-    const __m256i h = _mm256_loadu_si256(static_cast<const __m256i*>(p));
-    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+    return widen16(_mm256_loadu_si256(static_cast<const __m256i*>(p)));
   } else {
     return _mm512_loadu_ps(p);
   }
@@ -94,8 +98,7 @@ EMLAB_AVX512 void rows_kernel(const void* w, const float* x, float* y, int64_t o
 template <bool BF16>
 EMLAB_AVX512 inline __m512 load16_masked(const void* p, __mmask16 m) {
   if constexpr (BF16) {
-    const __m256i h = _mm256_maskz_loadu_epi16(m, p);
-    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+    return widen16(_mm256_maskz_loadu_epi16(m, p));
   } else {
     return _mm512_maskz_loadu_ps(m, p);
   }
@@ -133,6 +136,13 @@ EMLAB_AVX512_INLINE inline void store_tile(const __m512* acc, float* y, int64_t 
     for (int n = 0; n < 4; ++n) y[(r0 + r) * ldy + o + n] = s[r * 4 + n];
 }
 
+// Asks for the next output block's 4 weight rows (rows 4..7 from w0) at column k, one cache line each.
+template <class W>
+EMLAB_AVX512_INLINE inline void prefetch_next_block(const W* w0, int64_t C, int64_t k) {
+#pragma GCC unroll 4
+  for (int n = 4; n < 8; ++n) _mm_prefetch(reinterpret_cast<const char*>(w0 + n * C + k), _MM_HINT_T0);
+}
+
 // Calls tile(rows, prefetch, o, r0) for every tile of outputs [o0, o1) (o1 - o0 a multiple of 4)
 // and all R rows: 4 rows a tile, the last narrower, rows and prefetch as std::integral_constant.
 // The first tile of each output block prefetches the next block's weight rows.
@@ -155,55 +165,45 @@ EMLAB_AVX512_INLINE inline void walk_tiles(int64_t o0, int64_t o1, int64_t R, co
   }
 }
 
-// One tile: y[(r0 + r) * ldy + o + n] for RT <= 4 rows of x and the 4 weight rows o..o+3, one
-// accumulator per (row, output) pair, reduced together by sum16. The 4 weight rows stay in L1
+// One tile: y[(r0 + r) * ldy + o + n] for RT <= 4 rows of x and the 4 weight rows o..o+3 (float32),
+// one accumulator per (row, output) pair, reduced together by sum16. The 4 weight rows stay in L1
 // while the caller walks all row tiles over them.
-template <int RT, bool BF16, bool PREFETCH>
-EMLAB_AVX512_INLINE inline void tile_4x4(const void* w, const float* x, float* y, int64_t o, int64_t r0, int64_t C,
-                                  int64_t ldy) {
-  using W = std::conditional_t<BF16, uint16_t, float>;
-  const W* w0 = static_cast<const W*>(w) + o * C;
+template <int RT, bool PREFETCH>
+EMLAB_AVX512_INLINE inline void tile_4x4(const float* w, const float* x, float* y, int64_t o, int64_t r0, int64_t C,
+                                         int64_t ldy) {
+  const float* w0 = w + o * C;
   const float* x0 = x + r0 * C;
   __m512 acc[16];
 #pragma GCC unroll 16
   for (int i = 0; i < 16; ++i) acc[i] = _mm512_setzero_ps();
+  auto step = [&](auto load) EMLAB_AVX512_INLINE {
+    __m512 wv[4];
+#pragma GCC unroll 4
+    for (int n = 0; n < 4; ++n) wv[n] = load(w0 + n * C);
+#pragma GCC unroll 4
+    for (int r = 0; r < RT; ++r) {
+      const __m512 xv = load(x0 + r * C);
+#pragma GCC unroll 4
+      for (int n = 0; n < 4; ++n) acc[r * 4 + n] = _mm512_fmadd_ps(wv[n], xv, acc[r * 4 + n]);
+    }
+  };
   int64_t k = 0;
   for (; k + 16 <= C; k += 16) {
-    __m512 wv[4];
-#pragma GCC unroll 4
-    for (int n = 0; n < 4; ++n) wv[n] = load16<BF16>(w0 + n * C + k);
-    if constexpr (PREFETCH) {
-#pragma GCC unroll 4
-      for (int n = 4; n < 8; ++n) _mm_prefetch(reinterpret_cast<const char*>(w0 + n * C + k), _MM_HINT_T0);
-    }
-#pragma GCC unroll 4
-    for (int r = 0; r < RT; ++r) {
-      const __m512 xv = _mm512_loadu_ps(x0 + r * C + k);
-#pragma GCC unroll 4
-      for (int n = 0; n < 4; ++n) acc[r * 4 + n] = _mm512_fmadd_ps(wv[n], xv, acc[r * 4 + n]);
-    }
+    if constexpr (PREFETCH) prefetch_next_block(w0, C, k);
+    step([k](const float* p) EMLAB_AVX512_INLINE { return _mm512_loadu_ps(p + k); });
   }
   if (k < C) {
-    const __mmask16 m = static_cast<__mmask16>((1u << (C - k)) - 1);
-    __m512 wv[4];
-#pragma GCC unroll 4
-    for (int n = 0; n < 4; ++n) wv[n] = load16_masked<BF16>(w0 + n * C + k, m);
-#pragma GCC unroll 4
-    for (int r = 0; r < RT; ++r) {
-      const __m512 xv = _mm512_maskz_loadu_ps(m, x0 + r * C + k);
-#pragma GCC unroll 4
-      for (int n = 0; n < 4; ++n) acc[r * 4 + n] = _mm512_fmadd_ps(wv[n], xv, acc[r * 4 + n]);
-    }
+    const __mmask16 m = static_cast<__mmask16>((1u << (C - k)) - 1);  // the width's tail, zeros beyond
+    step([k, m](const float* p) EMLAB_AVX512_INLINE { return _mm512_maskz_loadu_ps(m, p + k); });
   }
   store_tile<RT>(acc, y, o, r0, ldy);
 }
 
-// y[r * ldy + o] for all R rows and o in [o0, o1), o1 - o0 a multiple of 4, in 4x4 tiles.
-template <bool BF16>
-EMLAB_AVX512 void tiles_kernel(const void* w, const float* x, float* y, int64_t o0, int64_t o1, int64_t C,
-                               int64_t R, int64_t ldy) {
+// y[r * ldy + o] for all R rows and o in [o0, o1), o1 - o0 a multiple of 4, in 4x4 tiles (float32).
+EMLAB_AVX512 void tiles_kernel(const float* w, const float* x, float* y, int64_t o0, int64_t o1, int64_t C, int64_t R,
+                               int64_t ldy) {
   walk_tiles(o0, o1, R, [&](auto rows, auto prefetch, int64_t o, int64_t r0) EMLAB_AVX512_INLINE {
-    tile_4x4<decltype(rows)::value, BF16, decltype(prefetch)::value>(w, x, y, o, r0, C, ldy);
+    tile_4x4<decltype(rows)::value, decltype(prefetch)::value>(w, x, y, o, r0, C, ldy);
   });
 }
 
@@ -234,10 +234,7 @@ EMLAB_AVX512BF16_INLINE inline void tile_4x4_bf16dot(const uint16_t* w, const ui
   };
   int64_t k = 0;
   for (; k + 32 <= C; k += 32) {
-    if constexpr (PREFETCH) {
-#pragma GCC unroll 4
-      for (int n = 4; n < 8; ++n) _mm_prefetch(reinterpret_cast<const char*>(w0 + n * C + k), _MM_HINT_T0);
-    }
+    if constexpr (PREFETCH) prefetch_next_block(w0, C, k);
     step([k](const uint16_t* p) EMLAB_AVX512BF16_INLINE { return _mm512_loadu_si512(p + k); });
   }
   if (k < C) {
@@ -349,34 +346,37 @@ torch::Tensor small_rows_linear(const torch::Tensor& x, const torch::Tensor& wei
   const SmallRowsPath path = small_rows_path(R, dt, weight.numel() * weight.element_size());
   if (path == SmallRowsPath::kNone) return {};
   const bool bf16 = dt == torch::kBFloat16;
-  if (path == SmallRowsPath::kTilesBf16Dot) {
-    torch::Tensor xb = x.reshape({R, C}).contiguous();  // (R, C) bf16
-    torch::Tensor y = torch::empty({R, out}, x.options().dtype(torch::kFloat32));  // (R, out)
-    const auto* xp = static_cast<const uint16_t*>(xb.data_ptr());
-    const auto* wp = static_cast<const uint16_t*>(weight.data_ptr());
-    float* yp = y.data_ptr<float>();
-    const int64_t blocks = out / 4;  // parallel over blocks of 4 outputs
-    at::parallel_for(0, blocks, /*grain_size=*/16,
-                     [&](int64_t a, int64_t b) { tiles_kernel_bf16dot(wp, xp, yp, 4 * a, 4 * b, C, R, out); });
-    torch::Tensor xf = xb.to(torch::kFloat32);  // the last out % 4 outputs
-    tail_outputs<true>(wp, xf.data_ptr<float>(), yp, 4 * blocks, out, C, R);
-    return y.to(dt);
-  }
-  torch::Tensor xf = x.reshape({R, C}).to(torch::kFloat32).contiguous();  // (R, C)
   torch::Tensor y = torch::empty({R, out}, x.options().dtype(torch::kFloat32));  // (R, out)
-  const float* xp = xf.data_ptr<float>();
   float* yp = y.data_ptr<float>();
   const void* wp = weight.data_ptr();
+  torch::Tensor xf;  // x in float32 (R, C), made when a kernel reads it
+  auto x_f32 = [&] {
+    if (!xf.defined()) xf = x.reshape({R, C}).to(torch::kFloat32).contiguous();
+    return static_cast<const float*>(xf.data_ptr<float>());
+  };
   if (path == SmallRowsPath::kRows) {
     const Kernel kernel = bf16 ? pick<true>(R, std::make_integer_sequence<int, kRowsKernelMax>{})
                                : pick<false>(R, std::make_integer_sequence<int, kRowsKernelMax>{});
+    const float* xp = x_f32();
     at::parallel_for(0, out, /*grain_size=*/64, [&](int64_t a, int64_t b) { kernel(wp, xp, yp, a, b, C, out); });
-  } else {  // kTiles: float32
-    const int64_t blocks = out / 4;  // parallel over blocks of 4 outputs
-    at::parallel_for(0, blocks, /*grain_size=*/16,
-                     [&](int64_t a, int64_t b) { tiles_kernel<false>(wp, xp, yp, 4 * a, 4 * b, C, R, out); });
-    tail_outputs<false>(wp, xp, yp, 4 * blocks, out, C, R);
+    return bf16 ? y.to(dt) : y;
   }
+  const int64_t blocks = out / 4;  // the tiles run in parallel over blocks of 4 outputs
+  if (path == SmallRowsPath::kTilesBf16Dot) {
+    torch::Tensor xb = x.reshape({R, C}).contiguous();  // (R, C) bf16
+    const auto* xp = static_cast<const uint16_t*>(xb.data_ptr());
+    const auto* wb = static_cast<const uint16_t*>(wp);
+    at::parallel_for(0, blocks, /*grain_size=*/16,
+                     [&](int64_t a, int64_t b) { tiles_kernel_bf16dot(wb, xp, yp, 4 * a, 4 * b, C, R, out); });
+  } else {  // kTiles: float32
+    const float* xp = x_f32();
+    const auto* wf = static_cast<const float*>(wp);
+    at::parallel_for(0, blocks, /*grain_size=*/16,
+                     [&](int64_t a, int64_t b) { tiles_kernel(wf, xp, yp, 4 * a, 4 * b, C, R, out); });
+  }
+  if (4 * blocks < out)  // the last out % 4 outputs
+    bf16 ? tail_outputs<true>(wp, x_f32(), yp, 4 * blocks, out, C, R)
+         : tail_outputs<false>(wp, x_f32(), yp, 4 * blocks, out, C, R);
   return bf16 ? y.to(dt) : y;
 }
 
