@@ -2,6 +2,7 @@
 // time for 1-4 rows, 4x4 tiles for more), chosen at run time when the CPU has the instructions.
 #include "model/matvec.h"
 
+#include <algorithm>
 #include <cstdint>
 #include <cstdlib>
 #include <fstream>
@@ -380,6 +381,140 @@ torch::Tensor small_rows_linear(const torch::Tensor& x, const torch::Tensor& wei
   return bf16 ? y.to(dt) : y;
 }
 
+namespace {
+
+// y (R, C) = p (R, S) V (S, C) for V's rows at stride C (bf16 widened as read): per 16 columns, R
+// accumulators over the S positions, U independent partial sums each when R is small.
+template <int R, bool BF16>
+EMLAB_AVX512 void values_kernel(const float* p, const void* v, float* y, int64_t S, int64_t C) {
+  constexpr int U = R == 1 ? 4 : R <= 3 ? 2 : 1;
+  using W = std::conditional_t<BF16, uint16_t, float>;
+  const W* vb = static_cast<const W*>(v);
+  for (int64_t c = 0; c < C; c += 16) {
+    const __mmask16 m = C - c >= 16 ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << (C - c)) - 1);
+    __m512 acc[U][R];
+#pragma GCC unroll 4
+    for (int u = 0; u < U; ++u)
+#pragma GCC unroll 16
+      for (int r = 0; r < R; ++r) acc[u][r] = _mm512_setzero_ps();
+    int64_t j = 0;
+    for (; j + U <= S; j += U)
+#pragma GCC unroll 4
+      for (int u = 0; u < U; ++u) {
+        const __m512 vv = load16_masked<BF16>(vb + (j + u) * C + c, m);
+#pragma GCC unroll 16
+        for (int r = 0; r < R; ++r) acc[u][r] = _mm512_fmadd_ps(_mm512_set1_ps(p[r * S + j + u]), vv, acc[u][r]);
+      }
+    for (; j < S; ++j) {
+      const __m512 vv = load16_masked<BF16>(vb + j * C + c, m);
+#pragma GCC unroll 16
+      for (int r = 0; r < R; ++r) acc[0][r] = _mm512_fmadd_ps(_mm512_set1_ps(p[r * S + j]), vv, acc[0][r]);
+    }
+#pragma GCC unroll 16
+    for (int r = 0; r < R; ++r) {
+      __m512 s = acc[0][r];
+      for (int u = 1; u < U; ++u) s = _mm512_add_ps(s, acc[u][r]);
+      _mm512_mask_storeu_ps(y + r * C + c, m, s);
+    }
+  }
+}
+
+using ValuesKernel = void (*)(const float*, const void*, float*, int64_t, int64_t);
+
+template <bool BF16, int... Rs>
+ValuesKernel pick_values(int64_t R, std::integer_sequence<int, Rs...>) {
+  ValuesKernel k = nullptr;
+  ((R == Rs + 1 ? (k = &values_kernel<Rs + 1, BF16>, 0) : 0), ...);
+  return k;
+}
+
+// For t (B, H, S, D) with contiguous rows of D: the stride between the B x H (S, D) blocks taken as
+// one batch dimension, or -1 where the two dimensions do not merge.
+int64_t merged_block_stride(const torch::Tensor& t) {
+  if (t.stride(3) != 1 || (t.size(2) > 1 && t.stride(2) != t.size(3))) return -1;
+  if (t.size(1) == 1) return t.stride(0);
+  if (t.size(0) > 1 && t.stride(0) != t.size(1) * t.stride(1)) return -1;
+  return t.stride(1);
+}
+
+// The checks both attention products share: CPU tensors of 4 dims, float32 or bf16, no gradient
+// wanted, R rows within the kernels' range.
+bool attention_kernels_take(const torch::Tensor& a, const torch::Tensor& cache) {
+  const auto dt = cache.scalar_type();
+  if (!cpu_has_avx512() || !a.device().is_cpu() || !cache.device().is_cpu() || a.dim() != 4 || cache.dim() != 4)
+    return false;
+  if (dt != torch::kFloat32 && dt != torch::kBFloat16) return false;
+  if (torch::GradMode::is_enabled() && (a.requires_grad() || cache.requires_grad())) return false;
+  return a.size(0) == cache.size(0) && a.size(1) == cache.size(1) && a.size(2) >= 1 &&
+         a.size(2) <= kAttentionRowsMax && cache.size(2) >= 1 && cache.size(3) >= 1;
+}
+
+// Pairs per task for the parallel loops: enough work that a thread's share outweighs waking it.
+int64_t attention_grain(int64_t R, int64_t S, int64_t D) { return std::max<int64_t>(1, 16384 / (R * S * D)); }
+
+}  // namespace
+
+torch::Tensor attention_scores(const torch::Tensor& q, const torch::Tensor& k) {
+  if (!attention_kernels_take(q, k) || q.scalar_type() != k.scalar_type() || q.size(3) != k.size(3)) return {};
+  const int64_t bs = merged_block_stride(k);
+  if (bs < 0) return {};
+  const int64_t B = q.size(0), Hkv = q.size(1), R = q.size(2), D = q.size(3), S = k.size(2);
+  const bool bf16 = k.scalar_type() == torch::kBFloat16;
+  const bool dot = bf16 && R > kRowsKernelMax;  // bf16 tiles need AVX512-BF16
+  if (dot && !cpu_has_avx512_bf16()) return {};
+  torch::Tensor qf = q.to(torch::kFloat32).contiguous();   // (B, Hkv, R, D)
+  torch::Tensor qb = dot ? q.contiguous() : torch::Tensor();  // (B, Hkv, R, D) bf16
+  torch::Tensor y = torch::empty({B, Hkv, R, S}, q.options().dtype(torch::kFloat32));  // (B, Hkv, R, S)
+  const Kernel rows = R > kRowsKernelMax ? nullptr
+                      : bf16             ? pick<true>(R, std::make_integer_sequence<int, kRowsKernelMax>{})
+                                         : pick<false>(R, std::make_integer_sequence<int, kRowsKernelMax>{});
+  const auto* kp = static_cast<const char*>(k.data_ptr());
+  const int64_t block_bytes = bs * k.element_size();
+  const float* xp = qf.data_ptr<float>();
+  float* yp = y.data_ptr<float>();
+  const int64_t full = 4 * (S / 4);  // outputs the tiles take; the rest one by one
+  at::parallel_for(0, B * Hkv, attention_grain(R, S, D), [&](int64_t a, int64_t b) {
+    for (int64_t n = a; n < b; ++n) {
+      const void* w = kp + n * block_bytes;
+      const float* x = xp + n * R * D;
+      float* yn = yp + n * R * S;
+      if (rows) {
+        rows(w, x, yn, 0, S, D, S);
+        continue;
+      }
+      if (dot) {
+        tiles_kernel_bf16dot(static_cast<const uint16_t*>(w), static_cast<const uint16_t*>(qb.data_ptr()) + n * R * D,
+                             yn, 0, full, D, R, S);
+        if (full < S) tail_outputs<true>(w, x, yn, full, S, D, R);
+      } else {
+        tiles_kernel(static_cast<const float*>(w), x, yn, 0, full, D, R, S);
+        if (full < S) tail_outputs<false>(w, x, yn, full, S, D, R);
+      }
+    }
+  });
+  return y;
+}
+
+torch::Tensor attention_values(const torch::Tensor& p, const torch::Tensor& v) {
+  if (!attention_kernels_take(p, v) || p.scalar_type() != torch::kFloat32 || p.size(3) != v.size(2)) return {};
+  const int64_t bs = merged_block_stride(v);
+  if (bs < 0) return {};
+  const int64_t B = p.size(0), Hkv = p.size(1), R = p.size(2), S = p.size(3), D = v.size(3);
+  const bool bf16 = v.scalar_type() == torch::kBFloat16;
+  const ValuesKernel kernel = bf16 ? pick_values<true>(R, std::make_integer_sequence<int, kAttentionRowsMax>{})
+                                   : pick_values<false>(R, std::make_integer_sequence<int, kAttentionRowsMax>{});
+  torch::Tensor pc = p.contiguous();                                                   // (B, Hkv, R, S)
+  torch::Tensor y = torch::empty({B, Hkv, R, D}, p.options().dtype(torch::kFloat32));  // (B, Hkv, R, D)
+  const auto* vp = static_cast<const char*>(v.data_ptr());
+  const int64_t block_bytes = bs * v.element_size();
+  const float* pp = pc.data_ptr<float>();
+  float* yp = y.data_ptr<float>();
+  at::parallel_for(0, B * Hkv, attention_grain(R, S, D), [&](int64_t a, int64_t b) {
+    for (int64_t n = a; n < b; ++n) kernel(pp + n * R * S, vp + n * block_bytes, yp + n * R * D, S, D);
+  });
+  return bf16 ? y.to(v.scalar_type()) : y;
+}
+
 }  // namespace emlab::model_detail
 
 #else  // not x86-64: no kernels, torch's products everywhere
@@ -388,6 +523,8 @@ namespace emlab::model_detail {
 SmallRowsPath small_rows_path(int64_t, torch::ScalarType, int64_t) { return SmallRowsPath::kNone; }
 int64_t last_level_cache_bytes() { return 32LL << 20; }
 torch::Tensor small_rows_linear(const torch::Tensor&, const torch::Tensor&) { return {}; }
+torch::Tensor attention_scores(const torch::Tensor&, const torch::Tensor&) { return {}; }
+torch::Tensor attention_values(const torch::Tensor&, const torch::Tensor&) { return {}; }
 }  // namespace emlab::model_detail
 
 #endif

@@ -40,4 +40,16 @@ int64_t last_level_cache_bytes();
 // tensor where the path is kNone or the inputs are not of this form.
 torch::Tensor small_rows_linear(const torch::Tensor& x, const torch::Tensor& weight);
 
+// Attention over a KV cache at decode: R = (query heads per kv head) x (new positions) rows per
+// (batch row, kv head) against that head's S cached positions. Through torch::matmul these are
+// B x Hkv separate BLAS calls per product, layer and step (each a few hundred FLOPs); here one
+// parallel loop over the pairs with the kernels above. CPU with AVX-512, float32 or bf16, no
+// gradient wanted, R <= kAttentionRowsMax; otherwise an undefined tensor (the caller uses matmul).
+constexpr int64_t kAttentionRowsMax = 16;
+// scores (B, Hkv, R, S) float32 = q (B, Hkv, R, D) k^T for k (B, Hkv, S, D) of q's dtype whose
+// rows are contiguous (a cache view: any stride over positions' storage, e.g. capacity x D).
+torch::Tensor attention_scores(const torch::Tensor& q, const torch::Tensor& k);
+// out (B, Hkv, R, D) in v's dtype = p (B, Hkv, R, S) float32 v for v (B, Hkv, S, D) as k above.
+torch::Tensor attention_values(const torch::Tensor& p, const torch::Tensor& v);
+
 }  // namespace emlab::model_detail

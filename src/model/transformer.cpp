@@ -8,6 +8,7 @@
 #include "emlab/hooks.h"
 #include "emlab/lora.h"
 #include "emlab/model.h"
+#include "model/matvec.h"
 
 namespace emlab {
 
@@ -154,12 +155,17 @@ torch::Tensor CausalLM::attention(int64_t layer, const torch::Tensor& x, const R
   // instead would copy the whole cache G times per layer and step.)
   const int64_t S = k.size(2);
   const double scale = 1.0 / std::sqrt(config_.query_pre_attn_scalar.value_or(static_cast<double>(D)));
+  // At decode (a few query rows per kv head, no gradient) both products run as one parallel kernel
+  // over the (row, kv head) pairs instead of B x Hkv small BLAS calls (model/matvec.h).
   torch::Tensor qg = q.reshape({B, Hkv, G * T, D});
-  torch::Tensor scores = torch::matmul(qg, k.transpose(-1, -2)).view({B, Hkv, G, T, S});  // (B, Hkv, G, T, S)
-  scores = scores.to(dtype_ == torch::kFloat64 ? torch::kFloat64 : torch::kFloat32) * scale;
+  torch::Tensor scores = model_detail::attention_scores(qg, k);  // (B, Hkv, G*T, S) float32, or undefined
+  const bool kernels = scores.defined();
+  if (!kernels) scores = torch::matmul(qg, k.transpose(-1, -2));
+  scores = scores.view({B, Hkv, G, T, S}).to(dtype_ == torch::kFloat64 ? torch::kFloat64 : torch::kFloat32) * scale;
   if (arch_->attn_softcap && config_.attn_logit_softcapping) scores = softcap(scores, *config_.attn_logit_softcapping);
-  torch::Tensor probs = torch::softmax(scores + bias, -1).to(v.scalar_type()).view({B, Hkv, G * T, S});
-  torch::Tensor out = torch::matmul(probs, v);  // (B, Hkv, G*T, D)
+  torch::Tensor probs = torch::softmax(scores + bias, -1).view({B, Hkv, G * T, S});  // float32|64
+  torch::Tensor out = kernels ? model_detail::attention_values(probs, v) : torch::Tensor();  // (B, Hkv, G*T, D)
+  if (!out.defined()) out = torch::matmul(probs.to(v.scalar_type()), v);
   out = out.view({B, H, T, D}).transpose(1, 2).reshape({B, T, H * D});
   return linear(out, p + "o_proj", args.adapters);  // (B, T, C)
 }
@@ -278,8 +284,25 @@ const torch::Tensor& CausalLM::head_weight() const {
 }
 
 void KVCache::select_rows(const torch::Tensor& rows) {
-  for (auto& t : k) t = t.index_select(0, rows.to(t.device()));
-  for (auto& t : v) t = t.index_select(0, rows.to(t.device()));
+  // Dropping rows (indices increasing, as when finished sequences leave a batch): move each kept row
+  // down over the filled positions only and keep a view of the first rows, instead of copying the
+  // whole allocation every time a row finishes. Row keep[i] >= i is read before row i is written.
+  torch::Tensor r = rows.to(torch::kCPU, torch::kLong).contiguous();
+  const int64_t n = r.numel();
+  const int64_t* keep = r.data_ptr<int64_t>();
+  bool increasing = !k.empty() && n <= k[0].size(0);
+  for (int64_t i = 0; increasing && i < n; ++i) increasing = keep[i] >= i && (i == 0 || keep[i] > keep[i - 1]);
+  if (!increasing || (n > 0 && keep[n - 1] >= k[0].size(0))) {  // duplicates or reorders: gather
+    for (auto& t : k) t = t.index_select(0, rows.to(t.device()));
+    for (auto& t : v) t = t.index_select(0, rows.to(t.device()));
+    return;
+  }
+  for (auto* side : {&k, &v})
+    for (auto& t : *side) {
+      for (int64_t i = 0; i < n; ++i)
+        if (keep[i] != i) t[i].narrow(1, 0, length).copy_(t[keep[i]].narrow(1, 0, length));
+      t = t.narrow(0, 0, n);
+    }
 }
 
 }  // namespace emlab

@@ -123,5 +123,63 @@ TEST(SmallRowsLinear, LeavesGradientsFloat64AndLargerBatchesToTorch) {
   EXPECT_TRUE(torch::allclose(wg.grad(), torch::ones({2, 8}).t().matmul(x)));
 }
 
+// A cache view like the transformer's: (B, Hkv, S, D) of a (B, Hkv, capacity, D) allocation.
+torch::Tensor cache_view(const torch::Tensor& full, int64_t S) { return full.narrow(2, 0, S); }
+
+TEST(AttentionKernels, EqualFloat64ProductsForEveryRowCountAndWidth) {
+  if (!has_avx512()) GTEST_SKIP() << "this CPU has no AVX-512: the kernels are never taken";
+  torch::NoGradGuard no_grad;
+  torch::manual_seed(2);
+  // Head widths: two full vectors, one with a masked tail, below one vector, 128; positions: fewer
+  // than one tile, tiles and a remainder, many; rows: the row kernels, the tiles, the largest.
+  for (int64_t D : {32, 40, 7, 128}) {
+    for (int64_t S : {1, 3, 17, 90}) {
+      for (int64_t R : {int64_t{1}, int64_t{2}, int64_t{3}, int64_t{4}, int64_t{5}, int64_t{7}, int64_t{8}, int64_t{13}, kAttentionRowsMax}) {
+        const int64_t B = 3, Hkv = 2, cap = S + 5;
+        torch::Tensor q64 = torch::randn({B, Hkv, R, D}, torch::kFloat64);
+        torch::Tensor k64 = torch::randn({B, Hkv, cap, D}, torch::kFloat64);
+        torch::Tensor v64 = torch::randn({B, Hkv, cap, D}, torch::kFloat64);
+        torch::Tensor p = torch::softmax(torch::randn({B, Hkv, R, S}), -1);  // float32
+        for (auto dt : {torch::kFloat32, torch::kBFloat16}) {
+          const std::string what = "D=" + std::to_string(D) + " S=" + std::to_string(S) + " R=" + std::to_string(R) +
+                                   (dt == torch::kFloat32 ? " fp32" : " bf16");
+          torch::Tensor q = q64.to(dt), k = cache_view(k64.to(dt), S), v = cache_view(v64.to(dt), S);
+          torch::Tensor scores = attention_scores(q, k);
+          const bool taken = dt == torch::kFloat32 || R <= kRowsKernelMax || has_avx512_bf16();
+          ASSERT_EQ(scores.defined(), taken) << what;
+          if (taken) {
+            EXPECT_EQ(scores.scalar_type(), torch::kFloat32) << what;
+            torch::Tensor ref = torch::matmul(q.to(torch::kFloat64), k.to(torch::kFloat64).transpose(-1, -2));
+            EXPECT_TRUE(((scores.to(torch::kFloat64) - ref).abs() <= 1e-5 * ref.abs() + 1e-5).all().item<bool>())
+                << what << " max diff " << (scores.to(torch::kFloat64) - ref).abs().max().item<double>();
+          }
+          torch::Tensor out = attention_values(p, v);
+          ASSERT_TRUE(out.defined()) << what;
+          EXPECT_EQ(out.scalar_type(), dt) << what;
+          torch::Tensor ref = torch::matmul(p.to(torch::kFloat64), v.to(torch::kFloat64));
+          // fp32: accumulation order; bf16: the output rounded to 8 significant bits.
+          const double rel = dt == torch::kFloat32 ? 1e-5 : 1.0 / 256;
+          EXPECT_TRUE(((out.to(torch::kFloat64) - ref).abs() <= rel * ref.abs() + 1e-5).all().item<bool>())
+              << what << " max diff " << (out.to(torch::kFloat64) - ref).abs().max().item<double>();
+        }
+      }
+    }
+  }
+}
+
+TEST(AttentionKernels, LeaveGradientsFloat64ManyRowsAndOtherLayoutsToTorch) {
+  torch::Tensor q = torch::randn({1, 2, 1, 32}), k = torch::randn({1, 2, 9, 32}), p = torch::rand({1, 2, 1, 9});
+  EXPECT_FALSE(attention_scores(q.to(torch::kFloat64), k.to(torch::kFloat64)).defined());
+  EXPECT_FALSE(attention_scores(torch::randn({1, 2, kAttentionRowsMax + 1, 32}), k).defined());
+  EXPECT_FALSE(attention_values(torch::rand({1, 2, kAttentionRowsMax + 1, 9}), k).defined());
+  EXPECT_FALSE(attention_scores(q, k.transpose(-1, -2).contiguous().transpose(-1, -2)).defined());  // columns
+  // Two heads of three: the batch and head dimensions do not merge into one stride.
+  EXPECT_FALSE(attention_values(torch::rand({2, 2, 1, 9}), torch::randn({2, 3, 9, 32}).narrow(1, 0, 2)).defined());
+  EXPECT_FALSE(attention_values(p.to(torch::kBFloat16), k).defined());  // probabilities in float32 only
+  torch::Tensor kg = k.clone().requires_grad_(true);
+  EXPECT_FALSE(attention_scores(q, kg).defined());
+  EXPECT_FALSE(attention_values(p, kg).defined());
+}
+
 }  // namespace
 }  // namespace emlab::model_detail

@@ -41,6 +41,30 @@ TEST_P(ArchTest, CachedDecodingEqualsRecomputation) {
   EXPECT_EQ(cache.length, 12);
 }
 
+// Dropping finished rows (increasing indices: the cache moves kept rows down in place) and
+// duplicating/reordering them (a gather): the rows' next steps equal recomputing them alone.
+TEST_P(ArchTest, CacheRowSelectionKeepsEachRowsState) {
+  auto model = tiny(GetParam());
+  torch::NoGradGuard ng;
+  torch::Tensor ids = random_ids(5, 9, 11);
+  torch::Tensor full = model->forward(ids);  // (5, 9, V)
+  for (const std::vector<int64_t>& rows : {std::vector<int64_t>{1, 3, 4}, std::vector<int64_t>{0, 1},
+                                           std::vector<int64_t>{4, 4, 0}, std::vector<int64_t>{2}}) {
+    KVCache cache;
+    ForwardArgs args;
+    args.cache = &cache;
+    model->forward(ids.narrow(1, 0, 6), args);
+    torch::Tensor sel = torch::tensor(rows, torch::kLong);
+    cache.select_rows(sel);
+    ASSERT_EQ(cache.k[0].size(0), static_cast<int64_t>(rows.size()));
+    for (int64_t t = 6; t < 9; ++t) {
+      torch::Tensor step = model->forward(ids.index_select(0, sel).narrow(1, t, 1), args).squeeze(1);
+      EXPECT_LT((step - full.index_select(0, sel).select(1, t)).abs().max().item<double>(), 1e-5)
+          << "rows " << sel << " position " << t;
+    }
+  }
+}
+
 TEST_P(ArchTest, LeftPaddedBatchEqualsOneByOne) {
   auto model = tiny(GetParam());
   torch::NoGradGuard ng;
