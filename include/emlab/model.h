@@ -113,6 +113,9 @@ class CausalLM {
   void set_lora(std::shared_ptr<LoraSet> lora) { lora_ = std::move(lora); }
   // The output projection's weight (V, C): lm_head, or the embedding when tied.
   const torch::Tensor& head_weight() const;
+  // Final-normed hidden states (..., C) (forward with hidden_only) -> logits (..., V): the output
+  // projection and the final softcapping, as the end of forward.
+  torch::Tensor logits(const torch::Tensor& hidden) const;
   std::shared_ptr<LoraSet> lora() const { return lora_; }
 
   // Gives a tied model its own lm_head.weight (a copy of embed_tokens) and clears

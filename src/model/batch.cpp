@@ -63,9 +63,13 @@ std::pair<torch::Tensor, torch::Tensor> at_targets(const torch::Tensor& per_posi
   return {rows, tgt.to(rows.device())};
 }
 
-// Logits at the positions that predict a target: (N, V) in the loss type, and the targets (N).
-std::pair<torch::Tensor, torch::Tensor> target_logits(const torch::Tensor& logits, const Batch& b) {
-  auto [lg, tgt] = at_targets(logits, b);
+// Logits at the positions that predict a target: (N, V) in the loss type, and the targets (N). The
+// head runs on those positions' hidden states only (not on prompts and padding).
+std::pair<torch::Tensor, torch::Tensor> target_logits(const CausalLM& model, const Batch& b, const ForwardArgs& args) {
+  ForwardArgs a = args;
+  a.hidden_only = true;
+  auto [hs, tgt] = at_targets(model.forward(b.ids, a), b);  // (N, C), (N)
+  torch::Tensor lg = model.logits(hs);                        // (N, V)
   return {lg.to(loss_type(lg)), tgt};
 }
 
@@ -121,16 +125,14 @@ constexpr double kChunkAboveBytes = 256.0 * (1 << 20);  // chunk when the float3
 torch::Tensor sft_loss_sum(const CausalLM& model, const Batch& b, const ForwardArgs& args, int64_t chunk_rows) {
   const int64_t V = model.config().vocab_size;
   const bool big = 4.0 * static_cast<double>(b.targets) * static_cast<double>(V) > kChunkAboveBytes;
-  if (chunk_rows > 0 || (chunk_rows == 0 && big)) {
-    if (!model.config().final_logit_softcapping && !args.last_logits_only) {
-      ForwardArgs a = args;
-      a.hidden_only = true;
-      auto [hs, tgt] = at_targets(model.forward(b.ids, a), b);  // (N, C), (N)
-      return ChunkedHeadCrossEntropy::apply(hs, model.head_weight(), tgt, chunk_rows > 0 ? chunk_rows : kChunkRows);
-    }
+  TORCH_CHECK(!args.last_logits_only, "sft_loss_sum: the loss needs every position's logits");
+  if ((chunk_rows > 0 || (chunk_rows == 0 && big)) && !model.config().final_logit_softcapping) {
+    ForwardArgs a = args;
+    a.hidden_only = true;
+    auto [hs, tgt] = at_targets(model.forward(b.ids, a), b);  // (N, C), (N)
+    return ChunkedHeadCrossEntropy::apply(hs, model.head_weight(), tgt, chunk_rows > 0 ? chunk_rows : kChunkRows);
   }
-  torch::Tensor logits = model.forward(b.ids, args);  // (B, T, V)
-  auto [lg, tgt] = target_logits(logits, b);
+  auto [lg, tgt] = target_logits(model, b, args);  // (N, V), (N)
   return torch::nn::functional::cross_entropy(
       lg, tgt, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum));
 }
@@ -139,9 +141,9 @@ torch::Tensor kl_sum(const CausalLM& model, const Batch& b, const ForwardArgs& a
   torch::Tensor ref_lp;
   {
     torch::NoGradGuard no_grad;
-    ref_lp = torch::log_softmax(target_logits(model.forward(b.ids, ref_args), b).first, -1);  // (N, V)
+    ref_lp = torch::log_softmax(target_logits(model, b, ref_args).first, -1);  // (N, V)
   }
-  torch::Tensor lp = torch::log_softmax(target_logits(model.forward(b.ids, args), b).first, -1);
+  torch::Tensor lp = torch::log_softmax(target_logits(model, b, args).first, -1);
   return (ref_lp.exp() * (ref_lp - lp)).sum();
 }
 

@@ -273,9 +273,13 @@ torch::Tensor CausalLM::forward(const torch::Tensor& input_ids, const ForwardArg
   if (args.last_logits_only) h = h.narrow(1, T - 1, 1);  // (B, 1, C)
   h = rms_norm(h, "model.norm.weight");
   if (args.hidden_only) return h;  // (B, T, C)
-  torch::Tensor logits = linear_small_rows_aware(h, head_weight());  // (B, T, V)
-  if (config_.final_logit_softcapping) logits = softcap(logits, *config_.final_logit_softcapping);
-  return logits;
+  return logits(h);                 // (B, T, V)
+}
+
+torch::Tensor CausalLM::logits(const torch::Tensor& hidden) const {
+  torch::Tensor out = linear_small_rows_aware(hidden, head_weight());  // (..., V)
+  if (config_.final_logit_softcapping) out = softcap(out, *config_.final_logit_softcapping);
+  return out;
 }
 
 const torch::Tensor& CausalLM::head_weight() const {
