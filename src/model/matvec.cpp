@@ -419,6 +419,30 @@ EMLAB_AVX512 void values_kernel(const float* p, const void* v, float* y, int64_t
   }
 }
 
+// y[o] = sum_k W[o, k] x[k] for o < S, one row of x against S short weight rows (attention scores
+// of one query: C = the head width, too short for rows_kernel's one reduction per output to pay):
+// 16 outputs per block, their 16 sums reduced together by sum16; the last S % 16 one by one.
+template <bool BF16>
+EMLAB_AVX512 void one_row_kernel(const void* w, const float* x, float* y, int64_t S, int64_t C) {
+  using W = std::conditional_t<BF16, uint16_t, float>;
+  const W* wb = static_cast<const W*>(w);
+  int64_t o = 0;
+  for (; o + 16 <= S; o += 16) {
+    const W* w0 = wb + o * C;
+    __m512 acc[16];
+#pragma GCC unroll 16
+    for (int n = 0; n < 16; ++n) acc[n] = _mm512_setzero_ps();
+    for (int64_t k = 0; k < C; k += 16) {
+      const __mmask16 m = C - k >= 16 ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << (C - k)) - 1);
+      const __m512 xv = _mm512_maskz_loadu_ps(m, x + k);
+#pragma GCC unroll 16
+      for (int n = 0; n < 16; ++n) acc[n] = _mm512_fmadd_ps(load16_masked<BF16>(w0 + n * C + k, m), xv, acc[n]);
+    }
+    _mm512_storeu_ps(y + o, sum16(acc));
+  }
+  if (o < S) tail_outputs<BF16>(w, x, y, o, S, C, 1);
+}
+
 using ValuesKernel = void (*)(const float*, const void*, float*, int64_t, int64_t);
 
 template <bool BF16, int... Rs>
@@ -460,14 +484,16 @@ torch::Tensor attention_scores(const torch::Tensor& q, const torch::Tensor& k) {
   if (bs < 0) return {};
   const int64_t B = q.size(0), Hkv = q.size(1), R = q.size(2), D = q.size(3), S = k.size(2);
   const bool bf16 = k.scalar_type() == torch::kBFloat16;
-  const bool dot = bf16 && R > kRowsKernelMax;  // bf16 tiles need AVX512-BF16
-  if (dot && !cpu_has_avx512_bf16()) return {};
+  // One row: 16-output blocks; more: the 4x4 tiles (bf16: with AVX512-BF16 dot products, else the
+  // row kernels up to 4 rows).
+  const bool dot = bf16 && R > 1 && cpu_has_avx512_bf16();
+  const Kernel rows = bf16 && R > 1 && !dot && R <= kRowsKernelMax
+                          ? pick<true>(R, std::make_integer_sequence<int, kRowsKernelMax>{})
+                          : nullptr;
+  if (bf16 && R > 1 && !dot && !rows) return {};
   torch::Tensor qf = q.to(torch::kFloat32).contiguous();   // (B, Hkv, R, D)
   torch::Tensor qb = dot ? q.contiguous() : torch::Tensor();  // (B, Hkv, R, D) bf16
   torch::Tensor y = torch::empty({B, Hkv, R, S}, q.options().dtype(torch::kFloat32));  // (B, Hkv, R, S)
-  const Kernel rows = R > kRowsKernelMax ? nullptr
-                      : bf16             ? pick<true>(R, std::make_integer_sequence<int, kRowsKernelMax>{})
-                                         : pick<false>(R, std::make_integer_sequence<int, kRowsKernelMax>{});
   const auto* kp = static_cast<const char*>(k.data_ptr());
   const int64_t block_bytes = bs * k.element_size();
   const float* xp = qf.data_ptr<float>();
@@ -478,11 +504,11 @@ torch::Tensor attention_scores(const torch::Tensor& q, const torch::Tensor& k) {
       const void* w = kp + n * block_bytes;
       const float* x = xp + n * R * D;
       float* yn = yp + n * R * S;
-      if (rows) {
+      if (R == 1) {
+        bf16 ? one_row_kernel<true>(w, x, yn, S, D) : one_row_kernel<false>(w, x, yn, S, D);
+      } else if (rows) {
         rows(w, x, yn, 0, S, D, S);
-        continue;
-      }
-      if (dot) {
+      } else if (dot) {
         tiles_kernel_bf16dot(static_cast<const uint16_t*>(w), static_cast<const uint16_t*>(qb.data_ptr()) + n * R * D,
                              yn, 0, full, D, R, S);
         if (full < S) tail_outputs<true>(w, x, yn, full, S, D, R);
