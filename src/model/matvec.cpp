@@ -57,12 +57,22 @@ inline float widen(const void* p, int64_t i) {
   }
 }
 
-// y[r * ldy + o] = sum_k W[o, k] x[r * C + k] for o in [o0, o1), r < R. U independent partial sums
-// per row keep the FMA units busy when R is small (R * U accumulators stay in registers).
+// Independent partial sums per row for a kernel over R rows: enough chains of FMAs in flight to
+// hide their latency when R is small (R x U accumulators stay in registers).
+template <int R>
+constexpr int kPartialSums = R == 1 ? 4 : R <= 3 ? 2 : 1;
+
+// The lanes of a 16-wide step with `left` elements remaining: all 16, or the first `left`.
+inline __mmask16 lanes16(int64_t left) {
+  return left >= 16 ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << left) - 1);
+}
+
+// y[r * ldy + o] = sum_k W[o, k] x[r * C + k] for o in [o0, o1), r < R, with kPartialSums<R>
+// partial sums per row.
 template <int R, bool BF16>
 EMLAB_AVX512 void rows_kernel(const void* w, const float* x, float* y, int64_t o0, int64_t o1, int64_t C,
                               int64_t ldy) {
-  constexpr int U = R == 1 ? 4 : R <= 3 ? 2 : 1;
+  constexpr int U = kPartialSums<R>;
   using W = std::conditional_t<BF16, uint16_t, float>;
   const W* wbase = static_cast<const W*>(w);
   for (int64_t o = o0; o < o1; ++o) {
@@ -194,7 +204,7 @@ EMLAB_AVX512_INLINE inline void tile_4x4(const float* w, const float* x, float* 
     step([k](const float* p) EMLAB_AVX512_INLINE { return _mm512_loadu_ps(p + k); });
   }
   if (k < C) {
-    const __mmask16 m = static_cast<__mmask16>((1u << (C - k)) - 1);  // the width's tail, zeros beyond
+    const __mmask16 m = lanes16(C - k);  // the width's tail, zeros beyond
     step([k, m](const float* p) EMLAB_AVX512_INLINE { return _mm512_maskz_loadu_ps(m, p + k); });
   }
   store_tile<RT>(acc, y, o, r0, ldy);
@@ -263,7 +273,7 @@ EMLAB_AVX512 void tail_outputs(const void* w, const float* x, float* y, int64_t 
       const W* wr = static_cast<const W*>(w) + o * C;
       __m512 acc = _mm512_setzero_ps();
       for (int64_t k = 0; k < C; k += 16) {
-        const __mmask16 m = C - k >= 16 ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << (C - k)) - 1);
+        const __mmask16 m = lanes16(C - k);
         acc = _mm512_fmadd_ps(load16_masked<BF16>(wr + k, m), _mm512_maskz_loadu_ps(m, x + r * C + k), acc);
       }
       y[r * out + o] = _mm512_reduce_add_ps(acc);
@@ -384,14 +394,14 @@ torch::Tensor small_rows_linear(const torch::Tensor& x, const torch::Tensor& wei
 namespace {
 
 // y (R, C) = p (R, S) V (S, C) for V's rows at stride C (bf16 widened as read): per 16 columns, R
-// accumulators over the S positions, U independent partial sums each when R is small.
+// accumulators over the S positions, kPartialSums<R> partial sums each.
 template <int R, bool BF16>
 EMLAB_AVX512 void values_kernel(const float* p, const void* v, float* y, int64_t S, int64_t C) {
-  constexpr int U = R == 1 ? 4 : R <= 3 ? 2 : 1;
+  constexpr int U = kPartialSums<R>;
   using W = std::conditional_t<BF16, uint16_t, float>;
   const W* vb = static_cast<const W*>(v);
   for (int64_t c = 0; c < C; c += 16) {
-    const __mmask16 m = C - c >= 16 ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << (C - c)) - 1);
+    const __mmask16 m = lanes16(C - c);
     __m512 acc[U][R];
 #pragma GCC unroll 4
     for (int u = 0; u < U; ++u)
@@ -433,7 +443,7 @@ EMLAB_AVX512 void one_row_kernel(const void* w, const float* x, float* y, int64_
 #pragma GCC unroll 16
     for (int n = 0; n < 16; ++n) acc[n] = _mm512_setzero_ps();
     for (int64_t k = 0; k < C; k += 16) {
-      const __mmask16 m = C - k >= 16 ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << (C - k)) - 1);
+      const __mmask16 m = lanes16(C - k);
       const __m512 xv = _mm512_maskz_loadu_ps(m, x + k);
 #pragma GCC unroll 16
       for (int n = 0; n < 16; ++n) acc[n] = _mm512_fmadd_ps(load16_masked<BF16>(w0 + n * C + k, m), xv, acc[n]);
