@@ -2,6 +2,7 @@
 // through the traits of their ArchSpec (scaled embeddings, (1 + w) norms, sandwich norms, GeGLU,
 // query_pre_attn_scalar, softcapping, sliding/global layers with their own RoPE bases).
 #include <cmath>
+#include <cstring>
 #include <map>
 
 #include "emlab/error.h"
@@ -288,23 +289,36 @@ const torch::Tensor& CausalLM::head_weight() const {
 }
 
 void KVCache::select_rows(const torch::Tensor& rows) {
-  // Dropping rows (indices increasing, as when finished sequences leave a batch): move each kept row
-  // down over the filled positions only and keep a view of the first rows, instead of copying the
-  // whole allocation every time a row finishes. Row keep[i] >= i is read before row i is written.
+  // On the CPU, dropping rows (indices increasing, as when finished sequences leave a batch): move
+  // each kept row down over the filled positions only and keep a view of the first rows, instead
+  // of copying the whole allocation every time a row finishes. Row keep[i] >= i is read before row
+  // i is written. Elsewhere, and for duplicates or reorders (prefill), a gather.
   torch::Tensor r = rows.to(torch::kCPU, torch::kLong).contiguous();
   const int64_t n = r.numel();
   const int64_t* keep = r.data_ptr<int64_t>();
-  bool increasing = !k.empty() && n <= k[0].size(0);
-  for (int64_t i = 0; increasing && i < n; ++i) increasing = keep[i] >= i && (i == 0 || keep[i] > keep[i - 1]);
-  if (!increasing || (n > 0 && keep[n - 1] >= k[0].size(0))) {  // duplicates or reorders: gather
+  auto movable = [&](const torch::Tensor& t) {  // (B, Hkv, capacity, D) with rows of D contiguous
+    return t.device().is_cpu() && t.dim() == 4 && t.stride(3) == 1 && t.stride(2) == t.size(3);
+  };
+  bool in_place = !k.empty() && n <= k[0].size(0) && (n == 0 || keep[n - 1] < k[0].size(0));
+  for (int64_t i = 0; in_place && i < n; ++i) in_place = keep[i] >= i && (i == 0 || keep[i] > keep[i - 1]);
+  for (const auto* side : {&k, &v})
+    for (const auto& t : *side) in_place = in_place && movable(t);
+  if (!in_place) {
     for (auto& t : k) t = t.index_select(0, rows.to(t.device()));
     for (auto& t : v) t = t.index_select(0, rows.to(t.device()));
     return;
   }
   for (auto* side : {&k, &v})
     for (auto& t : *side) {
-      for (int64_t i = 0; i < n; ++i)
-        if (keep[i] != i) t[i].narrow(1, 0, length).copy_(t[keep[i]].narrow(1, 0, length));
+      const int64_t es = t.element_size(), heads = t.size(1);
+      const int64_t bytes = length * t.size(3) * es;  // one head's filled positions
+      auto* base = static_cast<char*>(t.data_ptr());
+      for (int64_t i = 0; i < n; ++i) {
+        if (keep[i] == i) continue;
+        for (int64_t h = 0; h < heads; ++h)
+          std::memcpy(base + (i * t.stride(0) + h * t.stride(1)) * es,
+                      base + (keep[i] * t.stride(0) + h * t.stride(1)) * es, bytes);
+      }
       t = t.narrow(0, 0, n);
     }
 }
