@@ -77,11 +77,7 @@ EMLAB_AVX512 void rows_kernel(const void* w, const float* x, float* y, int64_t o
   const W* wbase = static_cast<const W*>(w);
   for (int64_t o = o0; o < o1; ++o) {
     const W* wr = wbase + o * C;
-    __m512 acc[R][U];
-#pragma GCC unroll 16
-    for (int r = 0; r < R; ++r)
-#pragma GCC unroll 4
-      for (int u = 0; u < U; ++u) acc[r][u] = _mm512_setzero_ps();
+    __m512 acc[R][U] = {};  // zeros
     int64_t k = 0;
     for (; k + 16 * U <= C; k += 16 * U)
 #pragma GCC unroll 4
@@ -184,9 +180,7 @@ EMLAB_AVX512_INLINE inline void tile_4x4(const float* w, const float* x, float* 
                                          int64_t ldy) {
   const float* w0 = w + o * C;
   const float* x0 = x + r0 * C;
-  __m512 acc[16];
-#pragma GCC unroll 16
-  for (int i = 0; i < 16; ++i) acc[i] = _mm512_setzero_ps();
+  __m512 acc[16] = {};  // zeros
   auto step = [&](auto load) EMLAB_AVX512_INLINE {
     __m512 wv[4];
 #pragma GCC unroll 4
@@ -229,9 +223,7 @@ EMLAB_AVX512BF16_INLINE inline void tile_4x4_bf16dot(const uint16_t* w, const ui
                                                    int64_t r0, int64_t C, int64_t ldy) {
   const uint16_t* w0 = w + o * C;
   const uint16_t* x0 = x + r0 * C;
-  __m512 acc[16];
-#pragma GCC unroll 16
-  for (int i = 0; i < 16; ++i) acc[i] = _mm512_setzero_ps();
+  __m512 acc[16] = {};  // zeros
   auto step = [&](auto load) EMLAB_AVX512BF16_INLINE {
     __m512bh wv[4];
 #pragma GCC unroll 4
@@ -402,11 +394,7 @@ EMLAB_AVX512 void values_kernel(const float* p, const void* v, float* y, int64_t
   const W* vb = static_cast<const W*>(v);
   for (int64_t c = 0; c < C; c += 16) {
     const __mmask16 m = lanes16(C - c);
-    __m512 acc[U][R];
-#pragma GCC unroll 4
-    for (int u = 0; u < U; ++u)
-#pragma GCC unroll 16
-      for (int r = 0; r < R; ++r) acc[u][r] = _mm512_setzero_ps();
+    __m512 acc[U][R] = {};  // zeros
     int64_t j = 0;
     for (; j + U <= S; j += U)
 #pragma GCC unroll 4
@@ -439,9 +427,7 @@ EMLAB_AVX512 void one_row_kernel(const void* w, const float* x, float* y, int64_
   int64_t o = 0;
   for (; o + 16 <= S; o += 16) {
     const W* w0 = wb + o * C;
-    __m512 acc[16];
-#pragma GCC unroll 16
-    for (int n = 0; n < 16; ++n) acc[n] = _mm512_setzero_ps();
+    __m512 acc[16] = {};  // zeros
     for (int64_t k = 0; k < C; k += 16) {
       const __mmask16 m = lanes16(C - k);
       const __m512 xv = _mm512_maskz_loadu_ps(m, x + k);
