@@ -1,5 +1,6 @@
 // Small-row products with a weight matrix (see model/matvec.h): AVX-512 kernels (one weight row at a
-// time for 1-4 rows, 4x4 tiles for more), chosen at run time when the CPU has the instructions.
+// time for 1-4 rows, 4x4 tiles for more), chosen at run time when the CPU has the instructions; and
+// with the same kernels, attention's two products over a KV cache at decode.
 #include "model/matvec.h"
 
 #include <algorithm>

@@ -1,6 +1,7 @@
 // Products of a few rows with a weight matrix on the CPU (decode at small batch), private to
 // src/model. Decode reads every weight once per step for a handful of rows: bandwidth-bound work
-// that matrix-matrix kernels (which pack the weight first, every call) do poorly.
+// that matrix-matrix kernels (which pack the weight first, every call) do poorly. Also attention's
+// two products over a KV cache at decode, many tiny products that batched BLAS calls do poorly.
 #pragma once
 
 #include <torch/torch.h>
@@ -46,8 +47,9 @@ torch::Tensor small_rows_linear(const torch::Tensor& x, const torch::Tensor& wei
 // parallel loop over the pairs with the kernels above. CPU with AVX-512, float32 or bf16, no
 // gradient wanted, R <= kAttentionRowsMax; otherwise an undefined tensor (the caller uses matmul).
 constexpr int64_t kAttentionRowsMax = 16;
-// scores (B, Hkv, R, S) float32 = q (B, Hkv, R, D) k^T for k (B, Hkv, S, D) of q's dtype whose
-// rows are contiguous (a cache view: any stride over positions' storage, e.g. capacity x D).
+// scores (B, Hkv, R, S) float32 = q (B, Hkv, R, D) k^T for k (B, Hkv, S, D) of q's dtype with
+// rows of D contiguous and its B x Hkv blocks evenly strided: a cache (B, Hkv, capacity, D)
+// narrowed to its S filled positions.
 torch::Tensor attention_scores(const torch::Tensor& q, const torch::Tensor& k);
 // out (B, Hkv, R, D) in v's dtype = p (B, Hkv, R, S) float32 v for v (B, Hkv, S, D) as k above.
 torch::Tensor attention_values(const torch::Tensor& p, const torch::Tensor& v);
