@@ -63,13 +63,18 @@ std::pair<torch::Tensor, torch::Tensor> at_targets(const torch::Tensor& per_posi
   return {rows, tgt.to(rows.device())};
 }
 
+// The final hidden states at the positions that predict a target, (N, C), and the targets (N).
+std::pair<torch::Tensor, torch::Tensor> target_hidden(const CausalLM& model, const Batch& b, const ForwardArgs& args) {
+  ForwardArgs a = args;
+  a.hidden_only = true;
+  return at_targets(model.forward(b.ids, a), b);
+}
+
 // Logits at the positions that predict a target: (N, V) in the loss type, and the targets (N). The
 // head runs on those positions' hidden states only (not on prompts and padding).
 std::pair<torch::Tensor, torch::Tensor> target_logits(const CausalLM& model, const Batch& b, const ForwardArgs& args) {
-  ForwardArgs a = args;
-  a.hidden_only = true;
-  auto [hs, tgt] = at_targets(model.forward(b.ids, a), b);  // (N, C), (N)
-  torch::Tensor lg = model.logits(hs);                        // (N, V)
+  auto [hs, tgt] = target_hidden(model, b, args);  // (N, C), (N)
+  torch::Tensor lg = model.logits(hs);               // (N, V)
   return {lg.to(loss_type(lg)), tgt};
 }
 
@@ -127,9 +132,7 @@ torch::Tensor sft_loss_sum(const CausalLM& model, const Batch& b, const ForwardA
   const bool big = 4.0 * static_cast<double>(b.targets) * static_cast<double>(V) > kChunkAboveBytes;
   TORCH_CHECK(!args.last_logits_only, "sft_loss_sum: the loss needs every position's logits");
   if ((chunk_rows > 0 || (chunk_rows == 0 && big)) && !model.config().final_logit_softcapping) {
-    ForwardArgs a = args;
-    a.hidden_only = true;
-    auto [hs, tgt] = at_targets(model.forward(b.ids, a), b);  // (N, C), (N)
+    auto [hs, tgt] = target_hidden(model, b, args);  // (N, C), (N)
     return ChunkedHeadCrossEntropy::apply(hs, model.head_weight(), tgt, chunk_rows > 0 ? chunk_rows : kChunkRows);
   }
   auto [lg, tgt] = target_logits(model, b, args);  // (N, V), (N)

@@ -275,11 +275,20 @@ EMLAB_AVX512 void tail_outputs(const void* w, const float* x, float* y, int64_t 
 
 using Kernel = void (*)(const void*, const float*, float*, int64_t, int64_t, int64_t, int64_t);
 
-template <bool BF16, int... Rs>
-Kernel pick(int64_t R, std::integer_sequence<int, Rs...>) {
-  Kernel k = nullptr;
-  ((R == Rs + 1 ? (k = &rows_kernel<Rs + 1, BF16>, 0) : 0), ...);
+// The instance of a kernel templated on its row count for R rows, R in [1, sizeof...(Rs)] (null
+// beyond): make(std::integral_constant<int, rows>) returns the instance for `rows`.
+template <class Make, int... Rs>
+auto kernel_for_rows(int64_t R, std::integer_sequence<int, Rs...>, Make make) {
+  decltype(make(std::integral_constant<int, 1>{})) k = nullptr;
+  ((R == Rs + 1 ? (k = make(std::integral_constant<int, Rs + 1>{}), 0) : 0), ...);
   return k;
+}
+
+// rows_kernel for R <= kRowsKernelMax rows (null beyond).
+template <bool BF16>
+Kernel rows_kernel_for(int64_t R) {
+  return kernel_for_rows(R, std::make_integer_sequence<int, kRowsKernelMax>{},
+                         [](auto rows) -> Kernel { return &rows_kernel<decltype(rows)::value, BF16>; });
 }
 
 bool cpu_has_avx512_bf16() {
@@ -359,8 +368,7 @@ torch::Tensor small_rows_linear(const torch::Tensor& x, const torch::Tensor& wei
     return static_cast<const float*>(xf.data_ptr<float>());
   };
   if (path == SmallRowsPath::kRows) {
-    const Kernel kernel = bf16 ? pick<true>(R, std::make_integer_sequence<int, kRowsKernelMax>{})
-                               : pick<false>(R, std::make_integer_sequence<int, kRowsKernelMax>{});
+    const Kernel kernel = bf16 ? rows_kernel_for<true>(R) : rows_kernel_for<false>(R);
     const float* xp = x_f32();
     at::parallel_for(0, out, /*grain_size=*/64, [&](int64_t a, int64_t b) { kernel(wp, xp, yp, a, b, C, out); });
     return bf16 ? y.to(dt) : y;
@@ -442,11 +450,11 @@ EMLAB_AVX512 void one_row_kernel(const void* w, const float* x, float* y, int64_
 
 using ValuesKernel = void (*)(const float*, const void*, float*, int64_t, int64_t);
 
-template <bool BF16, int... Rs>
-ValuesKernel pick_values(int64_t R, std::integer_sequence<int, Rs...>) {
-  ValuesKernel k = nullptr;
-  ((R == Rs + 1 ? (k = &values_kernel<Rs + 1, BF16>, 0) : 0), ...);
-  return k;
+// values_kernel for R <= kAttentionRowsMax rows (null beyond).
+template <bool BF16>
+ValuesKernel values_kernel_for(int64_t R) {
+  return kernel_for_rows(R, std::make_integer_sequence<int, kAttentionRowsMax>{},
+                         [](auto rows) -> ValuesKernel { return &values_kernel<decltype(rows)::value, BF16>; });
 }
 
 // For t (B, H, S, D) with contiguous rows of D: the stride between the B x H (S, D) blocks taken as
@@ -484,9 +492,7 @@ torch::Tensor attention_scores(const torch::Tensor& q, const torch::Tensor& k) {
   // One row: 16-output blocks; more: the 4x4 tiles (bf16: with AVX512-BF16 dot products, else the
   // row kernels up to 4 rows).
   const bool dot = bf16 && R > 1 && cpu_has_avx512_bf16();
-  const Kernel rows = bf16 && R > 1 && !dot && R <= kRowsKernelMax
-                          ? pick<true>(R, std::make_integer_sequence<int, kRowsKernelMax>{})
-                          : nullptr;
+  const Kernel rows = bf16 && R > 1 && !dot ? rows_kernel_for<true>(R) : nullptr;  // null beyond 4 rows
   if (bf16 && R > 1 && !dot && !rows) return {};
   torch::Tensor qf = q.to(torch::kFloat32).contiguous();   // (B, Hkv, R, D)
   torch::Tensor qb = dot ? q.contiguous() : torch::Tensor();  // (B, Hkv, R, D) bf16
@@ -524,8 +530,7 @@ torch::Tensor attention_values(const torch::Tensor& p, const torch::Tensor& v) {
   if (bs < 0) return {};
   const int64_t B = p.size(0), Hkv = p.size(1), R = p.size(2), S = p.size(3), D = v.size(3);
   const bool bf16 = v.scalar_type() == torch::kBFloat16;
-  const ValuesKernel kernel = bf16 ? pick_values<true>(R, std::make_integer_sequence<int, kAttentionRowsMax>{})
-                                   : pick_values<false>(R, std::make_integer_sequence<int, kAttentionRowsMax>{});
+  const ValuesKernel kernel = bf16 ? values_kernel_for<true>(R) : values_kernel_for<false>(R);
   torch::Tensor pc = p.contiguous();                                                   // (B, Hkv, R, S)
   torch::Tensor y = torch::empty({B, Hkv, R, D}, p.options().dtype(torch::kFloat32));  // (B, Hkv, R, D)
   const auto* vp = static_cast<const char*>(v.data_ptr());
