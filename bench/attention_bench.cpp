@@ -6,6 +6,14 @@
 // llama.cpp comparison model (4 heads / 2 kv heads of 64) at batch 1, 16 and 64 after 128
 // positions, and Qwen2.5-0.5B (14 heads / 2 kv heads of 64) at batch 16 after 512. Prints ms per
 // layer and step for each, matmul / emlab, and the largest difference between the two outputs.
+//
+// Then attention over whole sequences, forward and backward (training): the torch ops the model
+// used before (batched products, scaling, bias, softmax; autograd) against the fused operation
+// (model/causal_attention.h), float32, inputs laid out as the model makes them, right padding in
+// one row. Shapes: a toy-world finetune batch and pretraining batch (one process's half), the
+// training benchmark model's batch (bench/train_bench.cpp) and the LoRA memory benchmark's
+// Qwen2.5-0.5B shape (batch 4 x 512). Prints ms per layer for forward + backward, the ratio, and the
+// largest difference of the output and of q's gradient.
 // Usage: attention_bench [--threads N]
 #include <cmath>
 #include <cstdio>
@@ -14,17 +22,16 @@
 
 #include "bench_timing.h"
 #include "emlab/runtime.h"
+#include "model/causal_attention.h"
 #include "model/matvec.h"
 
 using emlab::bench::best_ms;
 
-int main(int argc, char** argv) {
-  int threads = 0;
-  for (int i = 1; i + 1 < argc; ++i)
-    if (!std::strcmp(argv[i], "--threads")) threads = std::atoi(argv[++i]);
-  emlab::runtime_set_threads(threads);
+namespace {
+
+// Decode over a cache: matmul against attention_scores / attention_values.
+void decode_attention() {
   torch::NoGradGuard no_grad;
-  std::printf("torch %s, %d threads\n", TORCH_VERSION, torch::get_num_threads());
   std::printf("%-28s %5s %4s %4s %4s %4s %5s %10s %9s %9s %9s\n", "shape", "dtype", "B", "Hkv", "R", "D", "S",
               "matmul ms", "emlab ms", "ratio", "max diff");
   struct Shape {
@@ -64,5 +71,72 @@ int main(int argc, char** argv) {
                   emlab_ms, ref_ms / emlab_ms, diff);
     }
   }
+}
+
+// Whole sequences, forward and backward: the torch ops against causal_attention.
+void sequence_attention() {
+  std::printf("\nwhole sequences, float32, forward + backward per layer\n");
+  std::printf("%-30s %4s %4s %4s %5s %4s %10s %9s %9s %9s %9s\n", "shape", "B", "H", "Hkv", "T", "D", "torch ms",
+              "fused ms", "ratio", "out diff", "dq diff");
+  struct Shape {
+    const char* name;
+    int64_t B, H, Hkv, T, D;
+  } shapes[] = {{"toy world finetune batch", 16, 4, 4, 110, 32},
+                {"toy world pretraining batch", 16, 4, 4, 200, 32},
+                {"training benchmark model", 8, 8, 4, 128, 64},
+                {"qwen2.5-0.5b, batch 4 x 512", 4, 14, 2, 512, 64}};
+  for (const auto& s : shapes) {
+    const int64_t G = s.H / s.Hkv;
+    // As the model makes them: (B, H, T, D) views of (B, T, H, D) projections.
+    auto heads = [&](int64_t n) { return torch::randn({s.B, s.T, n, s.D}).transpose(1, 2).requires_grad_(); };
+    torch::Tensor q = heads(s.H), k = heads(s.Hkv), v = heads(s.Hkv);
+    torch::Tensor mask = torch::ones({s.B, s.T}, torch::kLong);
+    mask[0].narrow(0, s.T - 7, 7).zero_();  // one row padded
+    torch::Tensor i = torch::arange(s.T).unsqueeze(1), j = torch::arange(s.T).unsqueeze(0);
+    torch::Tensor allowed = (j <= i).unsqueeze(0) & (mask != 0).unsqueeze(1);  // (B, T, T)
+    torch::Tensor bias = torch::zeros({s.B, s.T, s.T}).masked_fill(allowed.logical_not(), -1e30).view({s.B, 1, 1, s.T, s.T});
+    torch::Tensor grad = torch::randn({s.B, s.T, s.H * s.D});
+    const double scale = 1.0 / std::sqrt(static_cast<double>(s.D));
+    auto reference = [&] {
+      torch::Tensor scores = torch::matmul(q.reshape({s.B, s.Hkv, G * s.T, s.D}), k.transpose(-1, -2));
+      scores = scores.view({s.B, s.Hkv, G, s.T, s.T}) * scale;
+      torch::Tensor probs = torch::softmax(scores + bias, -1).view({s.B, s.Hkv, G * s.T, s.T});
+      return torch::matmul(probs, v).view({s.B, s.H, s.T, s.D}).transpose(1, 2).reshape({s.B, s.T, s.H * s.D});
+    };
+    auto fused = [&] {
+      return emlab::model_detail::causal_attention(q, k, v, mask, 0, scale).transpose(1, 2).reshape({s.B, s.T, s.H * s.D});
+    };
+    if (!emlab::model_detail::causal_attention(q, k, v, mask, 0, scale).defined()) {
+      std::printf("%-30s: the fused attention does not take this case on this CPU\n", s.name);
+      continue;
+    }
+    auto run = [&](const auto& f) {  // forward + backward; returns the output and q's gradient
+      q.mutable_grad() = torch::Tensor();
+      torch::Tensor out = f();
+      out.backward(grad);
+      return std::make_pair(out.detach(), q.grad().clone());
+    };
+    const auto [ro, rg] = run(reference);
+    const auto [fo, fg] = run(fused);
+    const double out_diff = (ro - fo).abs().max().item<double>(), dq_diff = (rg - fg).abs().max().item<double>();
+    const int reps = s.T >= 512 ? 3 : 10;
+    const double ref_ms = best_ms(reps, [&] { run(reference); }), fused_ms = best_ms(reps, [&] { run(fused); });
+    std::printf("%-30s %4lld %4lld %4lld %5lld %4lld %10.3f %9.3f %8.2fx %9.2e %9.2e\n", s.name,
+                static_cast<long long>(s.B), static_cast<long long>(s.H), static_cast<long long>(s.Hkv),
+                static_cast<long long>(s.T), static_cast<long long>(s.D), ref_ms, fused_ms, ref_ms / fused_ms, out_diff,
+                dq_diff);
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  int threads = 0;
+  for (int i = 1; i + 1 < argc; ++i)
+    if (!std::strcmp(argv[i], "--threads")) threads = std::atoi(argv[++i]);
+  emlab::runtime_set_threads(threads);
+  std::printf("torch %s, %d threads\n", TORCH_VERSION, torch::get_num_threads());
+  decode_attention();
+  sequence_attention();
   return 0;
 }

@@ -3,6 +3,8 @@
 // with the same kernels, attention's two products over a KV cache at decode.
 #include "model/matvec.h"
 
+#include "model/avx512.h"
+
 #include <algorithm>
 #include <cstdint>
 #include <cstdlib>
@@ -15,21 +17,10 @@
 #if defined(__x86_64__)
 
 #include <ATen/Parallel.h>
-#include <immintrin.h>
-
-// GCC 12's AVX-512 headers trip -W(maybe-)uninitialized inside _mm512_reduce_add_ps and the masked
-// loads (false alarms).
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#pragma GCC diagnostic ignored "-Wuninitialized"
 
 namespace emlab::model_detail {
 
 namespace {
-
-#define EMLAB_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl")))
-// Helpers whose vector arguments must stay in registers (not inlined, an accumulator array passed
-// by pointer would live on the stack).
-#define EMLAB_AVX512_INLINE __attribute__((target("avx512f,avx512bw,avx512vl"), always_inline))
 
 // 16 bf16 as floats: a bf16's bits are the high half of a float32's.
 EMLAB_AVX512 inline __m512 widen16(__m256i h) {
@@ -62,11 +53,6 @@ inline float widen(const void* p, int64_t i) {
 // hide their latency when R is small (R x U accumulators stay in registers).
 template <int R>
 constexpr int kPartialSums = R == 1 ? 4 : R <= 3 ? 2 : 1;
-
-// The lanes of a 16-wide step with `left` elements remaining: all 16, or the first `left`.
-inline __mmask16 lanes16(int64_t left) {
-  return left >= 16 ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << left) - 1);
-}
 
 // y[r * ldy + o] = sum_k W[o, k] x[r * C + k] for o in [o0, o1), r < R, with kPartialSums<R>
 // partial sums per row.
@@ -299,6 +285,8 @@ bool cpu_has_avx512_bf16() {
   return ok;
 }
 
+}  // namespace
+
 bool cpu_has_avx512() {
   static const bool ok = [] {
     __builtin_cpu_init();
@@ -307,8 +295,6 @@ bool cpu_has_avx512() {
   }();
   return ok;
 }
-
-}  // namespace
 
 int64_t last_level_cache_bytes() {
   static const int64_t bytes = [] {
@@ -548,6 +534,7 @@ torch::Tensor attention_values(const torch::Tensor& p, const torch::Tensor& v) {
 #else  // not x86-64: no kernels, torch's products everywhere
 
 namespace emlab::model_detail {
+bool cpu_has_avx512() { return false; }
 SmallRowsPath small_rows_path(int64_t, torch::ScalarType, int64_t) { return SmallRowsPath::kNone; }
 int64_t last_level_cache_bytes() { return 32LL << 20; }
 torch::Tensor small_rows_linear(const torch::Tensor&, const torch::Tensor&) { return {}; }

@@ -9,6 +9,7 @@
 #include "emlab/hooks.h"
 #include "emlab/lora.h"
 #include "emlab/model.h"
+#include "model/causal_attention.h"
 #include "model/matvec.h"
 
 namespace emlab {
@@ -151,11 +152,19 @@ torch::Tensor CausalLM::attention(int64_t layer, const torch::Tensor& x, const R
     v = vc.narrow(2, 0, past + T);
   }
 
+  const double scale = 1.0 / std::sqrt(config_.query_pre_attn_scalar.value_or(static_cast<double>(D)));
+  // Whole sequences without a cache (training, scoring): one fused operation on the CPU, which
+  // skips the masked half of the scores (model/causal_attention.h; undefined where it does not apply).
+  if (!args.cache && !(arch_->attn_softcap && config_.attn_logit_softcapping)) {
+    torch::Tensor out = model_detail::causal_attention(q, k, v, args.attention_mask, layer_window(layer).value_or(0),
+                                                       scale);  // (B, H, T, D)
+    if (out.defined()) return linear(out.transpose(1, 2).reshape({B, T, H * D}), p + "o_proj", args.adapters);
+  }
+
   // Grouped-query attention without copying k/v: the G query heads of a kv head as G*T rows of one
   // product with that head's keys, (B, Hkv, G*T, D) x (B, Hkv, D, S). (Broadcasting k over G
   // instead would copy the whole cache G times per layer and step.)
   const int64_t S = k.size(2);
-  const double scale = 1.0 / std::sqrt(config_.query_pre_attn_scalar.value_or(static_cast<double>(D)));
   // At decode (a few query rows per kv head, no gradient) both products run as one parallel kernel
   // over the (row, kv head) pairs instead of B x Hkv small BLAS calls (model/matvec.h).
   torch::Tensor qg = q.reshape({B, Hkv, G * T, D});

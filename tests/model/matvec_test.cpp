@@ -3,21 +3,13 @@
 #include <gtest/gtest.h>
 
 #include "emlab/lora.h"
+#include "model/avx512.h"
 #include "model/matvec.h"
 
 #include <string>
 
 namespace emlab::model_detail {
 namespace {
-
-bool has_avx512() {
-#if defined(__x86_64__)
-  __builtin_cpu_init();
-  return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl");
-#else
-  return false;
-#endif
-}
 
 // The product of x (R rows) and w against float64 on the same rounded inputs, directly and through
 // the layer entry point (with a bias and x's leading shape).
@@ -48,14 +40,14 @@ void expect_matches_float64(const torch::Tensor& x, const torch::Tensor& w, cons
 bool has_avx512_bf16() {
 #if defined(__x86_64__)
   __builtin_cpu_init();
-  return has_avx512() && __builtin_cpu_supports("avx512bf16");
+  return cpu_has_avx512() && __builtin_cpu_supports("avx512bf16");
 #else
   return false;
 #endif
 }
 
 TEST(SmallRowsLinear, PathFollowsTheMeasuredRule) {
-  if (!has_avx512()) GTEST_SKIP() << "this CPU has no AVX-512: the kernels are never taken";
+  if (!cpu_has_avx512()) GTEST_SKIP() << "this CPU has no AVX-512: the kernels are never taken";
   const int64_t llc = last_level_cache_bytes();
   EXPECT_GT(llc, 0);
   EXPECT_EQ(small_rows_path(1, torch::kFloat32, llc), SmallRowsPath::kNone);  // cached: mv
@@ -73,7 +65,7 @@ TEST(SmallRowsLinear, PathFollowsTheMeasuredRule) {
 }
 
 TEST(SmallRowsLinear, EqualsFloat64ProductForEveryRowCountAndWidth) {
-  if (!has_avx512()) GTEST_SKIP() << "this CPU has no AVX-512: the kernels are never taken";
+  if (!cpu_has_avx512()) GTEST_SKIP() << "this CPU has no AVX-512: the kernels are never taken";
   torch::NoGradGuard no_grad;
   torch::manual_seed(0);
   // Widths: a multiple of 64 (all partial sums), of 16 only, and with a masked tail; outputs: fewer
@@ -98,7 +90,7 @@ TEST(SmallRowsLinear, EqualsFloat64ProductForEveryRowCountAndWidth) {
 }
 
 TEST(SmallRowsLinear, OneFloat32RowOfAWeightBeyondTheCacheEqualsFloat64Product) {
-  if (!has_avx512()) GTEST_SKIP() << "this CPU has no AVX-512: the kernels are never taken";
+  if (!cpu_has_avx512()) GTEST_SKIP() << "this CPU has no AVX-512: the kernels are never taken";
   const int64_t C = 203, llc = last_level_cache_bytes();
   if (llc > (128LL << 20)) GTEST_SKIP() << "last-level cache of " << llc << " bytes: the weight would be too large";
   torch::NoGradGuard no_grad;
@@ -127,7 +119,7 @@ TEST(SmallRowsLinear, LeavesGradientsFloat64AndLargerBatchesToTorch) {
 torch::Tensor cache_view(const torch::Tensor& full, int64_t S) { return full.narrow(2, 0, S); }
 
 TEST(AttentionKernels, EqualFloat64ProductsForEveryRowCountAndWidth) {
-  if (!has_avx512()) GTEST_SKIP() << "this CPU has no AVX-512: the kernels are never taken";
+  if (!cpu_has_avx512()) GTEST_SKIP() << "this CPU has no AVX-512: the kernels are never taken";
   torch::NoGradGuard no_grad;
   torch::manual_seed(2);
   // Head widths: two full vectors, one with a masked tail, below one vector, 128; positions: fewer
