@@ -126,8 +126,9 @@ struct Rows {
   float* at(int64_t b, int64_t n, int64_t t = 0) const { return base + b * sb + n * sn + t * st; }
 };
 
-// The first key column block [i0, i1) needs: 0, or with a window the first key row i0 may see.
-inline int64_t first_column(int64_t i0, int64_t window) { return window > 0 ? std::max<int64_t>(0, i0 - window + 1) : 0; }
+// The first key query row i may see: 0, or with a window i - window + 1. For a block of rows
+// [i0, i1), the first column it needs.
+inline int64_t first_key(int64_t i, int64_t window) { return window > 0 ? std::max<int64_t>(0, i - window + 1) : 0; }
 
 // x (4-D) as BLAS can take its rows: the last dimension contiguous and rows at least a row apart
 // (a copy where not).
@@ -150,13 +151,12 @@ std::pair<torch::Tensor, torch::Tensor> attention_forward(const torch::Tensor& q
       const int64_t b = n / H, h = n % H, g = h / G;
       float* Pn = P + n * T * T;
       for (int64_t i0 = 0; i0 < T; i0 += kCausalBlockRows) {
-        const int64_t i1 = std::min(T, i0 + kCausalBlockRows), c0 = first_column(i0, window);
+        const int64_t i1 = std::min(T, i0 + kCausalBlockRows), c0 = first_key(i0, window);
         // Raw scores of the block's rows over the columns [c0, i1): Q[i0:i1] K[c0:i1]^T.
         gemm(false, true, i1 - i0, i1 - c0, D, 1.0f, Q.at(b, h, i0), Q.st, K.at(b, g, c0), K.st, 0.0f,
              Pn + i0 * T + c0, T);
         for (int64_t i = i0; i < i1; ++i)
-          softmax_row(Pn + i * T, window > 0 ? std::max<int64_t>(0, i - window + 1) : 0, i + 1, T,
-                      kb ? kb + b * T : nullptr, scale);
+          softmax_row(Pn + i * T, first_key(i, window), i + 1, T, kb ? kb + b * T : nullptr, scale);
         // O[i0:i1] = P[i0:i1, c0:i1] V[c0:i1] (zeros beyond each row's last key).
         gemm(false, false, i1 - i0, D, i1 - c0, 1.0f, Pn + i0 * T + c0, T, V.at(b, g, c0), V.st, 0.0f,
              O.at(b, h, i0), O.st);
@@ -184,7 +184,7 @@ std::vector<torch::Tensor> attention_backward(const torch::Tensor& dout, const t
       for (int64_t h = g * G; h < (g + 1) * G; ++h) {
         const float* Pn = P + (b * H + h) * T * T;
         for (int64_t i0 = 0; i0 < T; i0 += kCausalBlockRows) {
-          const int64_t i1 = std::min(T, i0 + kCausalBlockRows), c0 = first_column(i0, window);
+          const int64_t i1 = std::min(T, i0 + kCausalBlockRows), c0 = first_key(i0, window);
           const int64_t rows = i1 - i0, cols = i1 - c0;
           float* W = work.data();
           // dP = dO[i0:i1] V[c0:i1]^T, then dS (the raw scores' gradient) row by row.
@@ -230,20 +230,25 @@ struct CausalAttentionFn : public torch::autograd::Function<CausalAttentionFn> {
 torch::Tensor causal_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
                                const torch::Tensor& key_mask, int64_t window, double scale) {
   if (!cpu_has_avx512() || !blas_sgemm()) return {};
+  const auto dtype = q.scalar_type();
+  if (dtype != torch::kFloat32 && dtype != torch::kBFloat16) return {};
   for (const auto* t : {&q, &k, &v})
-    if (!t->device().is_cpu() || t->scalar_type() != torch::kFloat32 || t->dim() != 4) return {};
+    if (!t->device().is_cpu() || t->scalar_type() != dtype || t->dim() != 4) return {};
   const int64_t B = q.size(0), H = q.size(1), T = q.size(2), D = q.size(3), Hkv = k.size(1);
   if (Hkv == 0 || H % Hkv != 0 || k.sizes() != v.sizes() || k.size(0) != B || k.size(2) != T || k.size(3) != D)
     return {};
   if (key_mask.defined() && (key_mask.dim() != 2 || key_mask.size(0) != B || key_mask.size(1) != T)) return {};
   // The key mask as an additive bias: 0 where a key may be attended, -inf where not; empty: no mask
   // (autograd functions take no undefined tensors).
-  torch::Tensor key_bias = torch::empty({0}, q.options());
+  const auto f32 = q.options().dtype(torch::kFloat32);
+  torch::Tensor key_bias = torch::empty({0}, f32);
   if (key_mask.defined())
-    key_bias = torch::zeros({B, T}, q.options()).masked_fill(key_mask.to(torch::kCPU) == 0, kNegInf).contiguous();
-  torch::Tensor out = CausalAttentionFn::apply(rows_contiguous(q), rows_contiguous(k), rows_contiguous(v), key_bias,
-                                               window, scale);  // (B, T, H, D)
-  return out.transpose(1, 2);                                   // (B, H, T, D)
+    key_bias = torch::zeros({B, T}, f32).masked_fill(key_mask.to(torch::kCPU) == 0, kNegInf).contiguous();
+  // bf16 q, k, v are widened (exactly) and the output rounded back: the products, probabilities and
+  // sums in float32.
+  auto in = [](const torch::Tensor& t) { return rows_contiguous(t.to(torch::kFloat32)); };
+  torch::Tensor out = CausalAttentionFn::apply(in(q), in(k), in(v), key_bias, window, scale);  // (B, T, H, D)
+  return out.to(dtype).transpose(1, 2);                                                        // (B, H, T, D)
 }
 
 }  // namespace emlab::model_detail

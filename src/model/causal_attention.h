@@ -17,14 +17,15 @@ constexpr int64_t kCausalBlockRows = 64;  // query rows per block of the causal 
 
 // out (B, H, T, D) = softmax(scale q k^T + mask) v, with differentiable q, k, v, for
 // q (B, H, T, D), k and v (B, Hkv, T, D) (H a multiple of Hkv; query head h reads kv head
-// h / (H / Hkv)), each with its last dimension contiguous. Query i attends to key j when j <= i,
+// h / (H / Hkv)), any strides. Query i attends to key j when j <= i,
 // key_mask[b, j] is nonzero (key_mask (B, T) or undefined: every key) and, with window > 0,
 // i - j < window. A query row with no such key gets zeros (the torch ops' path gives those padding
 // rows the mean of the values). Probabilities and sums in float32; the result's memory is
 // (B, T, H, D), so that out.transpose(1, 2) is contiguous.
 //
-// Taken on the CPU with AVX-512 for float32 q, k, v; elsewhere it returns an undefined tensor (the
-// caller keeps the torch ops). No double backward.
+// Taken on the CPU with AVX-512 for float32 or bfloat16 q, k, v (bf16 widened to float32 on the way
+// in, the output rounded to bf16); elsewhere it returns an undefined tensor (the caller keeps the
+// torch ops). No double backward.
 torch::Tensor causal_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
                                const torch::Tensor& key_mask, int64_t window, double scale);
 

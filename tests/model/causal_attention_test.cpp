@@ -58,17 +58,20 @@ torch::Tensor reference(const torch::Tensor& q, const torch::Tensor& k, const to
 // q, k, v laid out as the model makes them: (B, H, T, D) views of (B, T, H, D) memory.
 torch::Tensor heads_view(int64_t B, int64_t N, int64_t T, int64_t D) { return torch::randn({B, T, N, D}).transpose(1, 2); }
 
-void expect_matches_reference(const Case& c) {
+// dtype float32: float32 rounding of the sums only; bfloat16: q, k, v are bf16 (the reference
+// takes the same rounded values), the output and the gradients rounded to bf16 (2^-9 relative).
+void expect_matches_reference(const Case& c, torch::ScalarType dtype = torch::kFloat32) {
   torch::manual_seed(c.B * 1000 + c.T * 10 + c.D);
   const double scale = 1.0 / std::sqrt(static_cast<double>(c.D));
-  torch::Tensor q = heads_view(c.B, c.H, c.T, c.D).requires_grad_();
-  torch::Tensor k = heads_view(c.B, c.Hkv, c.T, c.D).requires_grad_();
-  torch::Tensor v = heads_view(c.B, c.Hkv, c.T, c.D).requires_grad_();
+  torch::Tensor q = heads_view(c.B, c.H, c.T, c.D).to(dtype).requires_grad_();
+  torch::Tensor k = heads_view(c.B, c.Hkv, c.T, c.D).to(dtype).requires_grad_();
+  torch::Tensor v = heads_view(c.B, c.Hkv, c.T, c.D).to(dtype).requires_grad_();
   const torch::Tensor mask = key_mask(c);
   torch::Tensor out = causal_attention(q, k, v, mask, c.window, scale);
   ASSERT_TRUE(out.defined()) << name(c);
   ASSERT_EQ(out.sizes(), q.sizes()) << name(c);
-  torch::Tensor grad = torch::randn(out.sizes());
+  ASSERT_EQ(out.scalar_type(), dtype) << name(c);
+  torch::Tensor grad = torch::randn(out.sizes()).to(dtype);
   out.backward(grad);
 
   auto to64 = [](const torch::Tensor& t) { return t.detach().to(torch::kFloat64).requires_grad_(); };
@@ -79,7 +82,7 @@ void expect_matches_reference(const Case& c) {
   auto expect_close = [&](const torch::Tensor& got, const torch::Tensor& want, const char* what) {
     ASSERT_TRUE(got.defined()) << name(c) << " " << what;
     const double err = (got.to(torch::kFloat64) - want).abs().max().item<double>();
-    const double tol = 1e-5 * (1.0 + want.abs().max().item<double>());
+    const double tol = (dtype == torch::kFloat32 ? 1e-5 : 1.0 / 128) * (1.0 + want.abs().max().item<double>());
     EXPECT_LE(err, tol) << name(c) << " " << what;
     EXPECT_FALSE(got.isnan().any().item<bool>()) << name(c) << " " << what;
   };
@@ -104,6 +107,13 @@ TEST(CausalAttention, MatchesFloat64AutogradReference) {
   for (const Case& c : cases) expect_matches_reference(c);
 }
 
+TEST(CausalAttention, Bfloat16MatchesFloat64AutogradReference) {
+  if (!cpu_has_avx512()) GTEST_SKIP() << "this CPU has no AVX-512: the fused attention is never taken";
+  const int64_t n = kCausalBlockRows;
+  const Case cases[] = {{2, 4, 2, n + 1, 32, 0, 1}, {2, 6, 3, 2 * n + 5, 64, n / 2, 2}};
+  for (const Case& c : cases) expect_matches_reference(c, torch::kBFloat16);
+}
+
 TEST(CausalAttention, RowsWithoutKeysGiveZerosAndNoGradient) {
   if (!cpu_has_avx512()) GTEST_SKIP() << "this CPU has no AVX-512: the fused attention is never taken";
   // Left padding: the first 5 query rows of row 0 see no key.
@@ -125,7 +135,8 @@ TEST(CausalAttention, RowsWithoutKeysGiveZerosAndNoGradient) {
 TEST(CausalAttention, LeavesOtherCasesToTorch) {
   torch::Tensor q = torch::randn({1, 2, 4, 8}), k = torch::randn({1, 2, 4, 8});
   EXPECT_FALSE(causal_attention(q.to(torch::kFloat64), k.to(torch::kFloat64), k.to(torch::kFloat64), {}, 0, 1.0).defined());
-  EXPECT_FALSE(causal_attention(q.to(torch::kBFloat16), k.to(torch::kBFloat16), k.to(torch::kBFloat16), {}, 0, 1.0).defined());
+  EXPECT_FALSE(causal_attention(q.to(torch::kHalf), k.to(torch::kHalf), k.to(torch::kHalf), {}, 0, 1.0).defined());
+  EXPECT_FALSE(causal_attention(q, k.to(torch::kBFloat16), k.to(torch::kBFloat16), {}, 0, 1.0).defined());  // mixed
   EXPECT_FALSE(causal_attention(q, torch::randn({1, 3, 4, 8}), torch::randn({1, 3, 4, 8}), {}, 0, 1.0).defined());  // 2 % 3
   EXPECT_FALSE(causal_attention(q, torch::randn({1, 2, 5, 8}), torch::randn({1, 2, 5, 8}), {}, 0, 1.0).defined());  // keys != queries
 }
