@@ -142,6 +142,15 @@ torch::Tensor CausalLM::attention(int64_t layer, const torch::Tensor& x, const R
   q = q * rope.cos + rotate_half(q) * rope.sin;
   k = k * rope.cos + rotate_half(k) * rope.sin;
 
+  // Whole sequences (training, scoring, and a prompt into an empty cache): one fused operation on
+  // the CPU, which skips the masked half of the scores (model/causal_attention.h; undefined where it
+  // does not apply).
+  const double scale = 1.0 / std::sqrt(config_.query_pre_attn_scalar.value_or(static_cast<double>(D)));
+  torch::Tensor fused;
+  if (past == 0 && !(arch_->attn_softcap && config_.attn_logit_softcapping))
+    fused = model_detail::causal_attention(q, k, v, args.attention_mask, layer_window(layer).value_or(0),
+                                           scale);  // (B, H, T, D)
+
   if (args.cache) {
     KVCache& c = *args.cache;
     torch::Tensor& kc = c.k[layer];
@@ -151,15 +160,7 @@ torch::Tensor CausalLM::attention(int64_t layer, const torch::Tensor& x, const R
     k = kc.narrow(2, 0, past + T);  // (B, Hkv, S, D)
     v = vc.narrow(2, 0, past + T);
   }
-
-  const double scale = 1.0 / std::sqrt(config_.query_pre_attn_scalar.value_or(static_cast<double>(D)));
-  // Whole sequences without a cache (training, scoring): one fused operation on the CPU, which
-  // skips the masked half of the scores (model/causal_attention.h; undefined where it does not apply).
-  if (!args.cache && !(arch_->attn_softcap && config_.attn_logit_softcapping)) {
-    torch::Tensor out = model_detail::causal_attention(q, k, v, args.attention_mask, layer_window(layer).value_or(0),
-                                                       scale);  // (B, H, T, D)
-    if (out.defined()) return linear(out.transpose(1, 2).reshape({B, T, H * D}), p + "o_proj", args.adapters);
-  }
+  if (fused.defined()) return linear(fused.transpose(1, 2).reshape({B, T, H * D}), p + "o_proj", args.adapters);
 
   // Grouped-query attention without copying k/v: the G query heads of a kv head as G*T rows of one
   // product with that head's keys, (B, Hkv, G*T, D) x (B, Hkv, D, S). (Broadcasting k over G
