@@ -1,11 +1,13 @@
 // What the AVX-512 kernels of src/model share (matvec.cpp, causal_attention.cpp): the run-time
-// check that the CPU has the instructions, and on x86-64 the target attributes the kernels are
+// checks that the CPU has the instructions, and on x86-64 the target attributes the kernels are
 // compiled with and the lane mask of a 16-wide step. Private to src/model.
 #pragma once
 
 namespace emlab::model_detail {
 // Whether this CPU has AVX-512 F, BW and VL (what EMLAB_AVX512 code needs); false off x86-64.
 bool cpu_has_avx512();
+// Whether it also has AVX512-BF16 (the bf16 dot-product tiles); false off x86-64.
+bool cpu_has_avx512_bf16();
 }  // namespace emlab::model_detail
 
 #if defined(__x86_64__)

@@ -1,5 +1,5 @@
-// Causal self-attention over whole sequences (no KV cache: training, scoring, interpretability) as
-// one fused CPU operation with its own backward, private to src/model.
+// Causal self-attention over whole sequences (training, scoring, interpretability, and a prompt
+// into an empty KV cache) as one fused CPU operation with its own backward, private to src/model.
 //
 // Through torch ops the same attention is B x H small BLAS products per product, then a scaling, a
 // bias addition, a softmax and, backward, their gradients: each a pass over (B, H, T, T) tensors,

@@ -277,6 +277,8 @@ Kernel rows_kernel_for(int64_t R) {
                          [](auto rows) -> Kernel { return &rows_kernel<decltype(rows)::value, BF16>; });
 }
 
+}  // namespace
+
 bool cpu_has_avx512_bf16() {
   static const bool ok = [] {
     __builtin_cpu_init();
@@ -284,8 +286,6 @@ bool cpu_has_avx512_bf16() {
   }();
   return ok;
 }
-
-}  // namespace
 
 bool cpu_has_avx512() {
   static const bool ok = [] {
@@ -535,6 +535,7 @@ torch::Tensor attention_values(const torch::Tensor& p, const torch::Tensor& v) {
 
 namespace emlab::model_detail {
 bool cpu_has_avx512() { return false; }
+bool cpu_has_avx512_bf16() { return false; }
 SmallRowsPath small_rows_path(int64_t, torch::ScalarType, int64_t) { return SmallRowsPath::kNone; }
 int64_t last_level_cache_bytes() { return 32LL << 20; }
 torch::Tensor small_rows_linear(const torch::Tensor&, const torch::Tensor&) { return {}; }

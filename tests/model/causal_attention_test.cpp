@@ -1,6 +1,6 @@
 // The fused causal attention (src/model/causal_attention.h): output and the gradients of q, k and v
 // against the same attention written with torch ops in float64 and differentiated by autograd,
-// over head counts (grouped queries), head widths, lengths around the 32-row blocks, key masks
+// over head counts (grouped queries), head widths, lengths around the row blocks, key masks
 // (right and left padding) and sliding windows; and the cases it leaves to torch.
 #include <gtest/gtest.h>
 

@@ -37,15 +37,6 @@ void expect_matches_float64(const torch::Tensor& x, const torch::Tensor& w, cons
       << what;
 }
 
-bool has_avx512_bf16() {
-#if defined(__x86_64__)
-  __builtin_cpu_init();
-  return cpu_has_avx512() && __builtin_cpu_supports("avx512bf16");
-#else
-  return false;
-#endif
-}
-
 TEST(SmallRowsLinear, PathFollowsTheMeasuredRule) {
   if (!cpu_has_avx512()) GTEST_SKIP() << "this CPU has no AVX-512: the kernels are never taken";
   const int64_t llc = last_level_cache_bytes();
@@ -57,7 +48,7 @@ TEST(SmallRowsLinear, PathFollowsTheMeasuredRule) {
     EXPECT_EQ(small_rows_path(R, torch::kFloat32, 1024), SmallRowsPath::kTiles);
   EXPECT_EQ(small_rows_path(kSmallRowsMax + 1, torch::kFloat32, 1024), SmallRowsPath::kNone);
   EXPECT_EQ(small_rows_path(1, torch::kBFloat16, 1024), SmallRowsPath::kRows);
-  const SmallRowsPath bf16_rows = has_avx512_bf16() ? SmallRowsPath::kTilesBf16Dot : SmallRowsPath::kNone;
+  const SmallRowsPath bf16_rows = cpu_has_avx512_bf16() ? SmallRowsPath::kTilesBf16Dot : SmallRowsPath::kNone;
   for (int64_t R = 2; R <= kBf16DotRowsMax; ++R) EXPECT_EQ(small_rows_path(R, torch::kBFloat16, 1024), bf16_rows);
   EXPECT_EQ(small_rows_path(kBf16DotRowsMax + 1, torch::kBFloat16, 1024), SmallRowsPath::kNone);
   EXPECT_EQ(small_rows_path(2, torch::kFloat64, 1024), SmallRowsPath::kNone);
@@ -137,7 +128,7 @@ TEST(AttentionKernels, EqualFloat64ProductsForEveryRowCountAndWidth) {
                                    (dt == torch::kFloat32 ? " fp32" : " bf16");
           torch::Tensor q = q64.to(dt), k = cache_view(k64.to(dt), S), v = cache_view(v64.to(dt), S);
           torch::Tensor scores = attention_scores(q, k);
-          const bool taken = dt == torch::kFloat32 || R <= kRowsKernelMax || has_avx512_bf16();
+          const bool taken = dt == torch::kFloat32 || R <= kRowsKernelMax || cpu_has_avx512_bf16();
           ASSERT_EQ(scores.defined(), taken) << what;
           if (taken) {
             EXPECT_EQ(scores.scalar_type(), torch::kFloat32) << what;
