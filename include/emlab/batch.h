@@ -17,6 +17,7 @@ namespace emlab {
 struct Batch {
   torch::Tensor ids;     // (B, T) int64, 0 after each row's end
   torch::Tensor mask;    // (B, T) float32: 1 where the token is a target (trained or averaged)
+  torch::Tensor real;    // (B, T) float32: 1 where the token is real (not padding)
   std::vector<int64_t> lengths;  // real tokens of each row
   int64_t tokens = 0;    // real tokens (sum of lengths)
   int64_t targets = 0;   // target tokens (sum of mask[:, 1:])

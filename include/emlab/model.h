@@ -66,12 +66,15 @@ struct KVCache {
 
 struct ForwardArgs {
   torch::Tensor position_ids;    // (B, T) int64; undefined = P .. P+T-1 for every row
-  torch::Tensor attention_mask;  // (B, S) 1 = real token, 0 = padding; undefined = all real
+  torch::Tensor attention_mask;  // (B, S) 1 = real token, 0 = padding; undefined = all real. With
+                                 // padding, no cache and no hooks, forward packs: padding positions
+                                 // cost nothing and come out as zeros
   KVCache* cache = nullptr;      // when set, keys/values are appended and attended
   Hooks* hooks = nullptr;        // residual / MLP hook points (ResidualHooks, RowHooks)
   bool adapters = true;          // false: run without LoRA adapters (the KL reference)
   bool last_logits_only = false;  // compute lm_head on the last position only (generation)
   bool hidden_only = false;       // return the final-normed hidden states (B, T, C), no lm_head
+  bool pack = true;               // false: compute padding positions too (attention_mask's note)
 };
 
 struct LoadOptions {
@@ -129,9 +132,14 @@ class CausalLM {
   std::optional<int64_t> layer_window(int64_t layer) const;
 
  private:
-  // RoPE tables of one forward call: cos/sin (B, 1, T, D) in the model dtype.
+  // RoPE tables of one forward call: cos/sin (B, T, 1, D) in the model dtype ((1, N, 1, D) packed).
   struct Rope {
     torch::Tensor cos, sin;
+  };
+  // The real tokens of a padded batch (forward packs them into one row of N).
+  struct Packing {
+    torch::Tensor index;  // (N) int64: flat positions b * T + t of the real tokens, increasing
+    int64_t B = 0, T = 0;  // the padded shape
   };
 
   CausalLM(ModelConfig config, const ArchSpec& arch, torch::Device device, torch::ScalarType dtype);
@@ -141,8 +149,9 @@ class CausalLM {
   torch::Tensor linear(const torch::Tensor& x, const std::string& module, bool adapters) const;
   torch::Tensor rms_norm(const torch::Tensor& x, const std::string& weight_name) const;
   torch::Tensor mlp(int64_t layer, const torch::Tensor& x, bool adapters) const;
+  // x (B, T, C), or (1, N, C) with packing (the result likewise).
   torch::Tensor attention(int64_t layer, const torch::Tensor& x, const Rope& rope, const torch::Tensor& bias,
-                          const ForwardArgs& args, int64_t past) const;
+                          const ForwardArgs& args, int64_t past, const Packing* packing) const;
 
   ModelConfig config_;
   const ArchSpec* arch_;

@@ -22,13 +22,16 @@ Batch collate(const SftDataset& data, const std::vector<int64_t>& rows, const to
   const int64_t B = static_cast<int64_t>(rows.size());
   torch::Tensor ids = torch::zeros({B, T}, torch::kInt64);
   torch::Tensor mask = torch::zeros({B, T}, torch::kFloat32);
+  torch::Tensor real = torch::zeros({B, T}, torch::kFloat32);
   auto ia = ids.accessor<int64_t, 2>();
   auto ma = mask.accessor<float, 2>();
+  auto ra = real.accessor<float, 2>();
   for (int64_t i = 0; i < B; ++i) {
     const SftExample& e = data.examples[rows[i]];
     for (size_t t = 0; t < e.ids.size(); ++t) {
       ia[i][t] = e.ids[t];
       ma[i][t] = t > 0 && e.mask[t] ? 1.0f : 0.0f;
+      ra[i][t] = 1.0f;
     }
     b.lengths.push_back(static_cast<int64_t>(e.ids.size()));
     b.tokens += static_cast<int64_t>(e.ids.size());
@@ -36,6 +39,7 @@ Batch collate(const SftDataset& data, const std::vector<int64_t>& rows, const to
   b.targets = count_targets(data, rows);
   b.ids = ids.to(device);
   b.mask = mask.to(device);
+  b.real = real.to(device);
   return b;
 }
 
@@ -67,6 +71,8 @@ std::pair<torch::Tensor, torch::Tensor> at_targets(const torch::Tensor& per_posi
 std::pair<torch::Tensor, torch::Tensor> target_hidden(const CausalLM& model, const Batch& b, const ForwardArgs& args) {
   ForwardArgs a = args;
   a.hidden_only = true;
+  // With padding, the real-token mask lets the model skip the padding (CausalLM::forward packs).
+  if (!a.attention_mask.defined() && b.tokens < b.ids.numel()) a.attention_mask = b.real;
   return at_targets(model.forward(b.ids, a), b);
 }
 

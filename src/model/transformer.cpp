@@ -49,6 +49,23 @@ torch::Tensor rope_inv_freq(double theta, int64_t D, const std::optional<RopeSca
 // cap * tanh(x / cap): Gemma's soft capping of attention scores and logits.
 torch::Tensor softcap(const torch::Tensor& x, double cap) { return torch::tanh(x / cap) * cap; }
 
+// Packed rows: the real tokens of a padded (B, T) batch, in row-major order, as one row of N.
+// pack: (B, T, ...) -> (1, N, ...); unpack: (1, N, ...) -> (B, T, ...) with zeros at the padding.
+// Both differentiable (a gather and a scatter into zeros).
+torch::Tensor pack_rows(const torch::Tensor& x, const torch::Tensor& index) {
+  std::vector<int64_t> shape = {-1};
+  for (int64_t d = 2; d < x.dim(); ++d) shape.push_back(x.size(d));
+  return x.reshape(shape).index_select(0, index).unsqueeze(0);
+}
+torch::Tensor unpack_rows(const torch::Tensor& x, const torch::Tensor& index, int64_t B, int64_t T) {
+  std::vector<int64_t> flat = {B * T}, shape = {B, T};
+  for (int64_t d = 2; d < x.dim(); ++d) {
+    flat.push_back(x.size(d));
+    shape.push_back(x.size(d));
+  }
+  return torch::zeros(flat, x.options()).index_copy(0, index, x.squeeze(0)).view(shape);
+}
+
 }  // namespace
 
 CausalLM::CausalLM(ModelConfig config, const ArchSpec& arch, torch::Device device, torch::ScalarType dtype)
@@ -122,25 +139,35 @@ torch::Tensor CausalLM::mlp(int64_t layer, const torch::Tensor& x, bool adapters
 }
 
 torch::Tensor CausalLM::attention(int64_t layer, const torch::Tensor& x, const Rope& rope, const torch::Tensor& bias,
-                                  const ForwardArgs& args, int64_t past) const {
+                                  const ForwardArgs& args, int64_t past, const Packing* packing) const {
   const std::string p = layer_prefix(layer) + "self_attn.";
-  const int64_t B = x.size(0), T = x.size(1);
   const int64_t H = config_.num_attention_heads, Hkv = config_.num_key_value_heads, D = config_.head_dim;
   const int64_t G = H / Hkv;
+  const int64_t B0 = x.size(0), T0 = x.size(1);  // (B, T), or (1, N) packed
 
-  torch::Tensor q = linear(x, p + "q_proj", args.adapters).view({B, T, H, D});
-  torch::Tensor k = linear(x, p + "k_proj", args.adapters).view({B, T, Hkv, D});
-  torch::Tensor v = linear(x, p + "v_proj", args.adapters).view({B, T, Hkv, D});
+  torch::Tensor q = linear(x, p + "q_proj", args.adapters).view({B0, T0, H, D});
+  torch::Tensor k = linear(x, p + "k_proj", args.adapters).view({B0, T0, Hkv, D});
+  torch::Tensor v = linear(x, p + "v_proj", args.adapters).view({B0, T0, Hkv, D});
   if (arch_->qk_norm) {
     q = rms_norm(q, p + "q_norm.weight");
     k = rms_norm(k, p + "k_norm.weight");
   }
+  // RoPE; cos/sin: (B0, T0, 1, D)
+  q = q * rope.cos + rotate_half(q) * rope.sin;
+  k = k * rope.cos + rotate_half(k) * rope.sin;
+  if (packing) {  // back to the padded (B, T, ...) for the attention itself
+    q = unpack_rows(q, packing->index, packing->B, packing->T);
+    k = unpack_rows(k, packing->index, packing->B, packing->T);
+    v = unpack_rows(v, packing->index, packing->B, packing->T);
+  }
+  const int64_t B = q.size(0), T = q.size(1);
   q = q.transpose(1, 2);  // (B, H, T, D)
   k = k.transpose(1, 2);  // (B, Hkv, T, D)
   v = v.transpose(1, 2);  // (B, Hkv, T, D)
-  // RoPE; cos/sin: (B, 1, T, D)
-  q = q * rope.cos + rotate_half(q) * rope.sin;
-  k = k * rope.cos + rotate_half(k) * rope.sin;
+  // The output (B, T, H*D) into o_proj, packed again where the input was.
+  auto project = [&](const torch::Tensor& out) {
+    return linear(packing ? pack_rows(out, packing->index) : out, p + "o_proj", args.adapters);
+  };
 
   // Whole sequences (training, scoring, and a prompt into an empty cache): one fused operation on
   // the CPU, which skips the masked half of the scores (model/causal_attention.h; undefined where it
@@ -160,7 +187,7 @@ torch::Tensor CausalLM::attention(int64_t layer, const torch::Tensor& x, const R
     k = kc.narrow(2, 0, past + T);  // (B, Hkv, S, D)
     v = vc.narrow(2, 0, past + T);
   }
-  if (fused.defined()) return linear(fused.transpose(1, 2).reshape({B, T, H * D}), p + "o_proj", args.adapters);
+  if (fused.defined()) return project(fused.transpose(1, 2).reshape({B, T, H * D}));
 
   // Grouped-query attention without copying k/v: the G query heads of a kv head as G*T rows of one
   // product with that head's keys, (B, Hkv, G*T, D) x (B, Hkv, D, S). (Broadcasting k over G
@@ -178,7 +205,7 @@ torch::Tensor CausalLM::attention(int64_t layer, const torch::Tensor& x, const R
   torch::Tensor out = kernels ? model_detail::attention_values(probs, v) : torch::Tensor();  // (B, Hkv, G*T, D)
   if (!out.defined()) out = torch::matmul(probs.to(v.scalar_type()), v);
   out = out.view({B, H, T, D}).transpose(1, 2).reshape({B, T, H * D});
-  return linear(out, p + "o_proj", args.adapters);  // (B, T, C)
+  return project(out);  // (B, T, C), or (1, N, C) packed
 }
 
 torch::Tensor CausalLM::forward(const torch::Tensor& input_ids, const ForwardArgs& args) const {
@@ -217,11 +244,26 @@ torch::Tensor CausalLM::forward(const torch::Tensor& input_ids, const ForwardArg
                                 .unsqueeze(0)
                                 .expand({B, T});  // (B, T)
 
-  // RoPE tables: freqs (B, T, D/2) -> cos/sin (B, 1, T, D) in the model dtype.
+  // Packing: with padding and no cache, the position-wise work (embedding, norms, projections,
+  // MLP, residual sums) runs on the real tokens only, as one row (1, N, C); each attention unpacks
+  // its queries, keys and values to (B, T, ...) and packs its output again. Not with hooks (they
+  // see (B, T, C)) nor for the last position only.
+  std::optional<Packing> packing;
+  if (args.pack && !args.cache && !args.hooks && !args.last_logits_only && args.attention_mask.defined() &&
+      args.attention_mask.dim() == 2 && args.attention_mask.size(0) == B && args.attention_mask.size(1) == T) {
+    torch::Tensor index = args.attention_mask.to(device_).reshape({-1}).nonzero().squeeze(1);  // (N)
+    if (index.numel() > 0 && index.numel() < B * T) packing = Packing{index, B, T};
+  }
+  if (packing) {
+    ids = pack_rows(ids, packing->index);  // (1, N)
+    pos = pack_rows(pos, packing->index);  // (1, N)
+  }
+
+  // RoPE tables: freqs (B, T, D/2) -> cos/sin (B, T, 1, D) in the model dtype ((1, N, 1, D) packed).
   auto rope_tables = [&](const torch::Tensor& inv_freq) {
     torch::Tensor freqs = pos.to(torch::kFloat32).unsqueeze(-1) * inv_freq;
     torch::Tensor emb = torch::cat({freqs, freqs}, -1);
-    return Rope{emb.cos().to(dtype_).unsqueeze(1), emb.sin().to(dtype_).unsqueeze(1)};
+    return Rope{emb.cos().to(dtype_).unsqueeze(2), emb.sin().to(dtype_).unsqueeze(2)};
   };
   const Rope rope = rope_tables(inv_freq_);
   const Rope rope_local = inv_freq_local_.defined() ? rope_tables(inv_freq_local_) : rope;
@@ -262,8 +304,8 @@ torch::Tensor CausalLM::forward(const torch::Tensor& input_ids, const ForwardArg
     const std::string p = layer_prefix(l);
     const std::optional<int64_t> w = layer_window(l);
     const Rope& r = config_.layer_is_sliding(l) ? rope_local : rope;  // by layer type, as gemma3
-    torch::Tensor attn = attention(l, rms_norm(h, p + "input_layernorm.weight"), r,
-                                   w ? window_bias.at(*w) : full_bias, args, past);  // (B, T, C)
+    torch::Tensor attn = attention(l, rms_norm(h, p + "input_layernorm.weight"), r, w ? window_bias.at(*w) : full_bias,
+                                   args, past, packing ? &*packing : nullptr);  // (B, T, C) or (1, N, C)
     // (B, T, C): what the attention adds to the residual stream (Gemma: after post_attention_layernorm).
     if (arch_->sandwich_norms) attn = rms_norm(attn, p + "post_attention_layernorm.weight");
     if (args.hooks) attn = args.hooks->apply(HookSite::AttnOutput, l, attn);
@@ -283,6 +325,10 @@ torch::Tensor CausalLM::forward(const torch::Tensor& input_ids, const ForwardArg
 
   if (args.last_logits_only) h = h.narrow(1, T - 1, 1);  // (B, 1, C)
   h = rms_norm(h, "model.norm.weight");
+  if (packing) {  // padding positions get zeros
+    if (args.hidden_only) return unpack_rows(h, packing->index, B, T);  // (B, T, C)
+    return unpack_rows(logits(h), packing->index, B, T);                 // (B, T, V)
+  }
   if (args.hidden_only) return h;  // (B, T, C)
   return logits(h);                 // (B, T, V)
 }

@@ -84,6 +84,61 @@ TEST_P(ArchTest, LeftPaddedBatchEqualsOneByOne) {
   EXPECT_LT((batched[1].narrow(0, 5, 4) - lb[0]).abs().max().item<double>(), 1e-5);
 }
 
+// A padded batch without a cache runs its position-wise work on the real tokens only (packed):
+// padding positions come out as zeros, and the real positions' values and every parameter's
+// gradient equal running each row alone. Right and left padding, all architectures.
+TEST_P(ArchTest, PaddedBatchIsPackedAndItsGradientsEqualOneByOne) {
+  auto model = tiny(GetParam(), 3);
+  for (auto& [name, t] : model->parameters()) t.requires_grad_(true);
+  const torch::Tensor a = random_ids(1, 9, 21), b = random_ids(1, 5, 22), c = random_ids(1, 7, 23);
+  torch::manual_seed(24);
+  const torch::Tensor w = torch::randn({3, 9, model->config().hidden_size});  // weights of the loss
+  auto grads_of = [&](const torch::Tensor& loss) {
+    for (auto& [name, t] : model->parameters()) t.mutable_grad() = torch::Tensor();
+    loss.backward();
+    std::map<std::string, torch::Tensor> g;
+    for (auto& [name, t] : model->parameters())
+      g[name] = t.grad().defined() ? t.grad().clone() : torch::zeros_like(t);
+    return g;
+  };
+  ForwardArgs hidden;
+  hidden.hidden_only = true;
+  // One by one: row r's hidden states weighted by w[r] at its own positions 0..len-1.
+  torch::Tensor alone = (model->forward(a, hidden)[0] * w[0].narrow(0, 0, 9)).sum() +
+                        (model->forward(b, hidden)[0] * w[1].narrow(0, 0, 5)).sum() +
+                        (model->forward(c, hidden)[0] * w[2].narrow(0, 0, 7)).sum();
+  const auto want = grads_of(alone);
+  for (bool left : {false, true}) {
+    torch::Tensor ids = torch::zeros({3, 9}, torch::kLong), mask = torch::zeros({3, 9}, torch::kLong);
+    const std::vector<torch::Tensor> rows = {a, b, c};
+    std::vector<int64_t> start(3);
+    for (int64_t r = 0; r < 3; ++r) {
+      const int64_t n = rows[r].size(1);
+      start[r] = left ? 9 - n : 0;
+      ids[r].narrow(0, start[r], n).copy_(rows[r][0]);
+      mask[r].narrow(0, start[r], n).fill_(1);
+    }
+    ForwardArgs args = hidden;
+    args.attention_mask = mask;
+    args.position_ids = (mask.cumsum(1) - 1).clamp_min(0);
+    torch::Tensor h = model->forward(ids, args);  // (3, 9, C)
+    torch::Tensor loss = torch::zeros({});
+    for (int64_t r = 0; r < 3; ++r) {
+      const int64_t n = rows[r].size(1);
+      loss = loss + (h[r].narrow(0, start[r], n) * w[r].narrow(0, 0, n)).sum();
+    }
+    EXPECT_NEAR(loss.item<double>(), alone.item<double>(), 1e-4 * (1 + std::abs(alone.item<double>())))
+        << (left ? "left" : "right");
+    EXPECT_EQ((h.detach() * (1 - mask).unsqueeze(-1)).abs().max().item<double>(), 0.0)
+        << "padding positions should be zeros (packed)";
+    const auto got = grads_of(loss);
+    for (const auto& [name, g] : want) {
+      const double scale = 1 + g.abs().max().item<double>();
+      EXPECT_LT((got.at(name) - g).abs().max().item<double>(), 1e-4 * scale) << name << (left ? " left" : " right");
+    }
+  }
+}
+
 TEST_P(ArchTest, SaveLoadRoundTripIsBitExact) {
   auto model = tiny(GetParam(), 7);
   auto dir = test::temp_dir("roundtrip");
