@@ -12,7 +12,6 @@
 
 #include "bench_timing.h"
 #include "emlab/batch.h"
-#include "emlab/hf_config.h"
 #include "emlab/model.h"
 #include "emlab/runtime.h"
 

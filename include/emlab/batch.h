@@ -12,8 +12,8 @@
 
 namespace emlab {
 
-// A padded micro-batch: right padding, so causal attention keeps real tokens from seeing pads and
-// no attention mask is needed.
+// A padded micro-batch: right padding, so causal attention keeps real tokens from seeing pads. The
+// losses below still pass `real` as the attention mask, so that the model skips the padding (packs).
 struct Batch {
   torch::Tensor ids;     // (B, T) int64, 0 after each row's end
   torch::Tensor mask;    // (B, T) float32: 1 where the token is a target (trained or averaged)

@@ -243,15 +243,20 @@ torch::Tensor CausalLM::forward(const torch::Tensor& input_ids, const ForwardArg
                           : torch::arange(past, S, torch::TensorOptions().dtype(torch::kLong).device(device_))
                                 .unsqueeze(0)
                                 .expand({B, T});  // (B, T)
+  torch::Tensor am;  // (B, S) on the device: the attention mask, or undefined
+  if (args.attention_mask.defined()) {
+    am = args.attention_mask.to(device_);
+    TORCH_CHECK(am.dim() == 2 && am.size(0) == B && am.size(1) == S, "attention_mask must be (B, S) = (",
+                B, ", ", S, "), got ", am.sizes());
+  }
 
   // Packing: with padding and no cache, the position-wise work (embedding, norms, projections,
   // MLP, residual sums) runs on the real tokens only, as one row (1, N, C); each attention unpacks
   // its queries, keys and values to (B, T, ...) and packs its output again. Not with hooks (they
   // see (B, T, C)) nor for the last position only.
   std::optional<Packing> packing;
-  if (args.pack && !args.cache && !args.hooks && !args.last_logits_only && args.attention_mask.defined() &&
-      args.attention_mask.dim() == 2 && args.attention_mask.size(0) == B && args.attention_mask.size(1) == T) {
-    torch::Tensor index = args.attention_mask.to(device_).reshape({-1}).nonzero().squeeze(1);  // (N)
+  if (args.pack && !args.cache && !args.hooks && !args.last_logits_only && am.defined()) {
+    torch::Tensor index = am.reshape({-1}).nonzero().squeeze(1);  // (N); S = T without a cache
     if (index.numel() > 0 && index.numel() < B * T) packing = Packing{index, B, T};
   }
   if (packing) {
@@ -274,12 +279,7 @@ torch::Tensor CausalLM::forward(const torch::Tensor& input_ids, const ForwardArg
   torch::Tensor qi = torch::arange(past, S, iopts).unsqueeze(1);  // (T, 1)
   torch::Tensor kj = torch::arange(0, S, iopts).unsqueeze(0);     // (1, S)
   torch::Tensor allowed = (kj <= qi).unsqueeze(0);                // (1, T, S)
-  if (args.attention_mask.defined()) {
-    torch::Tensor am = args.attention_mask.to(device_);
-    TORCH_CHECK(am.dim() == 2 && am.size(0) == B && am.size(1) == S, "attention_mask must be (B, S) = (",
-                B, ", ", S, "), got ", am.sizes());
-    allowed = allowed & (am != 0).unsqueeze(1);  // (B, T, S)
-  }
+  if (am.defined()) allowed = allowed & (am != 0).unsqueeze(1);  // (B, T, S)
   auto additive = [&](const torch::Tensor& ok) {
     return torch::zeros(ok.sizes(), torch::TensorOptions().dtype(torch::kFloat32).device(device_))
         .masked_fill(ok.logical_not(), -1e30)
