@@ -30,10 +30,11 @@ Batch collate(const SftDataset& data, const std::vector<int64_t>& rows, const to
 int64_t count_targets(const SftDataset& data, const std::vector<int64_t>& rows);
 
 // Sum over the batch's target tokens of -log p(token) (float32 scalar; with grad when enabled).
-// chunk_rows: 0 = automatic: when the target positions' float32 logits would exceed 256 MB (a
-// large vocabulary), the head and the cross-entropy run over chunks of 1024 positions, forward and
-// backward (recomputed), so the (N, V) logits never exist at once; > 0 = always, by that many;
-// < 0 = never. Chunked and whole agree to float rounding (test).
+// The head and the cross-entropy run over chunks of chunk_rows target positions (0 = 1024), so the
+// (N, V) logits never exist at once; when gradients are wanted, each chunk's are computed while its
+// logits are at hand, and backward scales them (nothing recomputed). chunk_rows < 0, and models
+// with final-logit softcapping: the whole logits through autograd. Both agree to float rounding
+// (test).
 torch::Tensor sft_loss_sum(const CausalLM& model, const Batch& batch, const ForwardArgs& args, int64_t chunk_rows = 0);
 // Sum over target positions of KL(p_ref || p) over the vocabulary; p_ref from `ref_args`
 // (e.g. adapters/vector off) under no_grad, p from `args` (with grad when enabled).

@@ -1,6 +1,7 @@
-// What the AVX-512 kernels of src/model share (matvec.cpp, causal_attention.cpp): the run-time
-// checks that the CPU has the instructions, and on x86-64 the target attributes the kernels are
-// compiled with and the lane mask of a 16-wide step. Private to src/model.
+// What the AVX-512 kernels of src/model share (matvec.cpp, causal_attention.cpp, swiglu.cpp): the
+// run-time checks that the CPU has the instructions, and on x86-64 the target attributes the kernels
+// are compiled with, the lane mask of a 16-wide step, exp, and bf16 loads and stores. Private to
+// src/model.
 #pragma once
 
 namespace emlab::model_detail {
@@ -31,6 +32,37 @@ namespace emlab::model_detail {
 // The lanes of a 16-wide step with `left` elements remaining: all 16, or the first `left`.
 inline __mmask16 lanes16(int64_t left) {
   return left >= 16 ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << left) - 1);
+}
+
+// exp of 16 floats: 2^n exp(r), n = round(x / ln 2), r = x - n ln 2 (ln 2 in two parts), exp(r) by
+// Cephes' expf polynomial (about 1 ulp). Inputs below -87.3 give ~1e-38, not 0.
+EMLAB_AVX512 inline __m512 exp16(__m512 x) {
+  x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-87.33654f)), _mm512_set1_ps(88.72283f));
+  const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
+  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+  __m512 p = _mm512_set1_ps(1.9875691500e-4f);
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
+  p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
+  return _mm512_scalef_ps(p, n);
+}
+
+// 16 bf16 as floats (exact): a bf16's bits are the high half of a float32's.
+EMLAB_AVX512 inline __m512 widen16(__m256i h) {
+  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+}
+
+// 16 float32 values rounded to bf16 (to nearest, ties to even, as torch rounds) into the lanes of `m`.
+EMLAB_AVX512 inline void store_bf16x16(uint16_t* p, __m512 x, __mmask16 m) {
+  const __m512i u = _mm512_castps_si512(x);
+  const __m512i odd = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
+  const __m512i r = _mm512_srli_epi32(_mm512_add_epi32(u, _mm512_add_epi32(odd, _mm512_set1_epi32(0x7FFF))), 16);
+  _mm256_mask_storeu_epi16(p, m, _mm512_cvtepi32_epi16(r));
 }
 
 }  // namespace emlab::model_detail

@@ -84,62 +84,63 @@ std::pair<torch::Tensor, torch::Tensor> target_logits(const CausalLM& model, con
   return {lg.to(loss_type(lg)), tgt};
 }
 
-// Sum over rows of -log softmax(h W^T)[target], computed chunk by chunk: forward keeps only the
-// sum; backward recomputes each chunk's logits for dh = (p - onehot) W and dW = (p - onehot)^T h.
-class ChunkedHeadCrossEntropy : public torch::autograd::Function<ChunkedHeadCrossEntropy> {
+// Sum over rows of -log softmax(h W^T)[target], chunk by chunk, so that the (N, V) logits never
+// exist at once. The loss is a scalar, so its gradients are those of the sum times the incoming
+// gradient: when they are wanted, each chunk's are computed in the forward, while its logits are at
+// hand (dh = G W, dW = G^T h with G = softmax - onehot), and backward only scales them. No logits
+// are kept for backward and none are recomputed.
+class HeadCrossEntropy : public torch::autograd::Function<HeadCrossEntropy> {
  public:
-  // h (N, C), w (V, C), targets (N) int64 -> float32 scalar.
+  // h (N, C), w (V, C), targets (N) int64 -> scalar in the loss type. want_h / want_w: compute
+  // the gradients into h / w (the caller knows whether autograd will ask for them).
   static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& h, const torch::Tensor& w,
-                               const torch::Tensor& targets, int64_t chunk) {
-    ctx->save_for_backward({h, w, targets});
-    ctx->saved_data["chunk"] = chunk;
+                               const torch::Tensor& targets, int64_t chunk, bool want_h, bool want_w) {
     const auto acc = loss_type(h);
     torch::Tensor total = torch::zeros({}, torch::TensorOptions().dtype(acc).device(h.device()));
+    // Both gradients are kept in the loss type until backward has scaled them (bf16 would round the scale).
+    torch::Tensor dh = want_h ? torch::empty(h.sizes(), h.options().dtype(acc)) : torch::Tensor();  // (N, C)
+    torch::Tensor dw = want_w ? torch::zeros(w.sizes(), w.options().dtype(acc)) : torch::Tensor();  // (V, C)
     const int64_t N = h.size(0);
     for (int64_t s = 0; s < N; s += chunk) {
       const int64_t n = std::min(chunk, N - s);
-      torch::Tensor lg = torch::matmul(h.narrow(0, s, n), w.t()).to(acc);  // (n, V)
-      total += torch::nn::functional::cross_entropy(
-          lg, targets.narrow(0, s, n), torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum));
+      const torch::Tensor hc = h.narrow(0, s, n);                     // (n, C)
+      const torch::Tensor tc = targets.narrow(0, s, n).unsqueeze(1);  // (n, 1)
+      torch::Tensor lp = torch::log_softmax(torch::matmul(hc, w.t()).to(acc), 1);  // (n, V)
+      total -= lp.gather(1, tc).sum();
+      if (!want_h && !want_w) continue;
+      lp.exp_().scatter_add_(1, tc, torch::full({n, 1}, -1.0, lp.options()));  // softmax - onehot
+      const torch::Tensor g = lp.to(w.scalar_type());  // the logits' gradient, in the products' type
+      if (want_h) dh.narrow(0, s, n).copy_(torch::matmul(g, w));
+      if (want_w) dw.add_(torch::matmul(hc.t(), g).t());  // (C, n) x (n, V), as autograd forms it
     }
+    ctx->save_for_backward({dh, dw});
+    ctx->saved_data["h_type"] = h.scalar_type();
+    ctx->saved_data["w_type"] = w.scalar_type();
     return total;
   }
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
                                                  torch::autograd::variable_list grads) {
     const auto saved = ctx->get_saved_variables();
-    const torch::Tensor &h = saved[0], &w = saved[1], &targets = saved[2];
-    const int64_t chunk = ctx->saved_data["chunk"].toInt();
-    const auto acc = loss_type(h);
-    const torch::Tensor g = grads[0].to(acc);
-    const bool want_h = ctx->needs_input_grad(0), want_w = ctx->needs_input_grad(1);
-    torch::Tensor dh = want_h ? torch::empty_like(h) : torch::Tensor();
-    torch::Tensor dw = want_w ? torch::zeros(w.sizes(), w.options().dtype(acc)) : torch::Tensor();
-    const int64_t N = h.size(0);
-    for (int64_t s = 0; s < N; s += chunk) {
-      const int64_t n = std::min(chunk, N - s);
-      const torch::Tensor hc = h.narrow(0, s, n);
-      torch::Tensor p = torch::softmax(torch::matmul(hc, w.t()).to(acc), -1);  // (n, V)
-      p.scatter_add_(1, targets.narrow(0, s, n).unsqueeze(1), torch::full({n, 1}, -1.0f, p.options()));
-      p.mul_(g);
-      if (want_h) dh.narrow(0, s, n).copy_(torch::matmul(p.to(w.scalar_type()), w));
-      if (want_w) dw.add_(torch::matmul(p.t(), hc.to(acc)));
-    }
-    return {dh, want_w ? dw.to(w.scalar_type()) : torch::Tensor(), torch::Tensor(), torch::Tensor()};
+    const torch::Tensor &dh = saved[0], &dw = saved[1];
+    const torch::Tensor& g = grads[0];  // () in the loss type
+    return {dh.defined() ? (dh * g).to(ctx->saved_data["h_type"].toScalarType()) : torch::Tensor(),
+            dw.defined() ? (dw * g).to(ctx->saved_data["w_type"].toScalarType()) : torch::Tensor(),
+            torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor()};
   }
 };
 
-constexpr int64_t kChunkRows = 1024;                 // target positions per head chunk
-constexpr double kChunkAboveBytes = 256.0 * (1 << 20);  // chunk when the float32 logits would be larger
+constexpr int64_t kChunkRows = 1024;  // target positions per head chunk
 
 }  // namespace
 
 torch::Tensor sft_loss_sum(const CausalLM& model, const Batch& b, const ForwardArgs& args, int64_t chunk_rows) {
-  const int64_t V = model.config().vocab_size;
-  const bool big = 4.0 * static_cast<double>(b.targets) * static_cast<double>(V) > kChunkAboveBytes;
   TORCH_CHECK(!args.last_logits_only, "sft_loss_sum: the loss needs every position's logits");
-  if ((chunk_rows > 0 || (chunk_rows == 0 && big)) && !model.config().final_logit_softcapping) {
+  if (chunk_rows >= 0 && !model.config().final_logit_softcapping) {
     auto [hs, tgt] = target_hidden(model, b, args);  // (N, C), (N)
-    return ChunkedHeadCrossEntropy::apply(hs, model.head_weight(), tgt, chunk_rows > 0 ? chunk_rows : kChunkRows);
+    const torch::Tensor& w = model.head_weight();
+    const bool grad = torch::GradMode::is_enabled();
+    return HeadCrossEntropy::apply(hs, w, tgt, chunk_rows > 0 ? chunk_rows : kChunkRows, grad && hs.requires_grad(),
+                                   grad && w.requires_grad());
   }
   auto [lg, tgt] = target_logits(model, b, args);  // (N, V), (N)
   return torch::nn::functional::cross_entropy(

@@ -22,11 +22,6 @@ namespace emlab::model_detail {
 
 namespace {
 
-// 16 bf16 as floats: a bf16's bits are the high half of a float32's.
-EMLAB_AVX512 inline __m512 widen16(__m256i h) {
-  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
-}
-
 // 16 weights from `p` as floats (bf16 widened).
 template <bool BF16>
 EMLAB_AVX512 inline __m512 load16(const void* p) {

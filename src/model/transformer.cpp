@@ -10,6 +10,7 @@
 #include "emlab/lora.h"
 #include "emlab/model.h"
 #include "model/causal_attention.h"
+#include "model/swiglu.h"
 #include "model/matvec.h"
 
 namespace emlab {
@@ -131,11 +132,18 @@ torch::Tensor CausalLM::rms_norm(const torch::Tensor& x, const std::string& weig
 torch::Tensor CausalLM::mlp(int64_t layer, const torch::Tensor& x, bool adapters) const {
   const std::string p = layer_prefix(layer) + "mlp.";
   torch::Tensor gate = linear(x, p + "gate_proj", adapters);  // (B, T, F)
+  torch::Tensor up = linear(x, p + "up_proj", adapters);      // (B, T, F)
   const std::string& act = config_.hidden_act;
-  if (act == "silu" || act == "swish") gate = F::silu(gate);
-  else if (act == "gelu") gate = torch::gelu(gate);
-  else gate = torch::gelu(gate, "tanh");  // gelu_pytorch_tanh, gelu_new (checked by ModelConfig)
-  return linear(gate * linear(x, p + "up_proj", adapters), p + "down_proj", adapters);  // (B, T, C)
+  torch::Tensor h;  // (B, T, F)
+  if (act == "silu" || act == "swish") {
+    h = model_detail::swiglu(gate, up);  // fused on the CPU; undefined where not taken
+    if (!h.defined()) h = F::silu(gate) * up;
+  } else if (act == "gelu") {
+    h = torch::gelu(gate) * up;
+  } else {
+    h = torch::gelu(gate, "tanh") * up;  // gelu_pytorch_tanh, gelu_new (checked by ModelConfig)
+  }
+  return linear(h, p + "down_proj", adapters);  // (B, T, C)
 }
 
 torch::Tensor CausalLM::attention(int64_t layer, const torch::Tensor& x, const Rope& rope, const torch::Tensor& bias,

@@ -141,9 +141,9 @@ TEST(Gradients, SftLossIsTheMaskedCrossEntropy) {
   EXPECT_NEAR(sft_loss_sum(*model, b, ForwardArgs{}).item<double>(), want, 1e-9);
 }
 
-// The chunked head cross-entropy (large vocabularies) equals the whole one, loss and gradients
-// (into the hidden states through a LoRA adapter, and into the head/embedding weight), and its
-// gradient matches finite differences.
+// The chunked head cross-entropy (the default: each chunk's gradients computed in the forward)
+// equals the whole one, loss and gradients (into the hidden states through a LoRA adapter, and into
+// the head/embedding weight), with and without either, and its gradient matches finite differences.
 TEST(Gradients, ChunkedHeadCrossEntropyEqualsTheWholeOne) {
   auto model = f64_model();
   auto set = attach_f64_lora(*model, {"down"}, 4);
@@ -164,7 +164,31 @@ TEST(Gradients, ChunkedHeadCrossEntropyEqualsTheWholeOne) {
   EXPECT_LT((gh1 - gh0).abs().max().item<double>(), 1e-10);
   EXPECT_GT(gh0.abs().max().item<double>(), 1e-6);
   check_gradient([&] { return sft_loss_sum(*model, b, ForwardArgs{}, 2); }, head, 6, "head (chunked)");
+  // Without gradients (evaluation): the same loss, nothing attached.
+  {
+    torch::NoGradGuard no_grad;
+    torch::Tensor l = sft_loss_sum(*model, b, ForwardArgs{}, 2);
+    EXPECT_FALSE(l.requires_grad());
+    EXPECT_NEAR(l.item<double>(), l0, 1e-10 * std::abs(l0));
+  }
+  // The head alone (no adapter: the hidden states need no gradient) and the hidden states alone (a
+  // frozen head, as in LoRA training) each get theirs, as the whole logits give them.
+  model->set_lora(nullptr);
+  auto head_grad = [&](int64_t chunk) {
+    head.mutable_grad() = torch::Tensor();
+    sft_loss_sum(*model, b, ForwardArgs{}, chunk).backward();
+    return head.grad().clone();
+  };
+  const torch::Tensor whole_head = head_grad(-1);
+  EXPECT_GT(whole_head.abs().max().item<double>(), 1e-6);
+  EXPECT_LT((head_grad(2) - whole_head).abs().max().item<double>(), 1e-10);
+  model->set_lora(set);
   head.requires_grad_(false);
+  head.mutable_grad() = torch::Tensor();
+  for (auto& [name, m] : set->modules) m.B.mutable_grad() = torch::Tensor();
+  sft_loss_sum(*model, b, ForwardArgs{}, 2).backward();
+  EXPECT_LT((set->modules.begin()->second.B.grad() - gb0).abs().max().item<double>(), 1e-10);
+  EXPECT_FALSE(head.grad().defined());
 }
 
 }  // namespace
