@@ -57,12 +57,36 @@ EMLAB_AVX512 inline __m512 widen16(__m256i h) {
   return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
 }
 
-// 16 float32 values rounded to bf16 (to nearest, ties to even, as torch rounds) into the lanes of `m`.
-EMLAB_AVX512 inline void store_bf16x16(uint16_t* p, __m512 x, __mmask16 m) {
+// 16 float32 values rounded to bf16 (to nearest, ties to even, as torch rounds), in the high half of
+// each lane (the low half is garbage).
+EMLAB_AVX512 inline __m512i round_bf16_bits(__m512 x) {
   const __m512i u = _mm512_castps_si512(x);
   const __m512i odd = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
-  const __m512i r = _mm512_srli_epi32(_mm512_add_epi32(u, _mm512_add_epi32(odd, _mm512_set1_epi32(0x7FFF))), 16);
-  _mm256_mask_storeu_epi16(p, m, _mm512_cvtepi32_epi16(r));
+  return _mm512_add_epi32(u, _mm512_add_epi32(odd, _mm512_set1_epi32(0x7FFF)));
+}
+
+// 16 float32 values rounded to bf16 and widened back (exactly what a bf16 store and load give).
+EMLAB_AVX512 inline __m512 round_bf16(__m512 x) {
+  return _mm512_castsi512_ps(_mm512_and_si512(round_bf16_bits(x), _mm512_set1_epi32(static_cast<int>(0xFFFF0000u))));
+}
+
+// 16 float32 values rounded to bf16 into the lanes of `m`.
+EMLAB_AVX512 inline void store_bf16x16(uint16_t* p, __m512 x, __mmask16 m) {
+  _mm256_mask_storeu_epi16(p, m, _mm512_cvtepi32_epi16(_mm512_srli_epi32(round_bf16_bits(x), 16)));
+}
+
+// 16 values of float32 (BF16 = false) or bf16 (true) from p + i as float32, in the lanes of `m`.
+template <bool BF16>
+EMLAB_AVX512 inline __m512 load16_as_f32(const void* p, int64_t i, __mmask16 m) {
+  if constexpr (BF16) return widen16(_mm256_maskz_loadu_epi16(m, static_cast<const uint16_t*>(p) + i));
+  else return _mm512_maskz_loadu_ps(m, static_cast<const float*>(p) + i);
+}
+
+// 16 float32 values to p + i as float32 or (rounded) bf16, in the lanes of `m`.
+template <bool BF16>
+EMLAB_AVX512 inline void store16_from_f32(void* p, int64_t i, __m512 x, __mmask16 m) {
+  if constexpr (BF16) store_bf16x16(static_cast<uint16_t*>(p) + i, x, m);
+  else _mm512_mask_storeu_ps(static_cast<float*>(p) + i, m, x);
 }
 
 }  // namespace emlab::model_detail

@@ -99,7 +99,7 @@ class HeadCrossEntropy : public torch::autograd::Function<HeadCrossEntropy> {
     torch::Tensor total = torch::zeros({}, torch::TensorOptions().dtype(acc).device(h.device()));
     // Both gradients are kept in the loss type until backward has scaled them (bf16 would round the scale).
     torch::Tensor dh = want_h ? torch::empty(h.sizes(), h.options().dtype(acc)) : torch::Tensor();  // (N, C)
-    torch::Tensor dw = want_w ? torch::zeros(w.sizes(), w.options().dtype(acc)) : torch::Tensor();  // (V, C)
+    torch::Tensor dw;  // (V, C), from the first chunk on
     const int64_t N = h.size(0);
     for (int64_t s = 0; s < N; s += chunk) {
       const int64_t n = std::min(chunk, N - s);
@@ -111,7 +111,11 @@ class HeadCrossEntropy : public torch::autograd::Function<HeadCrossEntropy> {
       lp.exp_().scatter_add_(1, tc, torch::full({n, 1}, -1.0, lp.options()));  // softmax - onehot
       const torch::Tensor g = lp.to(w.scalar_type());  // the logits' gradient, in the products' type
       if (want_h) dh.narrow(0, s, n).copy_(torch::matmul(g, w));
-      if (want_w) dw.add_(torch::matmul(hc.t(), g).t());  // (C, n) x (n, V), as autograd forms it
+      if (want_w) {
+        torch::Tensor part = torch::matmul(g.t(), hc);  // (V, n) x (n, C)
+        if (dw.defined()) dw.add_(part);
+        else dw = part.to(acc);
+      }
     }
     ctx->save_for_backward({dh, dw});
     ctx->saved_data["h_type"] = h.scalar_type();

@@ -13,18 +13,6 @@ namespace {
 
 constexpr int64_t kGrain = 1 << 14;  // elements per parallel task
 
-template <bool BF16>
-EMLAB_AVX512 inline __m512 load(const void* p, int64_t i, __mmask16 m) {
-  if constexpr (BF16) return widen16(_mm256_maskz_loadu_epi16(m, static_cast<const uint16_t*>(p) + i));
-  else return _mm512_maskz_loadu_ps(m, static_cast<const float*>(p) + i);
-}
-
-template <bool BF16>
-EMLAB_AVX512 inline void store(void* p, int64_t i, __m512 x, __mmask16 m) {
-  if constexpr (BF16) store_bf16x16(static_cast<uint16_t*>(p) + i, x, m);
-  else _mm512_mask_storeu_ps(static_cast<float*>(p) + i, m, x);
-}
-
 // 1 / (1 + exp(-g)).
 EMLAB_AVX512 inline __m512 sigmoid16(__m512 g) {
   const __m512 one = _mm512_set1_ps(1.0f);
@@ -36,8 +24,8 @@ template <bool BF16>
 EMLAB_AVX512 void forward_range(const void* g, const void* u, void* out, int64_t lo, int64_t hi) {
   for (int64_t i = lo; i < hi; i += 16) {
     const __mmask16 m = lanes16(hi - i);
-    const __m512 gv = load<BF16>(g, i, m);
-    store<BF16>(out, i, _mm512_mul_ps(_mm512_mul_ps(gv, sigmoid16(gv)), load<BF16>(u, i, m)), m);
+    const __m512 gv = load16_as_f32<BF16>(g, i, m);
+    store16_from_f32<BF16>(out, i, _mm512_mul_ps(_mm512_mul_ps(gv, sigmoid16(gv)), load16_as_f32<BF16>(u, i, m)), m);
   }
 }
 
@@ -48,12 +36,12 @@ EMLAB_AVX512 void backward_range(const void* d, const void* g, const void* u, vo
   const __m512 one = _mm512_set1_ps(1.0f);
   for (int64_t i = lo; i < hi; i += 16) {
     const __mmask16 m = lanes16(hi - i);
-    const __m512 dv = load<BF16>(d, i, m), gv = load<BF16>(g, i, m), uv = load<BF16>(u, i, m);
+    const __m512 dv = load16_as_f32<BF16>(d, i, m), gv = load16_as_f32<BF16>(g, i, m), uv = load16_as_f32<BF16>(u, i, m);
     const __m512 s = sigmoid16(gv);
     const __m512 gs = _mm512_mul_ps(gv, s);
-    store<BF16>(du, i, _mm512_mul_ps(dv, gs), m);
+    store16_from_f32<BF16>(du, i, _mm512_mul_ps(dv, gs), m);
     const __m512 ds = _mm512_fmadd_ps(gs, _mm512_sub_ps(one, s), s);
-    store<BF16>(dg, i, _mm512_mul_ps(_mm512_mul_ps(dv, uv), ds), m);
+    store16_from_f32<BF16>(dg, i, _mm512_mul_ps(_mm512_mul_ps(dv, uv), ds), m);
   }
 }
 

@@ -10,6 +10,7 @@
 #include "emlab/lora.h"
 #include "emlab/model.h"
 #include "model/causal_attention.h"
+#include "model/rms_norm.h"
 #include "model/swiglu.h"
 #include "model/matvec.h"
 
@@ -121,10 +122,12 @@ torch::Tensor CausalLM::linear(const torch::Tensor& x, const std::string& module
 
 torch::Tensor CausalLM::rms_norm(const torch::Tensor& x, const std::string& weight_name) const {
   // Normalise in float32 (float64 models stay float64: gradient tests). Llama's RMSNorm casts back,
-  // then scales by w; Gemma's scales by (1 + w) in float32, then casts back.
+  // then scales by w; Gemma's scales by (1 + w) in float32, then casts back. Fused on the CPU.
+  const torch::Tensor& w = param(weight_name);
+  torch::Tensor fused = model_detail::rms_norm_fused(x, w, config_.rms_norm_eps, arch_->norm_plus_one);
+  if (fused.defined()) return fused;
   torch::Tensor xf = x.to(x.scalar_type() == torch::kFloat64 ? torch::kFloat64 : torch::kFloat32);
   xf = xf * torch::rsqrt(xf.pow(2).mean(-1, /*keepdim=*/true) + config_.rms_norm_eps);
-  const torch::Tensor& w = param(weight_name);
   if (arch_->norm_plus_one) return (xf * (1 + w.to(xf.scalar_type()))).to(x.scalar_type());
   return w * xf.to(x.scalar_type());
 }
