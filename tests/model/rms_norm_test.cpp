@@ -11,14 +11,6 @@
 namespace emlab::model_detail {
 namespace {
 
-bool fused_available() {
-#if defined(__x86_64__)
-  return cpu_has_avx512();
-#else
-  return false;
-#endif
-}
-
 constexpr double kEps = 1e-5;
 
 // The norm as CausalLM::rms_norm writes it with torch ops, in `type` (float64: the reference).
@@ -35,7 +27,7 @@ double max_rel(const torch::Tensor& got, const torch::Tensor& want) {
 }
 
 TEST(RmsNorm, EqualsTheTorchOpsAndTheirGradients) {
-  if (!fused_available()) GTEST_SKIP() << "no AVX-512 on this CPU: the model keeps torch's ops";
+  if (!cpu_has_avx512()) GTEST_SKIP() << "no AVX-512 on this CPU: the model keeps torch's ops";
   torch::manual_seed(0);
   for (bool plus_one : {false, true}) {
     for (int64_t C : {5, 16, 33, 128}) {
@@ -72,7 +64,7 @@ TEST(RmsNorm, EqualsTheTorchOpsAndTheirGradients) {
 }
 
 TEST(RmsNorm, TheWeightGradientDoesNotDependOnTheThreads) {
-  if (!fused_available()) GTEST_SKIP() << "no AVX-512 on this CPU: the model keeps torch's ops";
+  if (!cpu_has_avx512()) GTEST_SKIP() << "no AVX-512 on this CPU: the model keeps torch's ops";
   torch::manual_seed(1);
   torch::Tensor x = torch::randn({700, 64});
   torch::Tensor dy = torch::randn({700, 64});

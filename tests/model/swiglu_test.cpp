@@ -10,14 +10,6 @@
 namespace emlab::model_detail {
 namespace {
 
-bool fused_available() {
-#if defined(__x86_64__)
-  return cpu_has_avx512();
-#else
-  return false;
-#endif
-}
-
 // Output, d gate and d up of silu(gate) * up weighted by `w`, in float64 through autograd.
 std::vector<torch::Tensor> reference(const torch::Tensor& gate, const torch::Tensor& up, const torch::Tensor& w) {
   torch::Tensor g = gate.to(torch::kFloat64).detach().requires_grad_(true);
@@ -32,7 +24,7 @@ double max_rel(const torch::Tensor& got, const torch::Tensor& want) {
 }
 
 TEST(Swiglu, EqualsSiluTimesUpAndItsGradients) {
-  if (!fused_available()) GTEST_SKIP() << "no AVX-512 on this CPU: the model keeps torch's ops";
+  if (!cpu_has_avx512()) GTEST_SKIP() << "no AVX-512 on this CPU: the model keeps torch's ops";
   torch::manual_seed(0);
   // Sizes: below one step, around 16, and beyond one parallel task (16384 elements).
   for (const std::vector<int64_t>& shape :
@@ -67,7 +59,7 @@ TEST(Swiglu, EqualsSiluTimesUpAndItsGradients) {
 }
 
 TEST(Swiglu, TakesStridedInputs) {
-  if (!fused_available()) GTEST_SKIP() << "no AVX-512 on this CPU: the model keeps torch's ops";
+  if (!cpu_has_avx512()) GTEST_SKIP() << "no AVX-512 on this CPU: the model keeps torch's ops";
   torch::manual_seed(1);
   torch::Tensor both = torch::randn({4, 10, 64}).requires_grad_(true);
   torch::Tensor gate = both.narrow(2, 0, 32), up = both.narrow(2, 32, 32);  // halves: not contiguous
