@@ -1,9 +1,10 @@
 // RMSNorm as one fused CPU operation with its own backward, private to src/model.
 //
 // Through torch ops it is a widening copy, a square, a mean, an addition, rsqrt, two products and a
-// narrowing copy forward, each a pass over the activations, and as many backward. Here one pass
-// over each row forward and one backward, in float32 (bf16 widened on load, rounded where torch's
-// ops round), keeping x and one float per row.
+// narrowing copy forward, each a pass over the activations, and as many backward. Here each row is
+// swept twice while it is in cache (its sum of squares, then the output) forward and likewise
+// backward, in float32 (bf16 widened on load, rounded where torch's ops round), keeping x and one
+// float per row.
 #pragma once
 
 #include <torch/torch.h>
