@@ -75,7 +75,8 @@ EMLAB_AVX512 inline void store_bf16x16(uint16_t* p, __m512 x, __mmask16 m) {
   _mm256_mask_storeu_epi16(p, m, _mm512_cvtepi32_epi16(_mm512_srli_epi32(round_bf16_bits(x), 16)));
 }
 
-// 16 values of float32 (BF16 = false) or bf16 (true) from p + i as float32, in the lanes of `m`.
+// 16 values of float32 (BF16 = false) or bf16 (true) from p + i as float32, in the lanes of `m`
+// (zeros elsewhere; nothing past them is read: a row's tail).
 template <bool BF16>
 EMLAB_AVX512 inline __m512 load16_as_f32(const void* p, int64_t i, __mmask16 m) {
   if constexpr (BF16) return widen16(_mm256_maskz_loadu_epi16(m, static_cast<const uint16_t*>(p) + i));

@@ -83,16 +83,6 @@ EMLAB_AVX512 void rows_kernel(const void* w, const float* x, float* y, int64_t o
   }
 }
 
-// 16 weights from `p` as floats, lanes beyond `m` zero (the width's tail; nothing past it is read).
-template <bool BF16>
-EMLAB_AVX512 inline __m512 load16_masked(const void* p, __mmask16 m) {
-  if constexpr (BF16) {
-    return widen16(_mm256_maskz_loadu_epi16(m, p));
-  } else {
-    return _mm512_maskz_loadu_ps(m, p);
-  }
-}
-
 // Sums of 4 vectors as one vector: in each 128-bit block b, lane j holds the sum of a_j's block b.
 EMLAB_AVX512_INLINE inline __m512 sum4_blocks(__m512 a0, __m512 a1, __m512 a2, __m512 a3) {
   const __m512 s01 = _mm512_add_ps(_mm512_unpacklo_ps(a0, a1), _mm512_unpackhi_ps(a0, a1));
@@ -248,7 +238,7 @@ EMLAB_AVX512 void tail_outputs(const void* w, const float* x, float* y, int64_t 
       __m512 acc = _mm512_setzero_ps();
       for (int64_t k = 0; k < C; k += 16) {
         const __mmask16 m = lanes16(C - k);
-        acc = _mm512_fmadd_ps(load16_masked<BF16>(wr + k, m), _mm512_maskz_loadu_ps(m, x + r * C + k), acc);
+        acc = _mm512_fmadd_ps(load16_as_f32<BF16>(wr, k, m), _mm512_maskz_loadu_ps(m, x + r * C + k), acc);
       }
       y[r * out + o] = _mm512_reduce_add_ps(acc);
     }
@@ -389,12 +379,12 @@ EMLAB_AVX512 void values_kernel(const float* p, const void* v, float* y, int64_t
     for (; j + U <= S; j += U)
 #pragma GCC unroll 4
       for (int u = 0; u < U; ++u) {
-        const __m512 vv = load16_masked<BF16>(vb + (j + u) * C + c, m);
+        const __m512 vv = load16_as_f32<BF16>(vb, (j + u) * C + c, m);
 #pragma GCC unroll 16
         for (int r = 0; r < R; ++r) acc[u][r] = _mm512_fmadd_ps(_mm512_set1_ps(p[r * S + j + u]), vv, acc[u][r]);
       }
     for (; j < S; ++j) {
-      const __m512 vv = load16_masked<BF16>(vb + j * C + c, m);
+      const __m512 vv = load16_as_f32<BF16>(vb, j * C + c, m);
 #pragma GCC unroll 16
       for (int r = 0; r < R; ++r) acc[0][r] = _mm512_fmadd_ps(_mm512_set1_ps(p[r * S + j]), vv, acc[0][r]);
     }
@@ -422,7 +412,7 @@ EMLAB_AVX512 void one_row_kernel(const void* w, const float* x, float* y, int64_
       const __mmask16 m = lanes16(C - k);
       const __m512 xv = _mm512_maskz_loadu_ps(m, x + k);
 #pragma GCC unroll 16
-      for (int n = 0; n < 16; ++n) acc[n] = _mm512_fmadd_ps(load16_masked<BF16>(w0 + n * C + k, m), xv, acc[n]);
+      for (int n = 0; n < 16; ++n) acc[n] = _mm512_fmadd_ps(load16_as_f32<BF16>(w0, n * C + k, m), xv, acc[n]);
     }
     _mm512_storeu_ps(y + o, sum16(acc));
   }

@@ -16,12 +16,12 @@ namespace {
 
 constexpr int64_t kBlockRows = 64;  // rows per parallel task; the weight's gradient is summed per block
 
-// 1 / sqrt(mean(x^2) + eps) of one row of C.
+// 1 / sqrt(mean(x^2) + eps) of the row of C at x + o.
 template <bool BF16>
-EMLAB_AVX512 float row_rstd(const void* x, int64_t C, double eps) {
+EMLAB_AVX512 float row_rstd(const void* x, int64_t o, int64_t C, double eps) {
   __m512 acc = _mm512_setzero_ps();
   for (int64_t c = 0; c < C; c += 16) {
-    const __m512 v = load16_as_f32<BF16>(x, c, lanes16(C - c));
+    const __m512 v = load16_as_f32<BF16>(x, o + c, lanes16(C - c));
     acc = _mm512_fmadd_ps(v, v, acc);
   }
   const float ms = _mm512_reduce_add_ps(acc) / static_cast<float>(C);
@@ -35,7 +35,7 @@ EMLAB_AVX512 void forward_rows(const void* x, const void* w, void* y, float* rst
   const __m512 one = _mm512_set1_ps(1.0f);
   for (int64_t r = r0; r < r1; ++r) {
     const int64_t o = r * C;
-    const float rs = row_rstd<BF16>(static_cast<const char*>(x) + o * (BF16 ? 2 : 4), C, eps);
+    const float rs = row_rstd<BF16>(x, o, C, eps);
     rstd[r] = rs;
     const __m512 rv = _mm512_set1_ps(rs);
     for (int64_t c = 0; c < C; c += 16) {
