@@ -74,6 +74,9 @@ struct ForwardArgs {
   bool adapters = true;          // false: run without LoRA adapters (the KL reference)
   bool last_logits_only = false;  // compute lm_head on the last position only (generation)
   bool hidden_only = false;       // return the final-normed hidden states (B, T, C), no lm_head
+  torch::Tensor output_positions;  // (N) int64 flat positions b * T + t, with hidden_only: return the
+                                   // states there only, (N, C); the last layer's attention output
+                                   // projection and MLP then run on those rows only (not with hooks)
   bool pack = true;               // false: compute padding positions too (attention_mask's note)
 };
 
@@ -149,9 +152,11 @@ class CausalLM {
   torch::Tensor linear(const torch::Tensor& x, const std::string& module, bool adapters) const;
   torch::Tensor rms_norm(const torch::Tensor& x, const std::string& weight_name) const;
   torch::Tensor mlp(int64_t layer, const torch::Tensor& x, bool adapters) const;
-  // x (B, T, C), or (1, N, C) with packing (the result likewise).
+  // x (B, T, C), or (1, N, C) with packing (the result likewise); with `rows` (N) flat positions
+  // b * T + t, the output at those positions only, (N, C) (o_proj runs on those rows alone).
   torch::Tensor attention(int64_t layer, const torch::Tensor& x, const Rope& rope, const torch::Tensor& bias,
-                          const ForwardArgs& args, int64_t past, const Packing* packing) const;
+                          const ForwardArgs& args, int64_t past, const Packing* packing,
+                          const torch::Tensor* rows = nullptr) const;
 
   ModelConfig config_;
   const ArchSpec* arch_;

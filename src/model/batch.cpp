@@ -50,30 +50,27 @@ torch::ScalarType loss_type(const torch::Tensor& t) {
   return t.scalar_type() == torch::kFloat64 ? torch::kFloat64 : torch::kFloat32;
 }
 
-// The rows of `per_position` (B, T, ...) at the positions that predict a target, (N, ...), and
-// the targets (N): position t predicts ids[t + 1] where mask[t + 1] = 1.
-std::pair<torch::Tensor, torch::Tensor> at_targets(const torch::Tensor& per_position, const Batch& b) {
+// The positions that predict a target, as flat indices b * T + t (N), row-major, and the targets
+// (N): position t predicts ids[t + 1] where mask[t + 1] = 1.
+std::pair<torch::Tensor, torch::Tensor> target_positions(const Batch& b) {
   const int64_t T = b.ids.size(1);
-  torch::Tensor w = b.mask.narrow(1, 1, T - 1).reshape({-1});                                   // (B*(T-1))
-  std::vector<int64_t> shape = {-1};
-  for (int64_t d = 2; d < per_position.dim(); ++d) shape.push_back(per_position.size(d));
-  torch::Tensor rows = per_position.narrow(1, 0, T - 1).reshape(shape);                         // (B*(T-1), ...)
-  torch::Tensor tgt = b.ids.narrow(1, 1, T - 1).reshape({-1});                                  // (B*(T-1))
-  if (b.targets < w.numel()) {  // keep the target positions only
-    torch::Tensor idx = w.nonzero().squeeze(1);
-    rows = rows.index_select(0, idx.to(rows.device()));
-    tgt = tgt.index_select(0, idx.to(tgt.device()));
-  }
-  return {rows, tgt.to(rows.device())};
+  torch::Tensor bt = b.mask.narrow(1, 1, T - 1).nonzero();                 // (N, 2): (b, t)
+  torch::Tensor pos = bt.select(1, 0) * T + bt.select(1, 1);               // (N)
+  torch::Tensor tgt = b.ids.reshape({-1}).index_select(0, (pos + 1).to(b.ids.device()));  // (N)
+  return {pos, tgt};
 }
 
 // The final hidden states at the positions that predict a target, (N, C), and the targets (N).
+// The model runs its last layer's o_proj and MLP on those positions only (ForwardArgs).
 std::pair<torch::Tensor, torch::Tensor> target_hidden(const CausalLM& model, const Batch& b, const ForwardArgs& args) {
   ForwardArgs a = args;
   a.hidden_only = true;
   // With padding, the real-token mask lets the model skip the padding (CausalLM::forward packs).
   if (!a.attention_mask.defined() && b.tokens < b.ids.numel()) a.attention_mask = b.real;
-  return at_targets(model.forward(b.ids, a), b);
+  auto [pos, tgt] = target_positions(b);
+  a.output_positions = pos;
+  torch::Tensor hs = model.forward(b.ids, a);  // (N, C)
+  return {hs, tgt.to(hs.device())};
 }
 
 // Logits at the positions that predict a target: (N, V) in the loss type, and the targets (N). The

@@ -150,7 +150,8 @@ torch::Tensor CausalLM::mlp(int64_t layer, const torch::Tensor& x, bool adapters
 }
 
 torch::Tensor CausalLM::attention(int64_t layer, const torch::Tensor& x, const Rope& rope, const torch::Tensor& bias,
-                                  const ForwardArgs& args, int64_t past, const Packing* packing) const {
+                                  const ForwardArgs& args, int64_t past, const Packing* packing,
+                                  const torch::Tensor* rows) const {
   const std::string p = layer_prefix(layer) + "self_attn.";
   const int64_t H = config_.num_attention_heads, Hkv = config_.num_key_value_heads, D = config_.head_dim;
   const int64_t G = H / Hkv;
@@ -175,8 +176,9 @@ torch::Tensor CausalLM::attention(int64_t layer, const torch::Tensor& x, const R
   q = q.transpose(1, 2);  // (B, H, T, D)
   k = k.transpose(1, 2);  // (B, Hkv, T, D)
   v = v.transpose(1, 2);  // (B, Hkv, T, D)
-  // The output (B, T, H*D) into o_proj, packed again where the input was.
+  // The output (B, T, H*D) into o_proj: at `rows` only (N, H*D), else packed again where the input was.
   auto project = [&](const torch::Tensor& out) {
+    if (rows) return linear(out.reshape({B * T, H * D}).index_select(0, *rows), p + "o_proj", args.adapters);
     return linear(packing ? pack_rows(out, packing->index) : out, p + "o_proj", args.adapters);
   };
 
@@ -310,13 +312,37 @@ torch::Tensor CausalLM::forward(const torch::Tensor& input_ids, const ForwardArg
     const double scale = std::sqrt(static_cast<double>(config_.hidden_size));
     h = h * torch::scalar_tensor(scale, torch::kFloat32).to(h.scalar_type());
   }
+  // The positions whose output is wanted (output_positions, or each row's last with
+  // last_logits_only): the last layer's o_proj, MLP and the final norm run on those rows only, as
+  // (N, C). Their residual rows, `keep`, index h's layout (B * T, or N packed). Not with hooks.
+  torch::Tensor out_pos, keep;
+  if (args.output_positions.defined()) {
+    TORCH_CHECK(args.hidden_only && !args.last_logits_only, "output_positions needs hidden_only, not last_logits_only");
+    out_pos = args.output_positions.to(device_, torch::kLong);
+  } else if (args.last_logits_only && T > 1) {
+    out_pos = torch::arange(B, iopts) * T + (T - 1);  // (B)
+  }
+  if (out_pos.defined() && !args.hooks) {
+    if (packing) {
+      torch::Tensor inv = torch::full({B * T}, -1, iopts);
+      inv.index_copy_(0, packing->index, torch::arange(packing->index.numel(), iopts));
+      keep = inv.index_select(0, out_pos);
+      TORCH_CHECK(keep.numel() == 0 || keep.min().item<int64_t>() >= 0, "output_positions include padding");
+    } else {
+      keep = out_pos;
+    }
+  }
+
   if (args.hooks) h = args.hooks->apply(HookSite::Embedding, 0, h);
   for (int64_t l = 0; l < L; ++l) {
     const std::string p = layer_prefix(l);
     const std::optional<int64_t> w = layer_window(l);
     const Rope& r = config_.layer_is_sliding(l) ? rope_local : rope;  // by layer type, as gemma3
+    const bool select = keep.defined() && l == L - 1;
     torch::Tensor attn = attention(l, rms_norm(h, p + "input_layernorm.weight"), r, w ? window_bias.at(*w) : full_bias,
-                                   args, past, packing ? &*packing : nullptr);  // (B, T, C) or (1, N, C)
+                                   args, past, packing ? &*packing : nullptr,
+                                   select ? &out_pos : nullptr);  // (B, T, C) or (1, N, C); (N, C) selected
+    if (select) h = h.reshape({-1, h.size(-1)}).index_select(0, keep);  // (N, C)
     // (B, T, C): what the attention adds to the residual stream (Gemma: after post_attention_layernorm).
     if (arch_->sandwich_norms) attn = rms_norm(attn, p + "post_attention_layernorm.weight");
     if (args.hooks) attn = args.hooks->apply(HookSite::AttnOutput, l, attn);
@@ -334,6 +360,19 @@ torch::Tensor CausalLM::forward(const torch::Tensor& input_ids, const ForwardArg
   }
   if (args.cache) args.cache->length = S;
 
+  if (keep.defined()) {  // h (N, C): the wanted positions only
+    h = rms_norm(h, "model.norm.weight");
+    if (args.last_logits_only) h = h.view({B, 1, -1});  // (B, 1, C)
+    if (args.hidden_only) return h;                     // (N, C) or (B, 1, C)
+    return logits(h);                                   // (B, 1, V)
+  }
+  if (out_pos.defined()) {  // with hooks: every position ran; keep the wanted ones
+    if (args.last_logits_only) h = h.narrow(1, T - 1, 1);  // (B, 1, C)
+    else h = (packing ? unpack_rows(h, packing->index, B, T) : h).reshape({B * T, -1}).index_select(0, out_pos);
+    h = rms_norm(h, "model.norm.weight");
+    if (args.hidden_only) return h;  // (N, C) or (B, 1, C)
+    return logits(h);                // (B, 1, V)
+  }
   if (args.last_logits_only) h = h.narrow(1, T - 1, 1);  // (B, 1, C)
   h = rms_norm(h, "model.norm.weight");
   if (packing) {  // padding positions get zeros

@@ -165,6 +165,65 @@ TEST_P(ArchTest, LastLogitsOnlyMatchesFull) {
   EXPECT_LT((last.squeeze(1) - model->forward(ids).select(1, 4)).abs().max().item<double>(), 1e-6);
 }
 
+// output_positions: the last layer's o_proj and MLP run on the wanted positions only; the states
+// there and every parameter's gradient equal computing every position and selecting (padded and
+// packed, unpadded, and with hooks, which take the every-position path). Prefill with
+// last_logits_only (the last position's rows only) equals the full logits' last position.
+TEST_P(ArchTest, OutputPositionsEqualSelectingEveryPosition) {
+  auto model = tiny(GetParam(), 5);
+  for (auto& [name, t] : model->parameters()) t.requires_grad_(true);
+  const int64_t B = 3, T = 8, C = model->config().hidden_size;
+  torch::Tensor ids = random_ids(B, T, 31);
+  torch::Tensor mask = torch::ones({B, T}, torch::kLong);
+  mask[1].narrow(0, 5, 3).zero_();  // row 1: 5 real tokens, right-padded
+  mask[2].narrow(0, 6, 2).zero_();
+  const torch::Tensor pos = torch::tensor(std::vector<int64_t>{1, 2, 6, 7, 8 + 3, 8 + 4, 16 + 0, 16 + 5});
+  torch::manual_seed(32);
+  const torch::Tensor w = torch::randn({pos.numel(), C});
+  auto grads_of = [&](const torch::Tensor& loss) {
+    for (auto& [name, t] : model->parameters()) t.mutable_grad() = torch::Tensor();
+    loss.backward();
+    std::map<std::string, torch::Tensor> g;
+    for (auto& [name, t] : model->parameters())
+      g[name] = t.grad().defined() ? t.grad().clone() : torch::zeros_like(t);
+    return g;
+  };
+  ResidualHooks none;  // no operation: only makes forward take the every-position path
+  for (int variant = 0; variant < 3; ++variant) {  // padded (packed), unpadded, hooks
+    ForwardArgs args;
+    args.hidden_only = true;
+    if (variant == 0) args.attention_mask = mask;
+    if (variant == 2) args.hooks = &none;
+    torch::Tensor all = model->forward(ids, args).reshape({B * T, C}).index_select(0, pos);  // (N, C)
+    torch::Tensor want_loss = (all * w).sum();
+    const auto want = grads_of(want_loss);
+    args.output_positions = pos;
+    torch::Tensor sel = model->forward(ids, args);
+    ASSERT_EQ(sel.sizes(), all.sizes()) << variant;
+    EXPECT_LT((sel - all).abs().max().item<double>(), 1e-5) << "variant " << variant;
+    const auto got = grads_of((sel * w).sum());
+    for (const auto& [name, g] : want) {
+      const double scale = 1 + g.abs().max().item<double>();
+      EXPECT_LT((got.at(name) - g).abs().max().item<double>(), 1e-5 * scale) << name << " variant " << variant;
+    }
+  }
+  ForwardArgs bad;
+  bad.hidden_only = true;
+  bad.attention_mask = mask;
+  bad.output_positions = torch::tensor(std::vector<int64_t>{0, 8 + 6});  // row 1's padding
+  EXPECT_THROW(model->forward(ids, bad), c10::Error);
+
+  torch::NoGradGuard ng;
+  ForwardArgs last;
+  last.last_logits_only = true;
+  torch::Tensor full = model->forward(ids);  // (B, T, V)
+  torch::Tensor got = model->forward(ids, last);
+  ASSERT_EQ(got.sizes(), (std::vector<int64_t>{B, 1, full.size(2)}));
+  EXPECT_LT((got.squeeze(1) - full.select(1, T - 1)).abs().max().item<double>(), 1e-5);
+  last.hidden_only = true;
+  ASSERT_EQ(model->forward(ids, last).sizes(), (std::vector<int64_t>{B, 1, C}));
+}
+
 INSTANTIATE_TEST_SUITE_P(Architectures, ArchTest,
                          ::testing::Values("llama", "llama3", "qwen2", "qwen3", "mistral", "gemma2", "gemma3_text"));
 
