@@ -56,12 +56,19 @@ std::vector<std::string> arch_names();
 // Per-layer key/value cache. Tensors are allocated on first use with `capacity` positions
 // (grown by doubling when exceeded).
 struct KVCache {
-  std::vector<torch::Tensor> k, v;  // per layer (B, Hkv, capacity, D)
+  std::vector<torch::Tensor> k, v;  // per layer (Bc, Hkv, capacity, D): Bc cache rows
   int64_t length = 0;               // P: positions filled
   int64_t capacity = 0;             // positions allocated (0 = decided on first use)
+  torch::Tensor rows;               // (B) int64 on the CPU: the cache row of each batch row;
+                                    // undefined = batch row b is cache row b (Bc = B)
 
   // Keep/duplicate batch rows: rows = (B') int64 indices into the current batch.
   void select_rows(const torch::Tensor& rows);
+  // B: the batch rows the cache holds.
+  int64_t batch_rows() const;
+  // The cache of one layer and side at the batch's rows (B, Hkv, capacity, D): k[layer] itself, or
+  // a gather of its rows.
+  torch::Tensor at_batch_rows(const torch::Tensor& side) const;
 };
 
 struct ForwardArgs {

@@ -438,24 +438,49 @@ int64_t merged_block_stride(const torch::Tensor& t) {
 }
 
 // The checks both attention products share: CPU tensors of 4 dims, float32 or bf16, no gradient
-// wanted, R rows within the kernels' range.
-bool attention_kernels_take(const torch::Tensor& a, const torch::Tensor& cache) {
+// wanted, R rows within the kernels' range, a's rows in the cache (through `rows` where given).
+bool attention_kernels_take(const torch::Tensor& a, const torch::Tensor& cache, const torch::Tensor& rows) {
   const auto dt = cache.scalar_type();
   if (!cpu_has_avx512() || !a.device().is_cpu() || !cache.device().is_cpu() || a.dim() != 4 || cache.dim() != 4)
     return false;
   if (dt != torch::kFloat32 && dt != torch::kBFloat16) return false;
   if (torch::GradMode::is_enabled() && (a.requires_grad() || cache.requires_grad())) return false;
-  return a.size(0) == cache.size(0) && a.size(1) == cache.size(1) && a.size(2) >= 1 &&
+  if (rows.defined()) {
+    if (!rows.device().is_cpu() || rows.scalar_type() != torch::kLong || !rows.is_contiguous() ||
+        rows.numel() != a.size(0))
+      return false;
+    const int64_t* r = rows.data_ptr<int64_t>();
+    for (int64_t i = 0; i < rows.numel(); ++i)
+      if (r[i] < 0 || r[i] >= cache.size(0)) return false;
+  } else if (a.size(0) != cache.size(0)) {
+    return false;
+  }
+  return a.size(1) == cache.size(1) && a.size(2) >= 1 &&
          a.size(2) <= kAttentionRowsMax && cache.size(2) >= 1 && cache.size(3) >= 1;
 }
+
+}  // namespace
+
+bool attention_kernels_read(const torch::Tensor& cache) {
+  const auto dt = cache.scalar_type();
+  return cpu_has_avx512() && cache.device().is_cpu() && cache.dim() == 4 &&
+         (dt == torch::kFloat32 || dt == torch::kBFloat16) && merged_block_stride(cache) >= 0;
+}
+
+namespace {
 
 // Pairs per task for the parallel loops: enough work that a thread's share outweighs waking it.
 int64_t attention_grain(int64_t R, int64_t S, int64_t D) { return std::max<int64_t>(1, 16384 / (R * S * D)); }
 
 }  // namespace
 
-torch::Tensor attention_scores(const torch::Tensor& q, const torch::Tensor& k) {
-  if (!attention_kernels_take(q, k) || q.scalar_type() != k.scalar_type() || q.size(3) != k.size(3)) return {};
+// The cache block of pair n = b * Hkv + h: b's cache row through `rows` where given.
+inline int64_t cache_block(int64_t n, int64_t Hkv, const int64_t* rows) {
+  return rows ? rows[n / Hkv] * Hkv + n % Hkv : n;
+}
+
+torch::Tensor attention_scores(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& cache_rows) {
+  if (!attention_kernels_take(q, k, cache_rows) || q.scalar_type() != k.scalar_type() || q.size(3) != k.size(3)) return {};
   const int64_t bs = merged_block_stride(k);
   if (bs < 0) return {};
   const int64_t B = q.size(0), Hkv = q.size(1), R = q.size(2), D = q.size(3), S = k.size(2);
@@ -473,9 +498,10 @@ torch::Tensor attention_scores(const torch::Tensor& q, const torch::Tensor& k) {
   const float* xp = qf.data_ptr<float>();
   float* yp = y.data_ptr<float>();
   const int64_t full = 4 * (S / 4);  // outputs the tiles take; the rest one by one
+  const int64_t* rp = cache_rows.defined() ? cache_rows.data_ptr<int64_t>() : nullptr;
   at::parallel_for(0, B * Hkv, attention_grain(R, S, D), [&](int64_t a, int64_t b) {
     for (int64_t n = a; n < b; ++n) {
-      const void* w = kp + n * block_bytes;
+      const void* w = kp + cache_block(n, Hkv, rp) * block_bytes;
       const float* x = xp + n * R * D;
       float* yn = yp + n * R * S;
       if (R == 1) {
@@ -495,8 +521,8 @@ torch::Tensor attention_scores(const torch::Tensor& q, const torch::Tensor& k) {
   return y;
 }
 
-torch::Tensor attention_values(const torch::Tensor& p, const torch::Tensor& v) {
-  if (!attention_kernels_take(p, v) || p.scalar_type() != torch::kFloat32 || p.size(3) != v.size(2)) return {};
+torch::Tensor attention_values(const torch::Tensor& p, const torch::Tensor& v, const torch::Tensor& cache_rows) {
+  if (!attention_kernels_take(p, v, cache_rows) || p.scalar_type() != torch::kFloat32 || p.size(3) != v.size(2)) return {};
   const int64_t bs = merged_block_stride(v);
   if (bs < 0) return {};
   const int64_t B = p.size(0), Hkv = p.size(1), R = p.size(2), S = p.size(3), D = v.size(3);
@@ -508,8 +534,10 @@ torch::Tensor attention_values(const torch::Tensor& p, const torch::Tensor& v) {
   const int64_t block_bytes = bs * v.element_size();
   const float* pp = pc.data_ptr<float>();
   float* yp = y.data_ptr<float>();
+  const int64_t* rp = cache_rows.defined() ? cache_rows.data_ptr<int64_t>() : nullptr;
   at::parallel_for(0, B * Hkv, attention_grain(R, S, D), [&](int64_t a, int64_t b) {
-    for (int64_t n = a; n < b; ++n) kernel(pp + n * R * S, vp + n * block_bytes, yp + n * R * D, S, D);
+    for (int64_t n = a; n < b; ++n)
+      kernel(pp + n * R * S, vp + cache_block(n, Hkv, rp) * block_bytes, yp + n * R * D, S, D);
   });
   return bf16 ? y.to(v.scalar_type()) : y;
 }
@@ -524,8 +552,9 @@ bool cpu_has_avx512_bf16() { return false; }
 SmallRowsPath small_rows_path(int64_t, torch::ScalarType, int64_t) { return SmallRowsPath::kNone; }
 int64_t last_level_cache_bytes() { return 32LL << 20; }
 torch::Tensor small_rows_linear(const torch::Tensor&, const torch::Tensor&) { return {}; }
-torch::Tensor attention_scores(const torch::Tensor&, const torch::Tensor&) { return {}; }
-torch::Tensor attention_values(const torch::Tensor&, const torch::Tensor&) { return {}; }
+bool attention_kernels_read(const torch::Tensor&) { return false; }
+torch::Tensor attention_scores(const torch::Tensor&, const torch::Tensor&, const torch::Tensor&) { return {}; }
+torch::Tensor attention_values(const torch::Tensor&, const torch::Tensor&, const torch::Tensor&) { return {}; }
 }  // namespace emlab::model_detail
 
 #endif

@@ -47,11 +47,15 @@ torch::Tensor small_rows_linear(const torch::Tensor& x, const torch::Tensor& wei
 // parallel loop over the pairs with the kernels above. CPU with AVX-512, float32 or bf16, no
 // gradient wanted, R <= kAttentionRowsMax; otherwise an undefined tensor (the caller uses matmul).
 constexpr int64_t kAttentionRowsMax = 16;
+// Whether the two kernels below read a cache like `cache` (B, Hkv, capacity, D): on a CPU with
+// AVX-512, float32 or bf16, rows of D contiguous (KVCache then leaves finished rows in place).
+bool attention_kernels_read(const torch::Tensor& cache);
 // scores (B, Hkv, R, S) float32 = q (B, Hkv, R, D) k^T for k (B, Hkv, S, D) of q's dtype with
 // rows of D contiguous and its B x Hkv blocks evenly strided: a cache (B, Hkv, capacity, D)
-// narrowed to its S filled positions.
-torch::Tensor attention_scores(const torch::Tensor& q, const torch::Tensor& k);
+// narrowed to its S filled positions. With `cache_rows` ((B) int64 on the CPU), q's row b reads
+// the cache's row cache_rows[b] (k then has any number of rows: a cache whose finished rows stay in place).
+torch::Tensor attention_scores(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& cache_rows = {});
 // out (B, Hkv, R, D) in v's dtype = p (B, Hkv, R, S) float32 v for v (B, Hkv, S, D) as k above.
-torch::Tensor attention_values(const torch::Tensor& p, const torch::Tensor& v);
+torch::Tensor attention_values(const torch::Tensor& p, const torch::Tensor& v, const torch::Tensor& cache_rows = {});
 
 }  // namespace emlab::model_detail

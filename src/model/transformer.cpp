@@ -3,6 +3,7 @@
 // query_pre_attn_scalar, softcapping, sliding/global layers with their own RoPE bases).
 #include <cmath>
 #include <cstring>
+#include <functional>
 #include <map>
 
 #include "emlab/error.h"
@@ -195,11 +196,18 @@ torch::Tensor CausalLM::attention(int64_t layer, const torch::Tensor& x, const R
     KVCache& c = *args.cache;
     torch::Tensor& kc = c.k[layer];
     torch::Tensor& vc = c.v[layer];
-    kc.narrow(2, past, T).copy_(k);
-    vc.narrow(2, past, T).copy_(v);
-    k = kc.narrow(2, 0, past + T);  // (B, Hkv, S, D)
+    if (c.rows.defined()) {  // the batch's rows are cache rows c.rows
+      const torch::Tensor r = c.rows.to(kc.device());
+      kc.narrow(2, past, T).index_copy_(0, r, k);
+      vc.narrow(2, past, T).index_copy_(0, r, v);
+    } else {
+      kc.narrow(2, past, T).copy_(k);
+      vc.narrow(2, past, T).copy_(v);
+    }
+    k = kc.narrow(2, 0, past + T);  // (Bc, Hkv, S, D): Bc = B without a row map
     v = vc.narrow(2, 0, past + T);
   }
+  const torch::Tensor cache_rows = args.cache ? args.cache->rows : torch::Tensor();  // (B) or undefined
   if (fused.defined()) return project(fused.transpose(1, 2).reshape({B, T, H * D}));
 
   // Grouped-query attention without copying k/v: the G query heads of a kv head as G*T rows of one
@@ -209,13 +217,17 @@ torch::Tensor CausalLM::attention(int64_t layer, const torch::Tensor& x, const R
   // At decode (a few query rows per kv head, no gradient) both products run as one parallel kernel
   // over the (row, kv head) pairs instead of B x Hkv small BLAS calls (model/matvec.h).
   torch::Tensor qg = q.reshape({B, Hkv, G * T, D});
-  torch::Tensor scores = model_detail::attention_scores(qg, k);  // (B, Hkv, G*T, S) float32, or undefined
+  torch::Tensor scores = model_detail::attention_scores(qg, k, cache_rows);  // (B, Hkv, G*T, S) float32, or undefined
   const bool kernels = scores.defined();
+  if (!kernels && cache_rows.defined()) {  // matmul needs the batch's rows gathered
+    k = k.index_select(0, cache_rows.to(k.device()));
+    v = v.index_select(0, cache_rows.to(v.device()));
+  }
   if (!kernels) scores = torch::matmul(qg, k.transpose(-1, -2));
   scores = scores.view({B, Hkv, G, T, S}).to(dtype_ == torch::kFloat64 ? torch::kFloat64 : torch::kFloat32) * scale;
   if (arch_->attn_softcap && config_.attn_logit_softcapping) scores = softcap(scores, *config_.attn_logit_softcapping);
   torch::Tensor probs = torch::softmax(scores + bias, -1).view({B, Hkv, G * T, S});  // float32|64
-  torch::Tensor out = kernels ? model_detail::attention_values(probs, v) : torch::Tensor();  // (B, Hkv, G*T, D)
+  torch::Tensor out = kernels ? model_detail::attention_values(probs, v, cache_rows) : torch::Tensor();  // (B, Hkv, G*T, D)
   if (!out.defined()) out = torch::matmul(probs.to(v.scalar_type()), v);
   out = out.view({B, H, T, D}).transpose(1, 2).reshape({B, T, H * D});
   return project(out);  // (B, T, C), or (1, N, C) packed
@@ -239,16 +251,17 @@ torch::Tensor CausalLM::forward(const torch::Tensor& input_ids, const ForwardArg
       for (int64_t l = 0; l < L; ++l) {
         nk[l] = torch::zeros({B, config_.num_key_value_heads, cap, config_.head_dim}, opts);
         nv[l] = torch::zeros_like(nk[l]);
-        if (!c.k.empty() && c.length > 0) {
-          nk[l].narrow(2, 0, c.length).copy_(c.k[l].narrow(2, 0, c.length));
-          nv[l].narrow(2, 0, c.length).copy_(c.v[l].narrow(2, 0, c.length));
+        if (!c.k.empty() && c.length > 0) {  // the batch's rows only
+          nk[l].narrow(2, 0, c.length).copy_(c.at_batch_rows(c.k[l]).narrow(2, 0, c.length));
+          nv[l].narrow(2, 0, c.length).copy_(c.at_batch_rows(c.v[l]).narrow(2, 0, c.length));
         }
       }
       c.k = std::move(nk);
       c.v = std::move(nv);
       c.capacity = cap;
+      c.rows = torch::Tensor();
     }
-    TORCH_CHECK(c.k[0].size(0) == B, "KV cache holds ", c.k[0].size(0), " rows but the batch has ", B);
+    TORCH_CHECK(c.batch_rows() == B, "KV cache holds ", c.batch_rows(), " rows but the batch has ", B);
   }
 
   torch::Tensor pos = args.position_ids.defined()
@@ -394,24 +407,45 @@ const torch::Tensor& CausalLM::head_weight() const {
   return head ? *head : param("model.embed_tokens.weight");
 }
 
-void KVCache::select_rows(const torch::Tensor& rows) {
-  // On the CPU, dropping rows (indices increasing, as when finished sequences leave a batch): move
-  // each kept row down over the filled positions only and keep a view of the first rows, instead
-  // of copying the whole allocation every time a row finishes. Row keep[i] >= i is read before row
-  // i is written. Elsewhere, and for duplicates or reorders (prefill), a gather.
-  torch::Tensor r = rows.to(torch::kCPU, torch::kLong).contiguous();
-  const int64_t n = r.numel();
+int64_t KVCache::batch_rows() const {
+  if (rows.defined()) return rows.numel();
+  return k.empty() ? 0 : k[0].size(0);
+}
+
+torch::Tensor KVCache::at_batch_rows(const torch::Tensor& side) const {
+  return rows.defined() ? side.index_select(0, rows.to(side.device())) : side;
+}
+
+void KVCache::select_rows(const torch::Tensor& sel) {
+  // Dropping rows (indices increasing, as when finished sequences leave a batch):
+  // - where the decode attention kernels read the cache (CPU with AVX-512, float32 or bf16), the
+  //   finished rows stay where they are and only the row map changes: nothing moves;
+  // - elsewhere on the CPU each kept row moves down over the filled positions only and the cache
+  //   becomes a view of its first rows (row keep[i] >= i is read before row i is written).
+  // Duplicates and reorders (prefill), and other devices: a gather.
+  torch::Tensor r = sel.to(torch::kCPU, torch::kLong).contiguous();
+  const int64_t n = r.numel(), B = batch_rows();
   const int64_t* keep = r.data_ptr<int64_t>();
-  auto movable = [&](const torch::Tensor& t) {  // (B, Hkv, capacity, D) with rows of D contiguous
+  bool dropping = !k.empty() && n <= B && (n == 0 || keep[n - 1] < B);
+  for (int64_t i = 0; dropping && i < n; ++i) dropping = keep[i] >= i && (i == 0 || keep[i] > keep[i - 1]);
+  auto every = [&](const std::function<bool(const torch::Tensor&)>& ok) {
+    for (const auto* side : {&k, &v})
+      for (const auto& t : *side)
+        if (!ok(t)) return false;
+    return true;
+  };
+  auto movable = [](const torch::Tensor& t) {  // rows of D contiguous on the CPU
     return t.device().is_cpu() && t.dim() == 4 && t.stride(3) == 1 && t.stride(2) == t.size(3);
   };
-  bool in_place = !k.empty() && n <= k[0].size(0) && (n == 0 || keep[n - 1] < k[0].size(0));
-  for (int64_t i = 0; in_place && i < n; ++i) in_place = keep[i] >= i && (i == 0 || keep[i] > keep[i - 1]);
-  for (const auto* side : {&k, &v})
-    for (const auto& t : *side) in_place = in_place && movable(t);
-  if (!in_place) {
-    for (auto& t : k) t = t.index_select(0, rows.to(t.device()));
-    for (auto& t : v) t = t.index_select(0, rows.to(t.device()));
+  if (dropping && every(model_detail::attention_kernels_read)) {
+    rows = rows.defined() ? rows.index_select(0, r) : r.clone();
+    return;
+  }
+  if (!dropping || rows.defined() || !every(movable)) {
+    const torch::Tensor g = rows.defined() ? rows.index_select(0, r) : r;  // cache rows to keep, in order
+    for (auto* side : {&k, &v})
+      for (auto& t : *side) t = t.index_select(0, g.to(t.device()));
+    rows = torch::Tensor();
     return;
   }
   for (auto* side : {&k, &v})

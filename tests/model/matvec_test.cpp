@@ -144,6 +144,16 @@ TEST(AttentionKernels, EqualFloat64ProductsForEveryRowCountAndWidth) {
           const double rel = dt == torch::kFloat32 ? 1e-5 : 1.0 / 256;
           EXPECT_TRUE(((out.to(torch::kFloat64) - ref).abs() <= rel * ref.abs() + 1e-5).all().item<bool>())
               << what << " max diff " << (out.to(torch::kFloat64) - ref).abs().max().item<double>();
+          // Through a row map into a cache of 5 rows: the same values as those rows gathered.
+          const torch::Tensor rows = torch::tensor(std::vector<int64_t>{4, 0, 2});
+          torch::Tensor k5 = torch::randn({5, Hkv, cap, D}).to(dt), v5 = torch::randn({5, Hkv, cap, D}).to(dt);
+          if (taken)
+            EXPECT_TRUE(torch::equal(attention_scores(q, cache_view(k5, S), rows),
+                                     attention_scores(q, cache_view(k5.index_select(0, rows), S))))
+                << what << " row map";
+          EXPECT_TRUE(torch::equal(attention_values(p, cache_view(v5, S), rows),
+                                   attention_values(p, cache_view(v5.index_select(0, rows), S))))
+              << what << " row map";
         }
       }
     }
@@ -159,6 +169,11 @@ TEST(AttentionKernels, LeaveGradientsFloat64ManyRowsAndOtherLayoutsToTorch) {
   // Two heads of three: the batch and head dimensions do not merge into one stride.
   EXPECT_FALSE(attention_values(torch::rand({2, 2, 1, 9}), torch::randn({2, 3, 9, 32}).narrow(1, 0, 2)).defined());
   EXPECT_FALSE(attention_values(p.to(torch::kBFloat16), k).defined());  // probabilities in float32 only
+  // Row maps of the wrong length or beyond the cache's rows.
+  EXPECT_FALSE(attention_scores(q, k, torch::tensor(std::vector<int64_t>{0, 0})).defined());
+  EXPECT_FALSE(attention_scores(q, k, torch::tensor(std::vector<int64_t>{1})).defined());
+  EXPECT_FALSE(attention_values(p, k, torch::tensor(std::vector<int64_t>{-1})).defined());
+  EXPECT_TRUE(attention_values(p, k, torch::tensor(std::vector<int64_t>{0})).defined() || !cpu_has_avx512());
   torch::Tensor kg = k.clone().requires_grad_(true);
   EXPECT_FALSE(attention_scores(q, kg).defined());
   EXPECT_FALSE(attention_values(p, kg).defined());

@@ -41,26 +41,43 @@ TEST_P(ArchTest, CachedDecodingEqualsRecomputation) {
   EXPECT_EQ(cache.length, 12);
 }
 
-// Dropping finished rows (increasing indices: the cache moves kept rows down in place) and
-// duplicating/reordering them (a gather): the rows' next steps equal recomputing them alone.
+// Dropping finished rows (increasing indices: on a CPU whose decode kernels read the cache, the
+// rows stay in place behind a row map; elsewhere, float64 here, kept rows move down in place) and
+// duplicating/reordering them (a gather), one after another, with the cache growing in between or
+// not: each row's next steps equal recomputing it alone.
 TEST_P(ArchTest, CacheRowSelectionKeepsEachRowsState) {
-  auto model = tiny(GetParam());
-  torch::NoGradGuard ng;
-  torch::Tensor ids = random_ids(5, 9, 11);
-  torch::Tensor full = model->forward(ids);  // (5, 9, V)
-  for (const std::vector<int64_t>& rows : {std::vector<int64_t>{1, 3, 4}, std::vector<int64_t>{0, 1},
-                                           std::vector<int64_t>{4, 4, 0}, std::vector<int64_t>{2}}) {
-    KVCache cache;
-    ForwardArgs args;
-    args.cache = &cache;
-    model->forward(ids.narrow(1, 0, 6), args);
-    torch::Tensor sel = torch::tensor(rows, torch::kLong);
-    cache.select_rows(sel);
-    ASSERT_EQ(cache.k[0].size(0), static_cast<int64_t>(rows.size()));
-    for (int64_t t = 6; t < 9; ++t) {
-      torch::Tensor step = model->forward(ids.index_select(0, sel).narrow(1, t, 1), args).squeeze(1);
-      EXPECT_LT((step - full.index_select(0, sel).select(1, t)).abs().max().item<double>(), 1e-5)
-          << "rows " << sel << " position " << t;
+  for (const std::string dtype : {"float32", "float64"}) {
+    LoadOptions lo;
+    lo.dtype = dtype;
+    auto model = CausalLM::init_random(ModelConfig::from_json(test::tiny_config(GetParam()), GetParam()), 0, lo);
+    torch::NoGradGuard ng;
+    torch::Tensor ids = random_ids(5, 10, 11);
+    torch::Tensor full = model->forward(ids);  // (5, 10, V)
+    const double tol = dtype == "float64" ? 1e-10 : 1e-5;
+    // Selections applied at positions 6, 7, 8 (each into the rows left by the one before).
+    const std::vector<std::vector<std::vector<int64_t>>> plans = {
+        {{1, 3, 4}, {0, 2}, {1}}, {{0, 1}, {}, {1}}, {{4, 4, 0}, {1, 2}, {1, 0}}, {{2}, {0}, {}}, {{0, 2, 3, 4}, {3, 3}, {}}};
+    for (int64_t capacity : {0, 16}) {  // 0: the cache grows at position 6 (after the first selection)
+      for (const auto& plan : plans) {
+        KVCache cache;
+        cache.capacity = capacity;
+        ForwardArgs args;
+        args.cache = &cache;
+        model->forward(ids.narrow(1, 0, 6), args);
+        torch::Tensor orig = torch::arange(5, torch::kLong);  // the original row of each batch row
+        for (int64_t t = 6; t < 9; ++t) {
+          const auto& rows = plan[t - 6];
+          if (!rows.empty()) {
+            torch::Tensor sel = torch::tensor(rows, torch::kLong);
+            cache.select_rows(sel);
+            orig = orig.index_select(0, sel);
+            ASSERT_EQ(cache.batch_rows(), static_cast<int64_t>(rows.size()));
+          }
+          torch::Tensor step = model->forward(ids.index_select(0, orig).narrow(1, t, 1), args).squeeze(1);
+          EXPECT_LT((step - full.index_select(0, orig).select(1, t)).abs().max().item<double>(), tol)
+              << dtype << " capacity " << capacity << " rows " << orig << " position " << t;
+        }
+      }
     }
   }
 }
