@@ -22,6 +22,15 @@ torch::Tensor random_ids(int64_t B, int64_t T, uint64_t seed) {
   return torch::randint(3, 96, {B, T}, torch::kLong);
 }
 
+// Every parameter's gradient of `loss` (zeros where none flows), the earlier gradients cleared.
+std::map<std::string, torch::Tensor> parameter_grads(CausalLM& model, const torch::Tensor& loss) {
+  for (auto& [name, t] : model.parameters()) t.mutable_grad() = torch::Tensor();
+  loss.backward();
+  std::map<std::string, torch::Tensor> g;
+  for (auto& [name, t] : model.parameters()) g[name] = t.grad().defined() ? t.grad().clone() : torch::zeros_like(t);
+  return g;
+}
+
 class ArchTest : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(ArchTest, CachedDecodingEqualsRecomputation) {
@@ -110,14 +119,7 @@ TEST_P(ArchTest, PaddedBatchIsPackedAndItsGradientsEqualOneByOne) {
   const torch::Tensor a = random_ids(1, 9, 21), b = random_ids(1, 5, 22), c = random_ids(1, 7, 23);
   torch::manual_seed(24);
   const torch::Tensor w = torch::randn({3, 9, model->config().hidden_size});  // weights of the loss
-  auto grads_of = [&](const torch::Tensor& loss) {
-    for (auto& [name, t] : model->parameters()) t.mutable_grad() = torch::Tensor();
-    loss.backward();
-    std::map<std::string, torch::Tensor> g;
-    for (auto& [name, t] : model->parameters())
-      g[name] = t.grad().defined() ? t.grad().clone() : torch::zeros_like(t);
-    return g;
-  };
+  auto grads_of = [&](const torch::Tensor& loss) { return parameter_grads(*model, loss); };
   ForwardArgs hidden;
   hidden.hidden_only = true;
   // One by one: row r's hidden states weighted by w[r] at its own positions 0..len-1.
@@ -197,14 +199,7 @@ TEST_P(ArchTest, OutputPositionsEqualSelectingEveryPosition) {
   const torch::Tensor pos = torch::tensor(std::vector<int64_t>{1, 2, 6, 7, 8 + 3, 8 + 4, 16 + 0, 16 + 5});
   torch::manual_seed(32);
   const torch::Tensor w = torch::randn({pos.numel(), C});
-  auto grads_of = [&](const torch::Tensor& loss) {
-    for (auto& [name, t] : model->parameters()) t.mutable_grad() = torch::Tensor();
-    loss.backward();
-    std::map<std::string, torch::Tensor> g;
-    for (auto& [name, t] : model->parameters())
-      g[name] = t.grad().defined() ? t.grad().clone() : torch::zeros_like(t);
-    return g;
-  };
+  auto grads_of = [&](const torch::Tensor& loss) { return parameter_grads(*model, loss); };
   ResidualHooks none;  // no operation: only makes forward take the every-position path
   for (int variant = 0; variant < 3; ++variant) {  // padded (packed), unpadded, hooks
     ForwardArgs args;
