@@ -219,6 +219,15 @@ TEST_P(ArchTest, OutputPositionsEqualSelectingEveryPosition) {
       EXPECT_LT((got.at(name) - g).abs().max().item<double>(), 1e-5 * scale) << name << " variant " << variant;
     }
   }
+  {  // no wanted position (a batch without targets): (0, C), and backward runs
+    ForwardArgs none_wanted;
+    none_wanted.hidden_only = true;
+    none_wanted.attention_mask = mask;
+    none_wanted.output_positions = torch::zeros({0}, torch::kLong);
+    torch::Tensor empty = model->forward(ids, none_wanted);
+    ASSERT_EQ(empty.sizes(), (std::vector<int64_t>{0, C}));
+    (empty.sum() + model->forward(ids.narrow(1, 0, 2), ForwardArgs{}).sum() * 0).backward();
+  }
   ForwardArgs bad;
   bad.hidden_only = true;
   bad.attention_mask = mask;
