@@ -332,7 +332,7 @@ torch::Tensor CausalLM::forward(const torch::Tensor& input_ids, const ForwardArg
   if (args.output_positions.defined()) {
     TORCH_CHECK(args.hidden_only && !args.last_logits_only, "output_positions needs hidden_only, not last_logits_only");
     out_pos = args.output_positions.to(device_, torch::kLong);
-  } else if (args.last_logits_only && T > 1) {
+  } else if (args.last_logits_only && T > 1 && !args.hooks) {
     out_pos = torch::arange(B, iopts) * T + (T - 1);  // (B)
   }
   if (out_pos.defined() && !args.hooks) {
@@ -379,12 +379,9 @@ torch::Tensor CausalLM::forward(const torch::Tensor& input_ids, const ForwardArg
     if (args.hidden_only) return h;                     // (N, C) or (B, 1, C)
     return logits(h);                                   // (B, 1, V)
   }
-  if (out_pos.defined()) {  // with hooks: every position ran; keep the wanted ones
-    if (args.last_logits_only) h = h.narrow(1, T - 1, 1);  // (B, 1, C)
-    else h = (packing ? unpack_rows(h, packing->index, B, T) : h).reshape({B * T, -1}).index_select(0, out_pos);
-    h = rms_norm(h, "model.norm.weight");
-    if (args.hidden_only) return h;  // (N, C) or (B, 1, C)
-    return logits(h);                // (B, 1, V)
+  if (out_pos.defined()) {  // output_positions with hooks: every position ran; keep the wanted ones
+    h = (packing ? unpack_rows(h, packing->index, B, T) : h).reshape({B * T, -1}).index_select(0, out_pos);
+    return rms_norm(h, "model.norm.weight");  // (N, C)
   }
   if (args.last_logits_only) h = h.narrow(1, T - 1, 1);  // (B, 1, C)
   h = rms_norm(h, "model.norm.weight");
