@@ -36,6 +36,8 @@ struct SampleOptions {
   bool logprobs = false;               // record each new token's log-probability (Completion::logprobs)
   int64_t top_logprobs = 0;            // record the K most probable tokens at each step (0..20)
   bool progress = true;                // show a progress bar (tokens/s)
+  bool cuda_graphs = true;             // on a GPU, replay decoding steps without hooks as CUDA graphs
+                                       // (emlab/decode_graph.h); no effect elsewhere
 };
 
 // A token with its log-probability.

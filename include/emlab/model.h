@@ -85,6 +85,12 @@ struct ForwardArgs {
                                    // states there only, (N, C); the last layer's attention output
                                    // projection and MLP then run on those rows only (not with hooks)
   bool pack = true;               // false: compute padding positions too (attention_mask's note)
+  torch::Tensor cache_position;   // (1) int64 on the device: decode one token per row (T = 1) with
+                                  // shapes that do not depend on the cache's length (a CUDA graph
+                                  // replays it, emlab/decode_graph.h): keys/values are written at
+                                  // this cache index and attention runs over the cache's whole
+                                  // capacity; needs position_ids and attention_mask (B, capacity),
+                                  // an allocated cache without a row map, no hooks
 };
 
 struct LoadOptions {

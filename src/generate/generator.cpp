@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <limits>
 
+#include "emlab/decode_graph.h"
 #include "emlab/error.h"
 #include "emlab/generator.h"
 #include "emlab/hash.h"
@@ -133,8 +134,16 @@ class ChunkDecoder {
       torch::Tensor sample_logits = logits;
       if (step < options_.min_new_tokens && eos.numel() > 0)
         sample_logits = logits.index_fill(1, eos.to(logits.device()), -std::numeric_limits<float>::infinity());
-      torch::Tensor uniform = torch::rand({static_cast<int64_t>(active_.size())}, gen,
-                                          torch::TensorOptions().dtype(torch::kFloat64));
+      // One uniform per unfinished row, in batch order (finished rows riding along get 0.5, unused):
+      // the random stream does not depend on whether finished rows left the batch.
+      std::vector<int64_t> live;
+      for (size_t i = 0; i < active_.size(); ++i)
+        if (!state_[active_[i]].done) live.push_back(static_cast<int64_t>(i));
+      const auto f64 = torch::TensorOptions().dtype(torch::kFloat64);
+      torch::Tensor uniform = torch::rand({static_cast<int64_t>(live.size())}, gen, f64);
+      if (live.size() != active_.size())
+        uniform = torch::full({static_cast<int64_t>(active_.size())}, 0.5, f64)
+                      .index_put_({torch::tensor(live, long_opts)}, uniform);
       torch::Tensor next = sample_tokens(sample_logits, options_, uniform).to(torch::kCPU);  // (B)
       std::vector<double> lp;
       std::vector<std::vector<TokenProb>> top;
@@ -144,7 +153,10 @@ class ChunkDecoder {
       for (size_t i = 0; i < active_.size(); ++i)
         if (!state_[active_[i]].done) keep.push_back(static_cast<int64_t>(i));
       if (keep.empty()) break;
-      if (keep.size() != active_.size()) drop_finished(keep, &next);
+      // With CUDA graphs a smaller batch means recording a new graph: finished rows ride along (their
+      // tokens ignored) until they are a quarter of the batch.
+      const bool ride = graphs() && 4 * (active_.size() - keep.size()) < active_.size();
+      if (keep.size() != active_.size() && !ride) drop_finished(keep, &next);
       logits = decode_step(next);
       if (on_step) on_step();
     }
@@ -225,6 +237,7 @@ class ChunkDecoder {
     auto next_a = next.accessor<int64_t, 1>();
     for (size_t i = 0; i < active_.size(); ++i) {
       RowState& st = state_[active_[i]];
+      if (st.done) continue;  // finished at an earlier step, riding along (run)
       Completion& c = *st.out;
       const int32_t tok = static_cast<int32_t>(next_a[i]);
       if (lp) {
@@ -290,6 +303,9 @@ class ChunkDecoder {
     active_ = std::move(still);
   }
 
+  // Whether decoding steps are replayed as CUDA graphs (emlab/decode_graph.h): on a GPU, without hooks.
+  bool graphs() const { return options_.cuda_graphs && !hooks_->any() && DecodeGraph::available(model_); }
+
   // One decoding step for the active rows: their new tokens in, next logits (A, V) out.
   torch::Tensor decode_step(const torch::Tensor& next) {
     const int64_t A = static_cast<int64_t>(active_.size());
@@ -297,7 +313,14 @@ class ChunkDecoder {
     ForwardArgs args = forward_args();
     args.position_ids = next_pos_.unsqueeze(1);
     hooks_->set_decoding(true);
-    torch::Tensor logits = model_.forward(next.to(model_.device()).unsqueeze(1), args).squeeze(1);
+    torch::Tensor ids = next.to(model_.device()).unsqueeze(1);  // (A, 1)
+    torch::Tensor logits;
+    if (graphs()) {
+      if (!graph_) graph_ = std::make_unique<DecodeGraph>(model_);
+      logits = graph_->step(ids, args.position_ids, attn_, cache_).squeeze(1);
+    } else {
+      logits = model_.forward(ids, args).squeeze(1);
+    }
     next_pos_ = next_pos_ + 1;
     return logits;
   }
@@ -321,6 +344,7 @@ class ChunkDecoder {
   const TokenCallback& on_token_;
   std::vector<std::vector<Completion>>* out_;
   KVCache cache_;
+  std::unique_ptr<DecodeGraph> graph_;  // CUDA-graph decoding steps (GPU, no hooks)
   std::unique_ptr<RowHooks> hooks_;
   torch::Tensor attn_;      // (B, S) 1 = real token
   torch::Tensor next_pos_;  // (B) position of each row's next token

@@ -188,7 +188,7 @@ torch::Tensor CausalLM::attention(int64_t layer, const torch::Tensor& x, const R
   // does not apply).
   const double scale = 1.0 / std::sqrt(config_.query_pre_attn_scalar.value_or(static_cast<double>(D)));
   torch::Tensor fused;
-  if (past == 0 && !(arch_->attn_softcap && config_.attn_logit_softcapping))
+  if (past == 0 && !args.cache_position.defined() && !(arch_->attn_softcap && config_.attn_logit_softcapping))
     fused = model_detail::causal_attention(q, k, v, args.attention_mask, layer_window(layer).value_or(0),
                                            scale);  // (B, H, T, D)
 
@@ -196,7 +196,10 @@ torch::Tensor CausalLM::attention(int64_t layer, const torch::Tensor& x, const R
     KVCache& c = *args.cache;
     torch::Tensor& kc = c.k[layer];
     torch::Tensor& vc = c.v[layer];
-    if (c.rows.defined()) {  // the batch's rows are cache rows c.rows
+    if (args.cache_position.defined()) {  // static shapes: write at the device-held index, read everything
+      kc.index_copy_(2, args.cache_position, k);
+      vc.index_copy_(2, args.cache_position, v);
+    } else if (c.rows.defined()) {  // the batch's rows are cache rows c.rows
       const torch::Tensor r = c.rows.to(kc.device());
       kc.narrow(2, past, T).index_copy_(0, r, k);
       vc.narrow(2, past, T).index_copy_(0, r, v);
@@ -204,8 +207,9 @@ torch::Tensor CausalLM::attention(int64_t layer, const torch::Tensor& x, const R
       kc.narrow(2, past, T).copy_(k);
       vc.narrow(2, past, T).copy_(v);
     }
-    k = kc.narrow(2, 0, past + T);  // (Bc, Hkv, S, D): Bc = B without a row map
-    v = vc.narrow(2, 0, past + T);
+    // (Bc, Hkv, S, D): Bc = B without a row map; S = the capacity with cache_position
+    k = args.cache_position.defined() ? kc : kc.narrow(2, 0, past + T);
+    v = args.cache_position.defined() ? vc : vc.narrow(2, 0, past + T);
   }
   const torch::Tensor cache_rows = args.cache ? args.cache->rows : torch::Tensor();  // (B) or undefined
   if (fused.defined()) return project(fused.transpose(1, 2).reshape({B, T, H * D}));
@@ -238,7 +242,14 @@ torch::Tensor CausalLM::forward(const torch::Tensor& input_ids, const ForwardArg
   const int64_t B = input_ids.size(0), T = input_ids.size(1);
   const int64_t L = config_.num_hidden_layers;
   const int64_t past = args.cache ? args.cache->length : 0;
-  const int64_t S = past + T;
+  const bool static_decode = args.cache_position.defined();  // ForwardArgs::cache_position
+  if (static_decode)
+    TORCH_CHECK(args.cache && !args.cache->k.empty() && past < args.cache->k[0].size(2) && T == 1 &&
+                    !args.cache->rows.defined() && !args.hooks && args.position_ids.defined() &&
+                    args.attention_mask.defined(),
+                "cache_position needs one token per row, an allocated cache with room and no row map, "
+                "position_ids and attention_mask, and no hooks");
+  const int64_t S = static_decode ? args.cache->k[0].size(2) : past + T;  // keys attended
   torch::Tensor ids = input_ids.to(device_, torch::kLong);
 
   if (args.cache) {
@@ -302,7 +313,8 @@ torch::Tensor CausalLM::forward(const torch::Tensor& input_ids, const ForwardArg
   // Additive attention bias (B|1, 1, 1, T, S): causal in cache index space, padding keys masked,
   // per layer a sliding window. A finite minimum keeps fully masked (padding) rows NaN-free.
   auto iopts = torch::TensorOptions().dtype(torch::kLong).device(device_);
-  torch::Tensor qi = torch::arange(past, S, iopts).unsqueeze(1);  // (T, 1)
+  torch::Tensor qi = static_decode ? args.cache_position.to(iopts).view({1, 1})
+                                   : torch::arange(past, S, iopts).unsqueeze(1);  // (T, 1): cache index of each query
   torch::Tensor kj = torch::arange(0, S, iopts).unsqueeze(0);     // (1, S)
   torch::Tensor allowed = (kj <= qi).unsqueeze(0);                // (1, T, S)
   if (am.defined()) allowed = allowed & (am != 0).unsqueeze(1);  // (B, T, S)
@@ -371,7 +383,7 @@ torch::Tensor CausalLM::forward(const torch::Tensor& input_ids, const ForwardArg
     h = h + m;
     if (args.hooks) h = args.hooks->apply(HookSite::LayerOutput, l, h);
   }
-  if (args.cache) args.cache->length = S;
+  if (args.cache) args.cache->length = past + T;
 
   if (keep.defined()) {  // h (N, C): the wanted positions only
     h = rms_norm(h, "model.norm.weight");

@@ -48,3 +48,12 @@ void write_text(const std::filesystem::path& path, const std::string& text);
       GTEST_SKIP() << "Hugging Face reference libraries not found: run scripts/test.sh (it creates " \
                       "the venv) or set EMLAB_PYTHON to a python with transformers, peft, tokenizers"; \
   } while (0)
+
+// Skips the current test unless libtorch has CUDA and sees a device (the *_gpu_test.cpp suites,
+// which include torch themselves).
+#define EMLAB_REQUIRE_CUDA()                                                                       \
+  do {                                                                                             \
+    if (!torch::cuda::is_available())                                                              \
+      GTEST_SKIP() << "no CUDA device: this test compares emlab on a GPU with the CPU (a build "     \
+                      "against a CUDA libtorch on a machine with a GPU runs it: bench/gpu_bench.sh)"; \
+  } while (0)

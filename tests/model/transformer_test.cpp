@@ -245,6 +245,49 @@ TEST_P(ArchTest, OutputPositionsEqualSelectingEveryPosition) {
   ASSERT_EQ(model->forward(ids, last).sizes(), (std::vector<int64_t>{B, 1, C}));
 }
 
+// The static-shape decode step (ForwardArgs::cache_position, what a CUDA graph records): the
+// position as a tensor, attention over the whole capacity with a (B, capacity) mask whose columns
+// past the step are ones (stale): each step equals the growing cache's, left padding included.
+TEST_P(ArchTest, CachePositionDecodingEqualsTheGrowingCache) {
+  auto model = tiny(GetParam(), 6);
+  torch::NoGradGuard ng;
+  const int64_t B = 3, P = 6, cap = 12;
+  torch::Tensor ids = random_ids(B, cap, 41);
+  torch::Tensor mask = torch::ones({B, cap}, torch::kLong);
+  mask[1].narrow(0, 0, 2).zero_();  // row 1: left-padded prompt
+  torch::Tensor pos = (mask.cumsum(1) - 1).clamp_min(0);
+  KVCache grow, fixed;
+  grow.capacity = fixed.capacity = cap;
+  for (KVCache* c : {&grow, &fixed}) {
+    ForwardArgs a;
+    a.cache = c;
+    a.attention_mask = mask.narrow(1, 0, P);
+    a.position_ids = pos.narrow(1, 0, P);
+    a.last_logits_only = true;
+    model->forward(ids.narrow(1, 0, P), a);
+  }
+  for (int64_t t = P; t < cap; ++t) {
+    ForwardArgs g;
+    g.cache = &grow;
+    g.attention_mask = mask.narrow(1, 0, t + 1);
+    g.position_ids = pos.narrow(1, t, 1);
+    g.last_logits_only = true;
+    ForwardArgs f = g;
+    f.cache = &fixed;
+    f.attention_mask = mask;  // (B, capacity): columns after t are not yet written
+    f.cache_position = torch::full({1}, t, torch::kLong);
+    torch::Tensor want = model->forward(ids.narrow(1, t, 1), g);
+    torch::Tensor got = model->forward(ids.narrow(1, t, 1), f);
+    EXPECT_LT((got - want).abs().max().item<double>(), 1e-5) << "position " << t;
+    EXPECT_EQ(fixed.length, t + 1);
+  }
+  // What it needs is checked.
+  ForwardArgs bad;
+  bad.cache = &fixed;
+  bad.cache_position = torch::full({1}, cap - 1, torch::kLong);
+  EXPECT_THROW(model->forward(ids.narrow(1, 0, 1), bad), c10::Error);  // full cache, no mask
+}
+
 INSTANTIATE_TEST_SUITE_P(Architectures, ArchTest,
                          ::testing::Values("llama", "llama3", "qwen2", "qwen3", "mistral", "gemma2", "gemma3_text"));
 
