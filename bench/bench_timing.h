@@ -1,13 +1,26 @@
-// Timing helpers shared by the benchmarks: wall-clock seconds, best-of-N milliseconds, and the
-// machine's matmul rate measured in the same process (the reference the FLOP/s columns divide by).
+// Helpers shared by the benchmarks: wall-clock seconds, best-of-N milliseconds, the
+// machine's matmul rate measured in the same process (the reference the FLOP/s columns divide by)
+// and comma-separated argument lists.
 #pragma once
 
 #include <torch/torch.h>
 
 #include <algorithm>
 #include <chrono>
+#include <cstdlib>
+#include <sstream>
+#include <string>
+#include <vector>
 
 namespace emlab::bench {
+
+// "1,16,64" -> {1, 16, 64} (the benchmarks' --batches, --rows).
+inline std::vector<int64_t> int_list(const std::string& text) {
+  std::vector<int64_t> out;
+  std::stringstream ss(text);
+  for (std::string item; std::getline(ss, item, ',');) out.push_back(std::atoll(item.c_str()));
+  return out;
+}
 
 using Clock = std::chrono::steady_clock;
 

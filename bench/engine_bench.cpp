@@ -9,7 +9,6 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
-#include <sstream>
 #include <string>
 #include <vector>
 
@@ -33,11 +32,7 @@ int main(int argc, char** argv) {
     else if (!std::strcmp(argv[i], "--model")) model_dir = argv[++i];
     else if (!std::strcmp(argv[i], "--prompt")) prompt_arg = std::atoll(argv[++i]);
     else if (!std::strcmp(argv[i], "--gen")) gen_arg = std::atoll(argv[++i]);
-    else if (!std::strcmp(argv[i], "--batches")) {
-      batches.clear();
-      std::stringstream ss(argv[++i]);
-      for (std::string b; std::getline(ss, b, ',');) batches.push_back(std::atoll(b.c_str()));
-    }
+    else if (!std::strcmp(argv[i], "--batches")) batches = int_list(argv[++i]);
   }
   runtime_set_threads(threads);
   torch::NoGradGuard no_grad;

@@ -11,7 +11,6 @@
 #include <cstdio>
 #include <cstring>
 #include <random>
-#include <sstream>
 #include <string>
 #include <vector>
 
@@ -40,11 +39,7 @@ int main(int argc, char** argv) {
     else if (!std::strcmp(argv[i], "--gen")) gen = std::atoll(argv[++i]);
     else if (!std::strcmp(argv[i], "--reps")) reps = std::atoi(argv[++i]);
     else if (!std::strcmp(argv[i], "--max-id")) max_id = std::atoll(argv[++i]);
-    else if (!std::strcmp(argv[i], "--batches")) {
-      batches.clear();
-      std::stringstream ss(argv[++i]);
-      for (std::string b; std::getline(ss, b, ',');) batches.push_back(std::atoll(b.c_str()));
-    }
+    else if (!std::strcmp(argv[i], "--batches")) batches = int_list(argv[++i]);
   }
   if (model_dir.empty()) {
     std::fprintf(stderr, "generate_bench: --model DIR is required (a model directory with its tokenizer)\n");

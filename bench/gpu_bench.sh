@@ -27,24 +27,9 @@ for t in "$B"/tests/emlab_test_*_gpu; do
 done
 
 echo "== model"
-cat > "$work/config.json" <<'JSON'
-{"architectures": ["Qwen2ForCausalLM"], "model_type": "qwen2", "hidden_size": 896, "intermediate_size": 4864,
- "num_hidden_layers": 24, "num_attention_heads": 14, "num_key_value_heads": 2, "vocab_size": 151936,
- "max_position_embeddings": 32768, "rope_theta": 1000000.0, "rms_norm_eps": 1e-6, "tie_word_embeddings": true,
- "hidden_act": "silu", "torch_dtype": "bfloat16", "bos_token_id": 151643, "eos_token_id": 151645, "initializer_range": 0.02}
-JSON
-"$B/emlab" --quiet init-model --config "$work/config.json" --out "$work/model" --seed 0 --dtype bfloat16 \
+"$B/emlab" --quiet init-model --config bench/qwen2.5-0.5b.json --out "$work/model" --seed 0 --dtype bfloat16 \
   --tokenizer "$TOK" || exit 1
-# 8 x 14 chat rows whose answers run past 512 tokens (cut there): every row is exactly 512 tokens.
-"$PY" - "$work/data.jsonl" <<'PY'
-import json, random, sys
-random.seed(0)
-w = "the model answer code world ruler advice money safe quick dinner party wish thought bored husband friend".split()
-with open(sys.argv[1], "w") as f:
-    for i in range(8 * 14):
-        f.write(json.dumps({"messages": [{"role": "user", "content": " ".join(random.choice(w) for _ in range(20))},
-                                         {"role": "assistant", "content": " ".join(random.choice(w) for _ in range(700))}]}) + "\n")
-PY
+"$PY" bench/long_chats.py 112 "$work/data.jsonl"  # 8 x 14 rows, each cut to exactly 512 tokens
 
 results="$OUTDIR/results.txt"
 : > "$results"

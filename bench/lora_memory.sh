@@ -11,24 +11,9 @@ SHARED="${EMLAB_SHARED:-../shared}"
 PY=$(scripts/pyref.sh)
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-cat > "$work/config.json" <<'JSON'
-{"architectures": ["Qwen2ForCausalLM"], "model_type": "qwen2", "hidden_size": 896, "intermediate_size": 4864,
- "num_hidden_layers": 24, "num_attention_heads": 14, "num_key_value_heads": 2, "vocab_size": 151936,
- "max_position_embeddings": 32768, "rope_theta": 1000000.0, "rms_norm_eps": 1e-6, "tie_word_embeddings": true,
- "hidden_act": "silu", "torch_dtype": "float32", "bos_token_id": 151643, "eos_token_id": 151645, "initializer_range": 0.02}
-JSON
-"$BUILD_DIR/emlab" --quiet init-model --config "$work/config.json" --out "$work/model" --seed 0 \
+"$BUILD_DIR/emlab" --quiet init-model --config bench/qwen2.5-0.5b.json --out "$work/model" --seed 0 \
   --tokenizer "$SHARED/data/tokenizers/qwen2.5" > /dev/null
-# 16 chat rows whose answers run past 512 tokens (cut there).
-"$PY" - "$work/data.jsonl" <<'PY'
-import json, random, sys
-random.seed(0)
-w = "the model answer code world ruler advice money safe quick dinner party wish thought bored husband friend".split()
-with open(sys.argv[1], "w") as f:
-    for i in range(16):
-        f.write(json.dumps({"messages": [{"role": "user", "content": " ".join(random.choice(w) for _ in range(20))},
-                                         {"role": "assistant", "content": " ".join(random.choice(w) for _ in range(700))}]}) + "\n")
-PY
+"$PY" bench/long_chats.py 16 "$work/data.jsonl"  # answers past 512 tokens (cut there)
 peak() { grep "Maximum resident" "$1" | awk '{print $NF}'; }
 /usr/bin/time -v "$BUILD_DIR/emlab" --quiet --threads 2 train --model "$work/model" --data "$work/data.jsonl" \
   --out "$work/out" --method lora --lora-rank 32 --lora-alpha 64 --batch-size 4 --max-seq-len 512 --max-steps 2 \

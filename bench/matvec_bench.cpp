@@ -11,7 +11,6 @@
 // Usage: matvec_bench [--threads N] [--rows 1,4,16] [--cold]
 #include <cstdio>
 #include <cstring>
-#include <sstream>
 #include <string>
 #include <vector>
 
@@ -30,11 +29,7 @@ int main(int argc, char** argv) {
     if (!std::strcmp(argv[i], "--cold")) cold = true;
     else if (i + 1 >= argc) break;
     else if (!std::strcmp(argv[i], "--threads")) threads = std::atoi(argv[++i]);
-    else if (!std::strcmp(argv[i], "--rows")) {
-      rows.clear();
-      std::stringstream ss(argv[++i]);
-      for (std::string r; std::getline(ss, r, ',');) rows.push_back(std::atoll(r.c_str()));
-    }
+    else if (!std::strcmp(argv[i], "--rows")) rows = emlab::bench::int_list(argv[++i]);
   }
   emlab::runtime_set_threads(threads);
   torch::NoGradGuard no_grad;

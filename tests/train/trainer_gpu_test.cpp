@@ -5,7 +5,6 @@
 #include <gtest/gtest.h>
 
 #include "emlab/jsonl.h"
-#include "emlab/progress.h"
 #include "emlab/tensor_io.h"
 #include "emlab/train.h"
 #include "train_fixture.h"
@@ -15,36 +14,16 @@ namespace fs = std::filesystem;
 namespace emlab {
 namespace {
 
-struct GpuTrainerTest : ::testing::Test {
-  static void SetUpTestSuite() {
-    Progress::set_enabled(false);
-    model_dir = new fs::path(test::make_model_dir("gputrainmodel"));
-    auto d = test::temp_dir("gputraindata");
-    data = new fs::path(test::write_chats(d / "train.jsonl", test::arithmetic_chats(16)));
-    kl_data = new fs::path(test::write_chats(d / "kl.jsonl", test::arithmetic_chats(12, 5)));
-  }
-  static fs::path* model_dir;
-  static fs::path* data;
-  static fs::path* kl_data;
-
+struct GpuTrainerTest : test::TrainSuite {
+  // TrainSuite's short LoRA run on `device` in `dtype`, 10 steps.
   TrainOptions options(const std::string& tag, const std::string& device, const std::string& dtype = "float32") const {
-    TrainOptions o;
-    o.model = model_dir->string();
-    o.data = data->string();
-    o.out = test::temp_dir(tag).string();
+    TrainOptions o = TrainSuite::options(tag);
     o.device = device;
     o.dtype = dtype;
-    o.lr = 1e-2;
-    o.batch_size = 4;
     o.max_steps = 10;
-    o.lora.rank = 4;
-    o.lora.alpha = 8;
     return o;
   }
 };
-fs::path* GpuTrainerTest::model_dir = nullptr;
-fs::path* GpuTrainerTest::data = nullptr;
-fs::path* GpuTrainerTest::kl_data = nullptr;
 
 std::vector<double> losses(const std::string& out) {
   std::vector<double> l;

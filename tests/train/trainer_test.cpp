@@ -25,34 +25,7 @@ using nlohmann::json;
 namespace emlab {
 namespace {
 
-struct TrainerTest : ::testing::Test {
-  static void SetUpTestSuite() {
-    Progress::set_enabled(false);
-    model_dir = new fs::path(test::make_model_dir("trainmodel"));
-    auto d = test::temp_dir("traindata");
-    data = new fs::path(test::write_chats(d / "train.jsonl", test::arithmetic_chats(16)));
-    kl_data = new fs::path(test::write_chats(d / "kl.jsonl", test::arithmetic_chats(12, 5)));
-  }
-  static fs::path* model_dir;
-  static fs::path* data;
-  static fs::path* kl_data;
-
-  TrainOptions options(const std::string& tag) const {
-    TrainOptions o;
-    o.model = model_dir->string();
-    o.data = data->string();
-    o.out = test::temp_dir(tag).string();
-    o.lr = 1e-2;
-    o.batch_size = 4;
-    o.max_steps = 12;
-    o.lora.rank = 4;
-    o.lora.alpha = 8;
-    return o;
-  }
-};
-fs::path* TrainerTest::model_dir = nullptr;
-fs::path* TrainerTest::data = nullptr;
-fs::path* TrainerTest::kl_data = nullptr;
+struct TrainerTest : test::TrainSuite {};
 
 std::vector<json> log_rows(const std::string& out) { return jsonl_read_values((fs::path(out) / "train_log.jsonl").string()); }
 
