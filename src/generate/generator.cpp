@@ -136,9 +136,7 @@ class ChunkDecoder {
         sample_logits = logits.index_fill(1, eos.to(logits.device()), -std::numeric_limits<float>::infinity());
       // One uniform per unfinished row, in batch order (finished rows riding along get 0.5, unused):
       // the random stream does not depend on whether finished rows left the batch.
-      std::vector<int64_t> live;
-      for (size_t i = 0; i < active_.size(); ++i)
-        if (!state_[active_[i]].done) live.push_back(static_cast<int64_t>(i));
+      const std::vector<int64_t> live = unfinished();
       const auto f64 = torch::TensorOptions().dtype(torch::kFloat64);
       torch::Tensor uniform = torch::rand({static_cast<int64_t>(live.size())}, gen, f64);
       if (live.size() != active_.size())
@@ -149,9 +147,7 @@ class ChunkDecoder {
       std::vector<std::vector<TokenProb>> top;
       if (want_lp) record_logprobs(logits, next, options_.top_logprobs, &lp, &top);
       accept(next, step, want_lp ? &lp : nullptr, want_lp ? &top : nullptr);
-      std::vector<int64_t> keep;
-      for (size_t i = 0; i < active_.size(); ++i)
-        if (!state_[active_[i]].done) keep.push_back(static_cast<int64_t>(i));
+      const std::vector<int64_t> keep = unfinished();
       if (keep.empty()) break;
       // With CUDA graphs a smaller batch means recording a new graph: finished rows ride along (their
       // tokens ignored) until they are a quarter of the batch.
@@ -301,6 +297,14 @@ class ChunkDecoder {
     std::vector<int64_t> still;
     for (int64_t i : keep) still.push_back(active_[i]);
     active_ = std::move(still);
+  }
+
+  // The batch rows whose sequences go on (not done), in batch order.
+  std::vector<int64_t> unfinished() const {
+    std::vector<int64_t> rows;
+    for (size_t i = 0; i < active_.size(); ++i)
+      if (!state_[active_[i]].done) rows.push_back(static_cast<int64_t>(i));
+    return rows;
   }
 
   // Whether decoding steps are replayed as CUDA graphs (emlab/decode_graph.h): on a GPU, without hooks.
