@@ -61,14 +61,26 @@ struct KVCache {
   int64_t capacity = 0;             // positions allocated (0 = decided on first use)
   torch::Tensor rows;               // (B) int64 on the CPU: the cache row of each batch row;
                                     // undefined = batch row b is cache row b (Bc = B)
+  // A shared prefix: positions [0, prefix_length) of batch row b are row prefix_rows[b] of
+  // prefix_k/prefix_v, and k/v hold the later positions only (the first ones unused). Made by
+  // select_rows when it duplicates rows (a prompt's samples) of a cache the CPU attention kernels
+  // read: each prompt's keys and values then stay in memory once, and are read once per step for
+  // all its samples instead of once per sample.
+  std::vector<torch::Tensor> prefix_k, prefix_v;  // per layer (U, Hkv, capacity, D)
+  torch::Tensor prefix_rows;                      // (B) int64 on the CPU; undefined = no shared prefix
+  int64_t prefix_length = 0;                      // positions shared
+  bool share_prefix = true;                       // false: select_rows copies duplicated rows instead
 
   // Keep/duplicate batch rows: rows = (B') int64 indices into the current batch.
   void select_rows(const torch::Tensor& rows);
   // B: the batch rows the cache holds.
   int64_t batch_rows() const;
   // The cache of one layer and side at the batch's rows (B, Hkv, capacity, D): k[layer] itself, or
-  // a gather of its rows.
+  // a gather of its rows. Not with a shared prefix (unshare first).
   torch::Tensor at_batch_rows(const torch::Tensor& side) const;
+  // Writes a shared prefix into each batch row's own first positions and drops it: the cache is then
+  // a plain one (what every reader but the CPU attention kernels needs). Nothing without a prefix.
+  void unshare();
 };
 
 struct ForwardArgs {

@@ -48,7 +48,8 @@ torch::Tensor DecodeGraph::step(const torch::Tensor& ids, const torch::Tensor& p
   args.cache = &cache;
   args.last_logits_only = true;
   args.adapters = adapters;
-  if (!available(model) || cache.k.empty() || cache.rows.defined() || cache.length + 1 > cache.k[0].size(2)) {
+  if (!available(model) || cache.k.empty() || cache.rows.defined() || cache.prefix_rows.defined() ||
+      cache.length + 1 > cache.k[0].size(2)) {
     args.position_ids = position_ids;
     args.attention_mask = attention_mask;
     return model.forward(ids, args);  // (B, 1, V)

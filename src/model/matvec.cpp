@@ -8,7 +8,9 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
+#include <optional>
 #include <string>
 #include <type_traits>
 
@@ -366,12 +368,16 @@ torch::Tensor small_rows_linear(const torch::Tensor& x, const torch::Tensor& wei
 namespace {
 
 // y (R, C) = p (R, S) V (S, C) for V's rows at stride C (bf16 widened as read): per 16 columns, R
-// accumulators over the S positions, kPartialSums<R> partial sums each.
+// accumulators over the S positions, kPartialSums<R> partial sums each. Positions below P are read
+// from `lo` instead of `v` (a shared prefix, KVCache), at the same offsets.
 template <int R, bool BF16>
-EMLAB_AVX512 void values_kernel(const float* p, const void* v, float* y, int64_t S, int64_t C) {
+EMLAB_AVX512 void values_kernel(const float* p, const void* v, const void* lo, int64_t P, float* y, int64_t S,
+                                int64_t C) {
   constexpr int U = kPartialSums<R>;
   using W = std::conditional_t<BF16, uint16_t, float>;
   const W* vb = static_cast<const W*>(v);
+  const W* lb = static_cast<const W*>(lo);
+  auto row = [&](int64_t j) { return (j < P ? lb : vb) + j * C; };
   for (int64_t c = 0; c < C; c += 16) {
     const __mmask16 m = lanes16(C - c);
     __m512 acc[U][R] = {};  // zeros
@@ -379,12 +385,12 @@ EMLAB_AVX512 void values_kernel(const float* p, const void* v, float* y, int64_t
     for (; j + U <= S; j += U)
 #pragma GCC unroll 4
       for (int u = 0; u < U; ++u) {
-        const __m512 vv = load16_as_f32<BF16>(vb, (j + u) * C + c, m);
+        const __m512 vv = load16_as_f32<BF16>(row(j + u), c, m);
 #pragma GCC unroll 16
         for (int r = 0; r < R; ++r) acc[u][r] = _mm512_fmadd_ps(_mm512_set1_ps(p[r * S + j + u]), vv, acc[u][r]);
       }
     for (; j < S; ++j) {
-      const __m512 vv = load16_as_f32<BF16>(vb, j * C + c, m);
+      const __m512 vv = load16_as_f32<BF16>(row(j), c, m);
 #pragma GCC unroll 16
       for (int r = 0; r < R; ++r) acc[0][r] = _mm512_fmadd_ps(_mm512_set1_ps(p[r * S + j]), vv, acc[0][r]);
     }
@@ -399,27 +405,33 @@ EMLAB_AVX512 void values_kernel(const float* p, const void* v, float* y, int64_t
 
 // y[o] = sum_k W[o, k] x[k] for o < S, one row of x against S short weight rows (attention scores
 // of one query: C = the head width, too short for rows_kernel's one reduction per output to pay):
-// 16 outputs per block, their 16 sums reduced together by sum16; the last S % 16 one by one.
+// 16 outputs per block, their 16 sums reduced together by sum16; the last S % 16 one by one. Rows
+// below P are read from `lo` instead of `w` (a shared prefix, KVCache), at the same offsets.
 template <bool BF16>
-EMLAB_AVX512 void one_row_kernel(const void* w, const float* x, float* y, int64_t S, int64_t C) {
+EMLAB_AVX512 void one_row_kernel(const void* w, const void* lo, int64_t P, const float* x, float* y, int64_t S,
+                                 int64_t C) {
   using W = std::conditional_t<BF16, uint16_t, float>;
   const W* wb = static_cast<const W*>(w);
+  const W* lb = static_cast<const W*>(lo);
+  auto row = [&](int64_t o) { return (o < P ? lb : wb) + o * C; };
   int64_t o = 0;
   for (; o + 16 <= S; o += 16) {
-    const W* w0 = wb + o * C;
+    const W* rows[16];
+#pragma GCC unroll 16
+    for (int n = 0; n < 16; ++n) rows[n] = row(o + n);
     __m512 acc[16] = {};  // zeros
     for (int64_t k = 0; k < C; k += 16) {
       const __mmask16 m = lanes16(C - k);
       const __m512 xv = _mm512_maskz_loadu_ps(m, x + k);
 #pragma GCC unroll 16
-      for (int n = 0; n < 16; ++n) acc[n] = _mm512_fmadd_ps(load16_as_f32<BF16>(w0, n * C + k, m), xv, acc[n]);
+      for (int n = 0; n < 16; ++n) acc[n] = _mm512_fmadd_ps(load16_as_f32<BF16>(rows[n], k, m), xv, acc[n]);
     }
     _mm512_storeu_ps(y + o, sum16(acc));
   }
-  if (o < S) tail_outputs<BF16>(w, x, y, o, S, C, 1);
+  for (; o < S; ++o) tail_outputs<BF16>(row(o) - o * C, x, y, o, o + 1, C, 1);
 }
 
-using ValuesKernel = void (*)(const float*, const void*, float*, int64_t, int64_t);
+using ValuesKernel = void (*)(const float*, const void*, const void*, int64_t, float*, int64_t, int64_t);
 
 // values_kernel for R <= kAttentionRowsMax rows (null beyond).
 template <bool BF16>
@@ -479,10 +491,73 @@ inline int64_t cache_block(int64_t n, int64_t Hkv, const int64_t* rows) {
   return rows ? rows[n / Hkv] * Hkv + n % Hkv : n;
 }
 
-torch::Tensor attention_scores(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& cache_rows) {
+// The (S, D) block of keys or values that pair n = b * Hkv + h attends: the cache's block (row b,
+// or cache_rows[b]), whose first `prefix_length()` positions come from a shared prefix's block
+// instead where there is one (KVCache). The kernels read both blocks at the same offsets as one
+// block holding every position, so their results are the same.
+class PairBlocks {
+ public:
+  // nullopt where `prefix` does not fit the cache `side` (B, Hkv, S, D) and S positions.
+  static std::optional<PairBlocks> make(const torch::Tensor& side, int64_t B, const torch::Tensor& cache_rows,
+                                        const SharedPrefix* prefix) {
+    PairBlocks p;
+    p.Hkv_ = side.size(1);
+    p.base_ = static_cast<const char*>(side.data_ptr());
+    p.block_bytes_ = merged_block_stride(side) * side.element_size();
+    p.rows_ = cache_rows.defined() ? cache_rows.data_ptr<int64_t>() : nullptr;
+    p.block_len_bytes_ = side.size(2) * side.size(3) * side.element_size();
+    p.position_bytes_ = side.size(3) * side.element_size();
+    if (!prefix || prefix->length == 0) return p;
+    const torch::Tensor& ps = prefix->side;
+    const torch::Tensor& pr = prefix->rows;
+    if (ps.dim() != 4 || !ps.device().is_cpu() || ps.scalar_type() != side.scalar_type() || ps.size(1) != side.size(1) ||
+        ps.size(3) != side.size(3) || ps.size(2) < prefix->length || prefix->length > side.size(2) ||
+        merged_block_stride(ps) < 0 || !pr.defined() || !pr.device().is_cpu() || pr.scalar_type() != torch::kLong ||
+        !pr.is_contiguous() || pr.numel() != B)
+      return std::nullopt;
+    const int64_t* r = pr.data_ptr<int64_t>();
+    for (int64_t i = 0; i < B; ++i)
+      if (r[i] < 0 || r[i] >= ps.size(0)) return std::nullopt;
+    p.prefix_base_ = static_cast<const char*>(ps.data_ptr());
+    p.prefix_block_bytes_ = merged_block_stride(ps) * ps.element_size();
+    p.prefix_rows_ = r;
+    p.prefix_length_ = prefix->length;
+    return p;
+  }
+
+  const void* own(int64_t n) const { return base_ + cache_block(n, Hkv_, rows_) * block_bytes_; }
+  // The prefix's block for pair n (own(n) without a prefix: positions below 0 are never read there).
+  const void* prefix(int64_t n) const {
+    return prefix_base_ ? prefix_base_ + cache_block(n, Hkv_, prefix_rows_) * prefix_block_bytes_ : own(n);
+  }
+  int64_t prefix_length() const { return prefix_length_; }
+  // Pair n's positions as one block: own(n) without a prefix, else a per-thread copy of both parts.
+  const void* whole(int64_t n) const {
+    if (!prefix_base_) return own(n);
+    thread_local std::vector<char> scratch;
+    if (scratch.size() < static_cast<size_t>(block_len_bytes_)) scratch.resize(block_len_bytes_);
+    const int64_t lo = prefix_length_ * position_bytes_;
+    std::memcpy(scratch.data(), prefix(n), lo);
+    std::memcpy(scratch.data() + lo, static_cast<const char*>(own(n)) + lo, block_len_bytes_ - lo);
+    return scratch.data();
+  }
+
+ private:
+  PairBlocks() = default;
+  int64_t Hkv_ = 1, block_bytes_ = 0, block_len_bytes_ = 0, position_bytes_ = 0;  // block_len: S positions
+  const char* base_ = nullptr;
+  const int64_t* rows_ = nullptr;
+  const char* prefix_base_ = nullptr;  // null: no shared prefix
+  const int64_t* prefix_rows_ = nullptr;
+  int64_t prefix_block_bytes_ = 0, prefix_length_ = 0;
+};
+
+torch::Tensor attention_scores(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& cache_rows,
+                               const SharedPrefix* prefix) {
   if (!attention_kernels_take(q, k, cache_rows) || q.scalar_type() != k.scalar_type() || q.size(3) != k.size(3)) return {};
-  const int64_t bs = merged_block_stride(k);
-  if (bs < 0) return {};
+  if (merged_block_stride(k) < 0) return {};
+  const std::optional<PairBlocks> blocks = PairBlocks::make(k, q.size(0), cache_rows, prefix);
+  if (!blocks) return {};
   const int64_t B = q.size(0), Hkv = q.size(1), R = q.size(2), D = q.size(3), S = k.size(2);
   const bool bf16 = k.scalar_type() == torch::kBFloat16;
   // One row: 16-output blocks; more: the 4x4 tiles (bf16: with AVX512-BF16 dot products, else the
@@ -493,20 +568,22 @@ torch::Tensor attention_scores(const torch::Tensor& q, const torch::Tensor& k, c
   torch::Tensor qf = q.to(torch::kFloat32).contiguous();   // (B, Hkv, R, D)
   torch::Tensor qb = dot ? q.contiguous() : torch::Tensor();  // (B, Hkv, R, D) bf16
   torch::Tensor y = torch::empty({B, Hkv, R, S}, q.options().dtype(torch::kFloat32));  // (B, Hkv, R, S)
-  const auto* kp = static_cast<const char*>(k.data_ptr());
-  const int64_t block_bytes = bs * k.element_size();
   const float* xp = qf.data_ptr<float>();
   float* yp = y.data_ptr<float>();
   const int64_t full = 4 * (S / 4);  // outputs the tiles take; the rest one by one
-  const int64_t* rp = cache_rows.defined() ? cache_rows.data_ptr<int64_t>() : nullptr;
   at::parallel_for(0, B * Hkv, attention_grain(R, S, D), [&](int64_t a, int64_t b) {
     for (int64_t n = a; n < b; ++n) {
-      const void* w = kp + cache_block(n, Hkv, rp) * block_bytes;
       const float* x = xp + n * R * D;
       float* yn = yp + n * R * S;
       if (R == 1) {
-        bf16 ? one_row_kernel<true>(w, x, yn, S, D) : one_row_kernel<false>(w, x, yn, S, D);
-      } else if (rows) {
+        const void* w = blocks->own(n);
+        const void* lo = blocks->prefix(n);
+        const int64_t P = blocks->prefix_length();
+        bf16 ? one_row_kernel<true>(w, lo, P, x, yn, S, D) : one_row_kernel<false>(w, lo, P, x, yn, S, D);
+        continue;
+      }
+      const void* w = blocks->whole(n);
+      if (rows) {
         rows(w, x, yn, 0, S, D, S);
       } else if (dot) {
         tiles_kernel_bf16dot(static_cast<const uint16_t*>(w), static_cast<const uint16_t*>(qb.data_ptr()) + n * R * D,
@@ -521,23 +598,22 @@ torch::Tensor attention_scores(const torch::Tensor& q, const torch::Tensor& k, c
   return y;
 }
 
-torch::Tensor attention_values(const torch::Tensor& p, const torch::Tensor& v, const torch::Tensor& cache_rows) {
+torch::Tensor attention_values(const torch::Tensor& p, const torch::Tensor& v, const torch::Tensor& cache_rows,
+                               const SharedPrefix* prefix) {
   if (!attention_kernels_take(p, v, cache_rows) || p.scalar_type() != torch::kFloat32 || p.size(3) != v.size(2)) return {};
-  const int64_t bs = merged_block_stride(v);
-  if (bs < 0) return {};
+  if (merged_block_stride(v) < 0) return {};
+  const std::optional<PairBlocks> blocks = PairBlocks::make(v, p.size(0), cache_rows, prefix);
+  if (!blocks) return {};
   const int64_t B = p.size(0), Hkv = p.size(1), R = p.size(2), S = p.size(3), D = v.size(3);
   const bool bf16 = v.scalar_type() == torch::kBFloat16;
   const ValuesKernel kernel = bf16 ? values_kernel_for<true>(R) : values_kernel_for<false>(R);
   torch::Tensor pc = p.contiguous();                                                   // (B, Hkv, R, S)
   torch::Tensor y = torch::empty({B, Hkv, R, D}, p.options().dtype(torch::kFloat32));  // (B, Hkv, R, D)
-  const auto* vp = static_cast<const char*>(v.data_ptr());
-  const int64_t block_bytes = bs * v.element_size();
   const float* pp = pc.data_ptr<float>();
   float* yp = y.data_ptr<float>();
-  const int64_t* rp = cache_rows.defined() ? cache_rows.data_ptr<int64_t>() : nullptr;
   at::parallel_for(0, B * Hkv, attention_grain(R, S, D), [&](int64_t a, int64_t b) {
     for (int64_t n = a; n < b; ++n)
-      kernel(pp + n * R * S, vp + cache_block(n, Hkv, rp) * block_bytes, yp + n * R * D, S, D);
+      kernel(pp + n * R * S, blocks->own(n), blocks->prefix(n), blocks->prefix_length(), yp + n * R * D, S, D);
   });
   return bf16 ? y.to(v.scalar_type()) : y;
 }
@@ -553,8 +629,12 @@ SmallRowsPath small_rows_path(int64_t, torch::ScalarType, int64_t) { return Smal
 int64_t last_level_cache_bytes() { return 32LL << 20; }
 torch::Tensor small_rows_linear(const torch::Tensor&, const torch::Tensor&) { return {}; }
 bool attention_kernels_read(const torch::Tensor&) { return false; }
-torch::Tensor attention_scores(const torch::Tensor&, const torch::Tensor&, const torch::Tensor&) { return {}; }
-torch::Tensor attention_values(const torch::Tensor&, const torch::Tensor&, const torch::Tensor&) { return {}; }
+torch::Tensor attention_scores(const torch::Tensor&, const torch::Tensor&, const torch::Tensor&, const SharedPrefix*) {
+  return {};
+}
+torch::Tensor attention_values(const torch::Tensor&, const torch::Tensor&, const torch::Tensor&, const SharedPrefix*) {
+  return {};
+}
 }  // namespace emlab::model_detail
 
 #endif

@@ -54,8 +54,17 @@ bool attention_kernels_read(const torch::Tensor& cache);
 // rows of D contiguous and its B x Hkv blocks evenly strided: a cache (B, Hkv, capacity, D)
 // narrowed to its S filled positions. With `cache_rows` ((B) int64 on the CPU), q's row b reads
 // the cache's row cache_rows[b] (k then has any number of rows: a cache whose finished rows stay in place).
-torch::Tensor attention_scores(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& cache_rows = {});
+// With `prefix`, positions [0, prefix->length) of row b come from the prefix's row prefix->rows[b]
+// instead (KVCache's shared prefix), the cache's own row supplying the rest.
+struct SharedPrefix {
+  torch::Tensor side;  // (U, Hkv, >= length, D): keys or values of the shared positions, as the cache
+  torch::Tensor rows;  // (B) int64 on the CPU: the prefix row of each batch row
+  int64_t length = 0;  // positions shared
+};
+torch::Tensor attention_scores(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& cache_rows = {},
+                               const SharedPrefix* prefix = nullptr);
 // out (B, Hkv, R, D) in v's dtype = p (B, Hkv, R, S) float32 v for v (B, Hkv, S, D) as k above.
-torch::Tensor attention_values(const torch::Tensor& p, const torch::Tensor& v, const torch::Tensor& cache_rows = {});
+torch::Tensor attention_values(const torch::Tensor& p, const torch::Tensor& v, const torch::Tensor& cache_rows = {},
+                               const SharedPrefix* prefix = nullptr);
 
 }  // namespace emlab::model_detail

@@ -1,6 +1,7 @@
 // Forward pass of the decoder (see the glossary in emlab/model.h): the Llama family, and Gemma 2/3
 // through the traits of their ArchSpec (scaled embeddings, (1 + w) norms, sandwich norms, GeGLU,
 // query_pre_attn_scalar, softcapping, sliding/global layers with their own RoPE bases).
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <functional>
@@ -213,6 +214,12 @@ torch::Tensor CausalLM::attention(int64_t layer, const torch::Tensor& x, const R
   }
   const torch::Tensor cache_rows = args.cache ? args.cache->rows : torch::Tensor();  // (B) or undefined
   if (fused.defined()) return project(fused.transpose(1, 2).reshape({B, T, H * D}));
+  std::optional<model_detail::SharedPrefix> prefix_k, prefix_v;  // the cache's shared prefix (KVCache)
+  if (args.cache && args.cache->prefix_rows.defined()) {
+    const KVCache& c = *args.cache;
+    prefix_k = model_detail::SharedPrefix{c.prefix_k[layer], c.prefix_rows, c.prefix_length};
+    prefix_v = model_detail::SharedPrefix{c.prefix_v[layer], c.prefix_rows, c.prefix_length};
+  }
 
   // Grouped-query attention without copying k/v: the G query heads of a kv head as G*T rows of one
   // product with that head's keys, (B, Hkv, G*T, D) x (B, Hkv, D, S). (Broadcasting k over G
@@ -221,8 +228,14 @@ torch::Tensor CausalLM::attention(int64_t layer, const torch::Tensor& x, const R
   // At decode (a few query rows per kv head, no gradient) both products run as one parallel kernel
   // over the (row, kv head) pairs instead of B x Hkv small BLAS calls (model/matvec.h).
   torch::Tensor qg = q.reshape({B, Hkv, G * T, D});
-  torch::Tensor scores = model_detail::attention_scores(qg, k, cache_rows);  // (B, Hkv, G*T, S) float32, or undefined
+  torch::Tensor scores = model_detail::attention_scores(qg, k, cache_rows, prefix_k ? &*prefix_k : nullptr);  // (B, Hkv, G*T, S) float32, or undefined
   const bool kernels = scores.defined();
+  if (!kernels && prefix_k) {  // matmul needs every position in the batch's own rows
+    KVCache& c = *args.cache;
+    c.unshare();
+    k = c.k[layer].narrow(2, 0, S);
+    v = c.v[layer].narrow(2, 0, S);
+  }
   if (!kernels && cache_rows.defined()) {  // matmul needs the batch's rows gathered
     k = k.index_select(0, cache_rows.to(k.device()));
     v = v.index_select(0, cache_rows.to(v.device()));
@@ -231,7 +244,8 @@ torch::Tensor CausalLM::attention(int64_t layer, const torch::Tensor& x, const R
   scores = scores.view({B, Hkv, G, T, S}).to(dtype_ == torch::kFloat64 ? torch::kFloat64 : torch::kFloat32) * scale;
   if (arch_->attn_softcap && config_.attn_logit_softcapping) scores = softcap(scores, *config_.attn_logit_softcapping);
   torch::Tensor probs = torch::softmax(scores + bias, -1).view({B, Hkv, G * T, S});  // float32|64
-  torch::Tensor out = kernels ? model_detail::attention_values(probs, v, cache_rows) : torch::Tensor();  // (B, Hkv, G*T, D)
+  torch::Tensor out = kernels ? model_detail::attention_values(probs, v, cache_rows, prefix_v ? &*prefix_v : nullptr)
+                              : torch::Tensor();  // (B, Hkv, G*T, D)
   if (!out.defined()) out = torch::matmul(probs.to(v.scalar_type()), v);
   out = out.view({B, H, T, D}).transpose(1, 2).reshape({B, T, H * D});
   return project(out);  // (B, T, C), or (1, N, C) packed
@@ -245,9 +259,10 @@ torch::Tensor CausalLM::forward(const torch::Tensor& input_ids, const ForwardArg
   const bool static_decode = args.cache_position.defined();  // ForwardArgs::cache_position
   if (static_decode)
     TORCH_CHECK(args.cache && !args.cache->k.empty() && past < args.cache->k[0].size(2) && T == 1 &&
-                    !args.cache->rows.defined() && !args.hooks && args.position_ids.defined() &&
+                    !args.cache->rows.defined() && !args.cache->prefix_rows.defined() && !args.hooks &&
+                    args.position_ids.defined() &&
                     args.attention_mask.defined(),
-                "cache_position needs one token per row, an allocated cache with room and no row map, "
+                "cache_position needs one token per row, an allocated cache with room, no row map or shared prefix, "
                 "position_ids and attention_mask, and no hooks");
   const int64_t S = static_decode ? args.cache->k[0].size(2) : past + T;  // keys attended
   torch::Tensor ids = input_ids.to(device_, torch::kLong);
@@ -256,6 +271,7 @@ torch::Tensor CausalLM::forward(const torch::Tensor& input_ids, const ForwardArg
     KVCache& c = *args.cache;
     if (c.k.empty() || c.length + T > c.k[0].size(2)) {
       // (Re)allocate with room for at least S positions, copying what is there.
+      c.unshare();
       int64_t cap = std::max({c.capacity, S, c.k.empty() ? int64_t{0} : 2 * c.k[0].size(2)});
       auto opts = torch::TensorOptions().dtype(dtype_).device(device_);
       std::vector<torch::Tensor> nk(L), nv(L);
@@ -425,6 +441,21 @@ torch::Tensor KVCache::at_batch_rows(const torch::Tensor& side) const {
   return rows.defined() ? side.index_select(0, rows.to(side.device())) : side;
 }
 
+void KVCache::unshare() {
+  if (!prefix_rows.defined()) return;
+  const torch::Tensor own = rows.defined() ? rows : torch::arange(prefix_rows.numel(), torch::kLong);
+  for (auto [side, prefix] : {std::pair{&k, &prefix_k}, std::pair{&v, &prefix_v}})
+    for (size_t l = 0; l < side->size(); ++l) {
+      torch::Tensor& t = (*side)[l];
+      const torch::Tensor shared = (*prefix)[l].narrow(2, 0, prefix_length).index_select(0, prefix_rows.to(t.device()));
+      t.narrow(2, 0, prefix_length).index_copy_(0, own.to(t.device()), shared);
+    }
+  prefix_k.clear();
+  prefix_v.clear();
+  prefix_rows = torch::Tensor();
+  prefix_length = 0;
+}
+
 void KVCache::select_rows(const torch::Tensor& sel) {
   // Dropping rows (indices increasing, as when finished sequences leave a batch):
   // - where the decode attention kernels read the cache (CPU with AVX-512, float32 or bf16), the
@@ -446,10 +477,31 @@ void KVCache::select_rows(const torch::Tensor& sel) {
   auto movable = [](const torch::Tensor& t) {  // rows of D contiguous on the CPU
     return t.device().is_cpu() && t.dim() == 4 && t.stride(3) == 1 && t.stride(2) == t.size(3);
   };
-  if (dropping && every(model_detail::attention_kernels_read)) {
+  const bool kernels = every(model_detail::attention_kernels_read);
+  if (dropping && kernels) {
     rows = rows.defined() ? rows.index_select(0, r) : r.clone();
+    if (prefix_rows.defined()) prefix_rows = prefix_rows.index_select(0, r);
     return;
   }
+  // Duplicates where the kernels read the cache: the filled positions become a shared prefix, and
+  // the new rows start empty beyond it.
+  bool duplicates = false;
+  if (kernels && share_prefix && !prefix_rows.defined() && length > 0) {
+    std::vector<int64_t> sorted(keep, keep + n);
+    std::sort(sorted.begin(), sorted.end());
+    duplicates = std::adjacent_find(sorted.begin(), sorted.end()) != sorted.end();
+  }
+  if (duplicates) {
+    prefix_rows = rows.defined() ? rows.index_select(0, r) : r.clone();
+    prefix_length = length;
+    prefix_k = k;
+    prefix_v = v;
+    for (auto* side : {&k, &v})
+      for (auto& t : *side) t = torch::empty({n, t.size(1), t.size(2), t.size(3)}, t.options());
+    rows = torch::Tensor();
+    return;
+  }
+  unshare();  // anything else: on a plain cache
   if (!dropping || rows.defined() || !every(movable)) {
     const torch::Tensor g = rows.defined() ? rows.index_select(0, r) : r;  // cache rows to keep, in order
     for (auto* side : {&k, &v})

@@ -160,6 +160,62 @@ TEST(AttentionKernels, EqualFloat64ProductsForEveryRowCountAndWidth) {
   }
 }
 
+// A shared prefix (KVCache): row b's first P positions read from prefix row prefix_rows[b], the rest
+// from its own cache row. The kernels must give exactly what they give on one cache holding every
+// position, for the one-row kernels (which read both blocks in place) and the tiles (which read a
+// copy), with and without a row map.
+TEST(AttentionKernels, ASharedPrefixGivesExactlyTheWholeRows) {
+  if (!cpu_has_avx512()) GTEST_SKIP() << "this CPU has no AVX-512: the kernels are never taken";
+  torch::NoGradGuard no_grad;
+  torch::manual_seed(5);
+  const int64_t B = 5, U = 2, Hkv = 2;
+  const torch::Tensor prefix_rows = torch::tensor(std::vector<int64_t>{1, 0, 1, 1, 0});
+  const torch::Tensor rows = torch::tensor(std::vector<int64_t>{6, 0, 3, 2, 5});  // into 7 cache rows
+  for (int64_t D : {32, 7}) {
+    for (int64_t S : {5, 17, 40}) {
+      for (int64_t P : {int64_t{1}, int64_t{3}, int64_t{16}, S - 1, S}) {
+        if (P > S) continue;
+        for (int64_t R : {int64_t{1}, int64_t{3}, int64_t{8}}) {
+          for (auto dt : {torch::kFloat32, torch::kBFloat16}) {
+            if (dt == torch::kBFloat16 && R > kRowsKernelMax && !cpu_has_avx512_bf16()) continue;  // not taken
+            const std::string what = "D=" + std::to_string(D) + " S=" + std::to_string(S) + " P=" + std::to_string(P) +
+                                     " R=" + std::to_string(R) + (dt == torch::kFloat32 ? " fp32" : " bf16");
+            const int64_t cap = S + 3;
+            torch::Tensor q = torch::randn({B, Hkv, R, D}).to(dt);
+            torch::Tensor p = torch::softmax(torch::randn({B, Hkv, R, S}), -1);
+            for (bool mapped : {false, true}) {
+              const int64_t Bc = mapped ? 7 : B;
+              torch::Tensor pk = torch::randn({U, Hkv, cap, D}).to(dt), pv = torch::randn({U, Hkv, cap, D}).to(dt);
+              torch::Tensor k = torch::randn({Bc, Hkv, cap, D}).to(dt), v = torch::randn({Bc, Hkv, cap, D}).to(dt);
+              // The whole rows: the batch's own rows with the prefix written over their first P positions.
+              auto whole = [&](const torch::Tensor& own, const torch::Tensor& pre) {
+                torch::Tensor w = (mapped ? own.index_select(0, rows) : own).clone();
+                w.narrow(2, 0, P).copy_(pre.index_select(0, prefix_rows).narrow(2, 0, P));
+                return cache_view(w, S);
+              };
+              const torch::Tensor r = mapped ? rows : torch::Tensor();
+              const SharedPrefix sk{pk, prefix_rows, P}, sv{pv, prefix_rows, P};
+              torch::Tensor scores = attention_scores(q, cache_view(k, S), r, &sk);
+              ASSERT_TRUE(scores.defined()) << what;
+              EXPECT_TRUE(torch::equal(scores, attention_scores(q, whole(k, pk)))) << what << (mapped ? " mapped" : "");
+              torch::Tensor out = attention_values(p, cache_view(v, S), r, &sv);
+              ASSERT_TRUE(out.defined()) << what;
+              EXPECT_TRUE(torch::equal(out, attention_values(p, whole(v, pv)))) << what << (mapped ? " mapped" : "");
+            }
+          }
+        }
+      }
+    }
+  }
+  // Prefixes that do not fit: left to the caller.
+  torch::Tensor q = torch::randn({B, Hkv, 1, 32}), k = torch::randn({B, Hkv, 9, 32});
+  const SharedPrefix too_long{torch::randn({U, Hkv, 9, 32}), prefix_rows, 10};
+  const SharedPrefix beyond{torch::randn({U, Hkv, 9, 32}), torch::tensor(std::vector<int64_t>{0, 2, 0, 0, 0}), 4};
+  const SharedPrefix other_width{torch::randn({U, Hkv, 9, 16}), prefix_rows, 4};
+  for (const SharedPrefix* bad : {&too_long, &beyond, &other_width})
+    EXPECT_FALSE(attention_scores(q, k, {}, bad).defined());
+}
+
 TEST(AttentionKernels, LeaveGradientsFloat64ManyRowsAndOtherLayoutsToTorch) {
   torch::Tensor q = torch::randn({1, 2, 1, 32}), k = torch::randn({1, 2, 9, 32}), p = torch::rand({1, 2, 1, 9});
   EXPECT_FALSE(attention_scores(q.to(torch::kFloat64), k.to(torch::kFloat64)).defined());

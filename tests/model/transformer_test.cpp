@@ -6,6 +6,7 @@
 #include "emlab/hooks.h"
 #include "emlab/model.h"
 #include "emlab/safetensors.h"
+#include "model/matvec.h"
 #include "test_util.h"
 #include "tiny_models.h"
 
@@ -88,6 +89,46 @@ TEST_P(ArchTest, CacheRowSelectionKeepsEachRowsState) {
         }
       }
     }
+  }
+}
+
+// Duplicating rows (a prompt's samples) where the CPU kernels read the cache shares the filled
+// positions (KVCache's shared prefix) instead of copying them: every later step, through drops, a
+// duplication of the duplicates, a reorder and growth (both back to a plain cache), gives exactly
+// the logits of a cache that copies.
+TEST_P(ArchTest, ASharedPrefixDecodesExactlyAsCopiedRows) {
+  auto model = tiny(GetParam());
+  torch::NoGradGuard ng;
+  torch::Tensor ids = random_ids(3, 12, 21);
+  // Selections at positions 5.. (into the rows left by the one before); {} = none.
+  const std::vector<std::vector<int64_t>> plan = {{0, 0, 0, 2, 2, 1}, {}, {0, 2, 3, 5}, {1, 1, 3}, {2, 0, 1}, {}, {}};
+  for (int64_t capacity : {16, 0}) {  // 0: the cache grows at the step after the first selection
+    KVCache shared, copied;
+    copied.share_prefix = false;
+    shared.capacity = copied.capacity = capacity;
+    ForwardArgs a, b;
+    a.cache = &shared;
+    b.cache = &copied;
+    EXPECT_TRUE(torch::equal(model->forward(ids.narrow(1, 0, 5), a), model->forward(ids.narrow(1, 0, 5), b)));
+    torch::Tensor orig = torch::arange(3, torch::kLong);
+    for (int64_t t = 5; t < 12; ++t) {
+      const auto& rows = plan[t - 5];
+      if (!rows.empty()) {
+        torch::Tensor sel = torch::tensor(rows, torch::kLong);
+        shared.select_rows(sel);
+        copied.select_rows(sel);
+        orig = orig.index_select(0, sel);
+        EXPECT_FALSE(copied.prefix_rows.defined());
+        const bool kernels = model_detail::attention_kernels_read(shared.k[0]);
+        if (t == 5) EXPECT_EQ(shared.prefix_rows.defined(), kernels) << "samples share their prompt";
+        if (t == 7 && capacity > 0) EXPECT_EQ(shared.prefix_rows.defined(), kernels) << "dropping rows keeps it";
+      }
+      torch::Tensor x = ids.index_select(0, orig).narrow(1, t, 1);
+      torch::Tensor la = model->forward(x, a), lb = model->forward(x, b);
+      EXPECT_TRUE(torch::equal(la, lb)) << "capacity " << capacity << " position " << t << " max diff "
+                                        << (la - lb).abs().max().item<double>();
+    }
+    EXPECT_FALSE(shared.prefix_rows.defined()) << "duplicating rows again at position 8 made the cache plain";
   }
 }
 
