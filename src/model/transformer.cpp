@@ -13,6 +13,7 @@
 #include "emlab/model.h"
 #include "model/causal_attention.h"
 #include "model/rms_norm.h"
+#include "model/rope.h"
 #include "model/swiglu.h"
 #include "model/matvec.h"
 
@@ -166,9 +167,13 @@ torch::Tensor CausalLM::attention(int64_t layer, const torch::Tensor& x, const R
     q = rms_norm(q, p + "q_norm.weight");
     k = rms_norm(k, p + "k_norm.weight");
   }
-  // RoPE; cos/sin: (B0, T0, 1, D)
-  q = q * rope.cos + rotate_half(q) * rope.sin;
-  k = k * rope.cos + rotate_half(k) * rope.sin;
+  // RoPE; cos/sin: (B0, T0, 1, D). Fused on the CPU (model/rope.h, the same values), else torch's ops.
+  auto rotate = [&](const torch::Tensor& x) {
+    torch::Tensor y = model_detail::rope(x, rope.cos, rope.sin);
+    return y.defined() ? y : x * rope.cos + rotate_half(x) * rope.sin;
+  };
+  q = rotate(q);
+  k = rotate(k);
   if (packing) {  // back to the padded (B, T, ...) for the attention itself
     q = unpack_rows(q, packing->index, packing->B, packing->T);
     k = unpack_rows(k, packing->index, packing->B, packing->T);
