@@ -382,13 +382,15 @@ EMLAB_AVX512 void values_kernel(const float* p, const void* v, const void* lo, i
     const __mmask16 m = lanes16(C - c);
     __m512 acc[U][R] = {};  // zeros
     int64_t j = 0;
-    for (; j + U <= S; j += U)
+    for (; j + U <= S; j += U) {
+      const W* group = j >= P || j + U <= P ? row(j) : nullptr;  // the U positions in one place, or null
 #pragma GCC unroll 4
       for (int u = 0; u < U; ++u) {
-        const __m512 vv = load16_as_f32<BF16>(row(j + u), c, m);
+        const __m512 vv = load16_as_f32<BF16>(group ? group : row(j + u) - u * C, u * C + c, m);
 #pragma GCC unroll 16
         for (int r = 0; r < R; ++r) acc[u][r] = _mm512_fmadd_ps(_mm512_set1_ps(p[r * S + j + u]), vv, acc[u][r]);
       }
+    }
     for (; j < S; ++j) {
       const __m512 vv = load16_as_f32<BF16>(row(j), c, m);
 #pragma GCC unroll 16
@@ -416,15 +418,21 @@ EMLAB_AVX512 void one_row_kernel(const void* w, const void* lo, int64_t P, const
   auto row = [&](int64_t o) { return (o < P ? lb : wb) + o * C; };
   int64_t o = 0;
   for (; o + 16 <= S; o += 16) {
-    const W* rows[16];
-#pragma GCC unroll 16
-    for (int n = 0; n < 16; ++n) rows[n] = row(o + n);
     __m512 acc[16] = {};  // zeros
-    for (int64_t k = 0; k < C; k += 16) {
-      const __mmask16 m = lanes16(C - k);
-      const __m512 xv = _mm512_maskz_loadu_ps(m, x + k);
+    if (o >= P || o + 16 <= P) {  // the block's rows in one place
+      const W* w0 = row(o);
+      for (int64_t k = 0; k < C; k += 16) {
+        const __mmask16 m = lanes16(C - k);
+        const __m512 xv = _mm512_maskz_loadu_ps(m, x + k);
 #pragma GCC unroll 16
-      for (int n = 0; n < 16; ++n) acc[n] = _mm512_fmadd_ps(load16_as_f32<BF16>(rows[n], k, m), xv, acc[n]);
+        for (int n = 0; n < 16; ++n) acc[n] = _mm512_fmadd_ps(load16_as_f32<BF16>(w0, n * C + k, m), xv, acc[n]);
+      }
+    } else {  // the block straddles the prefix's end
+      for (int n = 0; n < 16; ++n)
+        for (int64_t k = 0; k < C; k += 16) {
+          const __mmask16 m = lanes16(C - k);
+          acc[n] = _mm512_fmadd_ps(load16_as_f32<BF16>(row(o + n), k, m), _mm512_maskz_loadu_ps(m, x + k), acc[n]);
+        }
     }
     _mm512_storeu_ps(y + o, sum16(acc));
   }
