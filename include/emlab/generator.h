@@ -38,6 +38,9 @@ struct SampleOptions {
   bool progress = true;                // show a progress bar (tokens/s)
   bool cuda_graphs = true;             // on a GPU, replay decoding steps without hooks as CUDA graphs
                                        // (emlab/decode_graph.h); no effect elsewhere
+  bool share_prompts = true;           // a prompt's samples share its keys and values (KVCache's shared
+                                       // prefix, where the CPU attention kernels read the cache): the
+                                       // same results, the prompt read once per step instead of per sample
 };
 
 // A token with its log-probability.

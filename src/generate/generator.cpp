@@ -2,7 +2,7 @@
 //
 // The rows (request, sample) are decoded in chunks of batch_size. A chunk prefills each of its
 // distinct prompts once (left padding, so that every row's next token lands at the same cache
-// index), duplicates the cache rows for the samples, then steps: mask the vocabulary padding,
+// index), duplicates the cache rows for the samples (or shares them: KVCache's shared prefix), then steps: mask the vocabulary padding,
 // record log-probabilities, sample, append, and drop finished rows from the batch.
 #include <ATen/CPUGeneratorImpl.h>
 
@@ -202,6 +202,7 @@ class ChunkDecoder {
     torch::Tensor logits = model_.forward(ids.to(device), args).squeeze(1);  // (U, V)
 
     torch::Tensor select = torch::tensor(row_to_unique, long_opts).to(device);
+    cache_.share_prefix = options_.share_prompts;
     cache_.select_rows(select);
     hooks_->select_rows(row_to_unique);
     attn_ = attn_.index_select(0, select);                                 // (B, S)

@@ -90,6 +90,41 @@ TEST(Generator, SeedReproducesAndDiffers) {
   EXPECT_NE(a[0][0].tokens, a[0][1].tokens);
 }
 
+// Samples sharing their prompt's keys and values (the default, where the CPU kernels read the
+// cache) are exactly those of copied rows: tokens, log-probabilities and top tokens, with rows
+// ending early (EOS) and prompts of different lengths in one chunk.
+TEST(Generator, SharedPromptsGiveExactlyTheSamplesOfCopiedRows) {
+  for (const std::string kind : {"llama", "qwen2"}) {
+    auto model = tiny(kind, 4);
+    test::FakeTokenizer tok(96);
+    SampleOptions o = quiet();
+    o.max_new_tokens = 14;
+    o.seed = 9;
+    o.batch_size = 7;  // chunks cut through a prompt's samples
+    o.eos_ids = {3, 4, 5, 6, 7, 8};  // rows end early
+    o.logprobs = true;
+    o.top_logprobs = 3;
+    auto shared = generate(*model, tok, kPrompts, 5, o);
+    o.share_prompts = false;
+    auto copied = generate(*model, tok, kPrompts, 5, o);
+    int early = 0;
+    for (size_t p = 0; p < kPrompts.size(); ++p)
+      for (int s = 0; s < 5; ++s) {
+        const Completion &a = shared[p][s], &b = copied[p][s];
+        EXPECT_EQ(a.step_tokens, b.step_tokens) << kind << " prompt " << p << " sample " << s;
+        EXPECT_EQ(a.logprobs, b.logprobs) << kind << " prompt " << p << " sample " << s;
+        ASSERT_EQ(a.top_logprobs.size(), b.top_logprobs.size());
+        for (size_t t = 0; t < a.top_logprobs.size(); ++t)
+          for (size_t k = 0; k < a.top_logprobs[t].size(); ++k) {
+            EXPECT_EQ(a.top_logprobs[t][k].id, b.top_logprobs[t][k].id);
+            EXPECT_EQ(a.top_logprobs[t][k].logprob, b.top_logprobs[t][k].logprob);
+          }
+        early += a.finish_reason == "stop";
+      }
+    EXPECT_GT(early, 0) << "some rows end before the others";
+  }
+}
+
 TEST(Generator, StopsOnEosAndStopStrings) {
   auto model = tiny("qwen2", 3);
   test::FakeTokenizer tok(96);
