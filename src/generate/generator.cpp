@@ -2,8 +2,9 @@
 //
 // The rows (request, sample) are decoded in chunks of batch_size. A chunk prefills each of its
 // distinct prompts once (left padding, so that every row's next token lands at the same cache
-// index), duplicates the cache rows for the samples (or shares them: KVCache's shared prefix), then steps: mask the vocabulary padding,
-// record log-probabilities, sample, append, and drop finished rows from the batch.
+// index), duplicates the cache rows for the samples (or shares them: KVCache's shared prefix), then
+// steps: mask the vocabulary padding, record log-probabilities, sample, append, and drop finished
+// rows from the batch.
 #include <ATen/CPUGeneratorImpl.h>
 
 #include <algorithm>

@@ -518,10 +518,10 @@ class PairBlocks {
     if (!prefix || prefix->length == 0) return p;
     const torch::Tensor& ps = prefix->side;
     const torch::Tensor& pr = prefix->rows;
-    if (ps.dim() != 4 || !ps.device().is_cpu() || ps.scalar_type() != side.scalar_type() || ps.size(1) != side.size(1) ||
-        ps.size(3) != side.size(3) || ps.size(2) < prefix->length || prefix->length > side.size(2) ||
-        merged_block_stride(ps) < 0 || !pr.defined() || !pr.device().is_cpu() || pr.scalar_type() != torch::kLong ||
-        !pr.is_contiguous() || pr.numel() != B)
+    if (ps.dim() != 4 || !ps.device().is_cpu() || ps.scalar_type() != side.scalar_type() ||
+        ps.size(1) != side.size(1) || ps.size(3) != side.size(3) || ps.size(2) < prefix->length ||
+        prefix->length > side.size(2) || merged_block_stride(ps) < 0 || !pr.defined() || !pr.device().is_cpu() ||
+        pr.scalar_type() != torch::kLong || !pr.is_contiguous() || pr.numel() != B)
       return std::nullopt;
     const int64_t* r = pr.data_ptr<int64_t>();
     for (int64_t i = 0; i < B; ++i)

@@ -23,7 +23,8 @@ EMLAB_AVX512 inline __m512 mul_add(__m512 x, __m512 c, __m512 r, __m512 s) {
 
 // -v, exactly as torch negates (the sign bit flipped).
 EMLAB_AVX512 inline __m512 neg(__m512 v) {
-  return _mm512_castsi512_ps(_mm512_xor_si512(_mm512_castps_si512(v), _mm512_set1_epi32(static_cast<int>(0x80000000u))));
+  const __m512i sign = _mm512_set1_epi32(static_cast<int>(0x80000000u));
+  return _mm512_castsi512_ps(_mm512_xor_si512(_mm512_castps_si512(v), sign));
 }
 
 // For rows [lo, hi) of x viewed as (N, H, D) with cos/sin (N, D) (one row per x row's position):
@@ -67,8 +68,10 @@ torch::Tensor rotate(const torch::Tensor& x, const torch::Tensor& cos, const tor
   void* op = out.data_ptr();
   const int64_t grain = std::max<int64_t>(1, (1 << 14) / (H * D));
   at::parallel_for(0, N, grain, [&](int64_t lo, int64_t hi) {
-    if (bf16) backward ? rope_rows<true, true>(xp, cp, sp, op, lo, hi, H, D) : rope_rows<true, false>(xp, cp, sp, op, lo, hi, H, D);
-    else backward ? rope_rows<false, true>(xp, cp, sp, op, lo, hi, H, D) : rope_rows<false, false>(xp, cp, sp, op, lo, hi, H, D);
+    if (bf16 && backward) rope_rows<true, true>(xp, cp, sp, op, lo, hi, H, D);
+    else if (bf16) rope_rows<true, false>(xp, cp, sp, op, lo, hi, H, D);
+    else if (backward) rope_rows<false, true>(xp, cp, sp, op, lo, hi, H, D);
+    else rope_rows<false, false>(xp, cp, sp, op, lo, hi, H, D);
   });
   return out;
 }
@@ -93,7 +96,8 @@ class RopeFn : public torch::autograd::Function<RopeFn> {
 torch::Tensor rope(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin) {
   const auto dt = x.scalar_type();
   if (!cpu_has_avx512() || !x.device().is_cpu() || !cos.device().is_cpu() || !sin.device().is_cpu()) return {};
-  if ((dt != torch::kFloat32 && dt != torch::kBFloat16) || cos.scalar_type() != dt || sin.scalar_type() != dt) return {};
+  if (dt != torch::kFloat32 && dt != torch::kBFloat16) return {};
+  if (cos.scalar_type() != dt || sin.scalar_type() != dt) return {};
   if (cos.requires_grad() || sin.requires_grad()) return {};
   const int64_t n = x.dim();
   if (n < 2 || x.size(-1) % 2 != 0 || cos.dim() != n || cos.sizes() != sin.sizes() || cos.size(-1) != x.size(-1) ||

@@ -233,7 +233,8 @@ torch::Tensor CausalLM::attention(int64_t layer, const torch::Tensor& x, const R
   // At decode (a few query rows per kv head, no gradient) both products run as one parallel kernel
   // over the (row, kv head) pairs instead of B x Hkv small BLAS calls (model/matvec.h).
   torch::Tensor qg = q.reshape({B, Hkv, G * T, D});
-  torch::Tensor scores = model_detail::attention_scores(qg, k, cache_rows, prefix_k ? &*prefix_k : nullptr);  // (B, Hkv, G*T, S) float32, or undefined
+  torch::Tensor scores =  // (B, Hkv, G*T, S) float32, or undefined
+      model_detail::attention_scores(qg, k, cache_rows, prefix_k ? &*prefix_k : nullptr);
   const bool kernels = scores.defined();
   if (!kernels && prefix_k) {  // matmul needs every position in the batch's own rows
     KVCache& c = *args.cache;
