@@ -436,7 +436,9 @@ EMLAB_AVX512 void one_row_kernel(const void* w, const void* lo, int64_t P, const
     }
     _mm512_storeu_ps(y + o, sum16(acc));
   }
-  for (; o < S; ++o) tail_outputs<BF16>(row(o) - o * C, x, y, o, o + 1, C, 1);
+  if (o >= P) tail_outputs<BF16>(w, x, y, o, S, C, 1);  // the last S % 16 rows, all the row's own
+  else
+    for (; o < S; ++o) tail_outputs<BF16>(row(o) - o * C, x, y, o, o + 1, C, 1);
 }
 
 using ValuesKernel = void (*)(const float*, const void*, const void*, int64_t, float*, int64_t, int64_t);
