@@ -1,6 +1,8 @@
 // AdamW, batches, loss terms and the per-method trainable state.
 #include "train/train_parts.h"
 
+#include "train/adamw_update.h"
+
 #include <cmath>
 #include <filesystem>
 
@@ -34,11 +36,14 @@ void AdamW::step(std::vector<TrainParam>& params, const std::vector<torch::Tenso
       m = torch::zeros_like(p.master);
       v = torch::zeros_like(p.master);
     }
-    if (p.decay && weight_decay_ != 0.0) p.master.mul_(1.0 - lr * weight_decay_);
-    m.mul_(beta1_).add_(g, 1.0 - beta1_);
-    v.mul_(beta2_).addcmul_(g, g, 1.0 - beta2_);
-    torch::Tensor denom = (v.sqrt() / bc2_sqrt).add_(eps_);
-    p.master.addcdiv_(m, denom, -step_size);
+    AdamWUpdate u;
+    u.decay = p.decay && weight_decay_ != 0.0 ? 1.0 - lr * weight_decay_ : 1.0;
+    u.beta1 = beta1_;
+    u.beta2 = beta2_;
+    u.bc2_sqrt = bc2_sqrt;
+    u.eps = eps_;
+    u.step_size = step_size;
+    if (!adamw_update_fused(p.master, m, v, g, u)) adamw_update_torch(p.master, m, v, g, u);
     if (!p.param.is_same(p.master)) p.param.copy_(p.master);
   }
 }
