@@ -266,8 +266,7 @@ torch::Tensor CausalLM::forward(const torch::Tensor& input_ids, const ForwardArg
   if (static_decode)
     TORCH_CHECK(args.cache && !args.cache->k.empty() && past < args.cache->k[0].size(2) && T == 1 &&
                     !args.cache->rows.defined() && !args.cache->prefix_rows.defined() && !args.hooks &&
-                    args.position_ids.defined() &&
-                    args.attention_mask.defined(),
+                    args.position_ids.defined() && args.attention_mask.defined(),
                 "cache_position needs one token per row, an allocated cache with room, no row map or shared prefix, "
                 "position_ids and attention_mask, and no hooks");
   const int64_t S = static_decode ? args.cache->k[0].size(2) : past + T;  // keys attended

@@ -40,8 +40,9 @@ EMLAB_AVX512 void update_range(float* p, float* m, float* v, const float* g, int
     const __m512 G = _mm512_maskz_loadu_ps(k, g + i);
     __m512 P = _mm512_maskz_loadu_ps(k, p + i);
     if (u.decay != 1.0) P = _mm512_mul_ps(P, decay);
-    const __m512 M = _mm512_fmadd_ps(G, a1, _mm512_mul_ps(_mm512_maskz_loadu_ps(k, m + i), b1));           // add_(g, alpha)
-    const __m512 V = _mm512_fmadd_ps(_mm512_mul_ps(a2, G), G, _mm512_mul_ps(_mm512_maskz_loadu_ps(k, v + i), b2));  // addcmul_
+    // m.mul_(beta1).add_(g, 1 - beta1); v.mul_(beta2).addcmul_(g, g, 1 - beta2)
+    const __m512 M = _mm512_fmadd_ps(G, a1, _mm512_mul_ps(_mm512_maskz_loadu_ps(k, m + i), b1));
+    const __m512 V = _mm512_fmadd_ps(_mm512_mul_ps(a2, G), G, _mm512_mul_ps(_mm512_maskz_loadu_ps(k, v + i), b2));
     const __m512 denom = _mm512_add_ps(_mm512_div_ps(_mm512_sqrt_ps(V), bc2), eps);
     P = _mm512_add_ps(P, _mm512_div_ps(_mm512_mul_ps(step, M), denom));  // addcdiv_
     _mm512_mask_storeu_ps(p + i, k, P);

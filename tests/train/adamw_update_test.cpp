@@ -45,11 +45,11 @@ TEST(AdamWUpdate, LeavesOtherTensorsToTorch) {
   AdamWUpdate u;
   torch::Tensor pd = p.to(torch::kFloat64), md = m.to(torch::kFloat64), vd = v.to(torch::kFloat64);
   EXPECT_FALSE(adamw_update_fused(pd, md, vd, g.to(torch::kFloat64), u));
-  torch::Tensor strided = torch::randn({16}).narrow(0, 0, 8);
-  torch::Tensor wide = torch::randn({8, 2}).select(1, 0);  // not contiguous
-  EXPECT_FALSE(adamw_update_fused(wide, m, v, g, u));
+  torch::Tensor column = torch::randn({8, 2}).select(1, 0);  // not contiguous
+  EXPECT_FALSE(adamw_update_fused(column, m, v, g, u));
   EXPECT_FALSE(adamw_update_fused(p, m, v, torch::randn({9}), u));
-  EXPECT_EQ(adamw_update_fused(strided, m, v, g, u), model_detail::cpu_has_avx512());  // a contiguous view
+  torch::Tensor view = torch::randn({16}).narrow(0, 0, 8);  // a contiguous view: taken
+  EXPECT_EQ(adamw_update_fused(view, m, v, g, u), model_detail::cpu_has_avx512());
 }
 
 }  // namespace
