@@ -507,9 +507,11 @@ inline int64_t cache_block(int64_t n, int64_t Hkv, const int64_t* rows) {
 // block holding every position, so their results are the same.
 class PairBlocks {
  public:
-  // nullopt where `prefix` does not fit the cache `side` (B, Hkv, S, D) and S positions.
+  // nullopt where the cache `side` (B, Hkv, S, D) has no even block stride, or `prefix` does not
+  // fit it and its S positions.
   static std::optional<PairBlocks> make(const torch::Tensor& side, int64_t B, const torch::Tensor& cache_rows,
                                         const SharedPrefix* prefix) {
+    if (merged_block_stride(side) < 0) return std::nullopt;
     PairBlocks p;
     p.Hkv_ = side.size(1);
     p.base_ = static_cast<const char*>(side.data_ptr());
@@ -565,7 +567,6 @@ class PairBlocks {
 torch::Tensor attention_scores(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& cache_rows,
                                const SharedPrefix* prefix) {
   if (!attention_kernels_take(q, k, cache_rows) || q.scalar_type() != k.scalar_type() || q.size(3) != k.size(3)) return {};
-  if (merged_block_stride(k) < 0) return {};
   const std::optional<PairBlocks> blocks = PairBlocks::make(k, q.size(0), cache_rows, prefix);
   if (!blocks) return {};
   const int64_t B = q.size(0), Hkv = q.size(1), R = q.size(2), D = q.size(3), S = k.size(2);
@@ -611,7 +612,6 @@ torch::Tensor attention_scores(const torch::Tensor& q, const torch::Tensor& k, c
 torch::Tensor attention_values(const torch::Tensor& p, const torch::Tensor& v, const torch::Tensor& cache_rows,
                                const SharedPrefix* prefix) {
   if (!attention_kernels_take(p, v, cache_rows) || p.scalar_type() != torch::kFloat32 || p.size(3) != v.size(2)) return {};
-  if (merged_block_stride(v) < 0) return {};
   const std::optional<PairBlocks> blocks = PairBlocks::make(v, p.size(0), cache_rows, prefix);
   if (!blocks) return {};
   const int64_t B = p.size(0), Hkv = p.size(1), R = p.size(2), S = p.size(3), D = v.size(3);

@@ -2,7 +2,7 @@
 // (CMakeLists.txt): the products and sums that torch rounds separately stay separate here.
 #include "train/adamw_update.h"
 
-#include <utility>
+#include <initializer_list>
 
 #include "model/avx512.h"
 
@@ -56,7 +56,7 @@ EMLAB_AVX512 void update_range(float* p, float* m, float* v, const float* g, int
 bool adamw_update_fused(torch::Tensor& p, torch::Tensor& m, torch::Tensor& v, const torch::Tensor& g,
                         const AdamWUpdate& u) {
   if (!model_detail::cpu_has_avx512()) return false;
-  for (const torch::Tensor* t : {static_cast<const torch::Tensor*>(&p), &std::as_const(m), &std::as_const(v), &g})
+  for (const torch::Tensor* t : std::initializer_list<const torch::Tensor*>{&p, &m, &v, &g})
     if (!t->device().is_cpu() || t->scalar_type() != torch::kFloat32 || !t->is_contiguous() ||
         t->numel() != p.numel())
       return false;
