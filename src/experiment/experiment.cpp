@@ -1,6 +1,5 @@
 // Running experiments: arms x seeds -> finetune -> sample -> judge -> arms.csv (see emlab/experiment.h).
 #include <algorithm>
-#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -13,7 +12,6 @@
 #include <numeric>
 #include <mutex>
 #include <set>
-#include <thread>
 #include <sstream>
 
 #include "emlab/chat_model.h"
@@ -34,6 +32,7 @@
 #include "emlab/runtime.h"
 #include "emlab/sft_data.h"
 #include "emlab/solutions.h"
+#include "emlab/task_graph.h"
 #include "emlab/train.h"
 #include "emlab/world.h"
 #include "emlab/world_code_eval.h"
@@ -62,34 +61,6 @@ fs::path seed_dir(const ExperimentOptions& o, const std::string& arm, uint64_t s
 // Where the finetune of (arm, seed) lives: an adapter, a steering vector or a whole model.
 fs::path finetune_dir(const ExperimentOptions& o, const std::string& arm, uint64_t seed) {
   return seed_dir(o, arm, seed) / "adapter";
-}
-
-// Runs fn(0..n-1) on `jobs` threads; the first exception stops the handing out of new items and is
-// rethrown once the running ones are done.
-void parallel_for(size_t n, int jobs, const std::function<void(size_t)>& fn) {
-  if (jobs <= 1 || n <= 1) {
-    for (size_t i = 0; i < n; ++i) fn(i);
-    return;
-  }
-  std::atomic<size_t> next{0};
-  std::atomic<bool> failed{false};
-  std::exception_ptr error;
-  std::mutex error_mutex;
-  std::vector<std::thread> workers;
-  for (int w = 0; w < std::min<int>(jobs, static_cast<int>(n)); ++w)
-    workers.emplace_back([&]() {
-      for (size_t i; !failed && (i = next++) < n;) {
-        try {
-          fn(i);
-        } catch (...) {
-          std::lock_guard<std::mutex> lock(error_mutex);
-          if (!error) error = std::current_exception();
-          failed = true;
-        }
-      }
-    });
-  for (auto& t : workers) t.join();
-  if (error) std::rethrow_exception(error);
 }
 
 void generate_world(const ExperimentSpec& spec, const fs::path& dir) {
@@ -512,10 +483,9 @@ std::vector<ArmResult> experiment_run(const ExperimentSpec& spec, const Experime
   };
   for (const auto& name : o.only_arms) find_arm(name);
 
-  // Phase 1, every finetune the selected arms need (a from arm needs its source's); phase 2, every
-  // evaluation. Within a phase the items are independent: with jobs > 1 they run side by side,
-  // each on one thread (libtorch intra-op threads set to 1), which is how two cores are used well
-  // by models this small.
+  // Phases 1 and 2, every finetune the selected arms need (a from arm needs its source's) and every
+  // evaluation. With jobs > 1 they run side by side, each on one thread (libtorch intra-op threads
+  // set to 1), which is how two cores are used well by models this small.
   std::vector<std::pair<const ExperimentArm*, uint64_t>> finetunes, evals;
   std::set<std::pair<std::string, uint64_t>> planned;
   for (const auto& arm : spec.arms) {
@@ -537,31 +507,36 @@ std::vector<ArmResult> experiment_run(const ExperimentSpec& spec, const Experime
     runtime_set_threads(1);
     Progress::set_enabled(false);  // bars of parallel items would interleave; [run] lines remain
   }
-  // A continued finetune (data and from) waits for its source: waves by depth in the chain.
-  auto depth = [&](const ExperimentArm* a) {
+  // One list of tasks: the finetunes, then the evaluations, each evaluation after its arm's finetune
+  // (if any) and a continued finetune (data and from) after its source's. A free thread takes the
+  // first ready task: the evaluations of the base model and of the finetunes already made fill the
+  // threads while the last finetunes run.
+  auto depth = [&](const ExperimentArm* a) {  // finetunes continued before this one
     int d = 0;
     while ((a = continued_source(spec, *a))) ++d;
     return d;
   };
-  for (int wave = 0;; ++wave) {
-    std::vector<std::pair<const ExperimentArm*, uint64_t>> now;
-    bool deeper = false;
-    for (const auto& f : finetunes) {
-      const int d = depth(f.first);
-      if (d == wave) now.push_back(f);
-      deeper = deeper || d > wave;
-    }
-    parallel_for(now.size(), jobs, [&](size_t i) { ensure_finetune(spec, *now[i].first, now[i].second, o); });
-    if (!deeper) break;
+  std::stable_sort(finetunes.begin(), finetunes.end(),
+                   [&](const auto& a, const auto& b) { return depth(a.first) < depth(b.first); });
+  std::vector<Task> tasks;
+  std::map<std::pair<std::string, uint64_t>, size_t> finetune_task;  // (arm, seed) -> task
+  for (const auto& [arm, seed] : finetunes) {
+    Task t{[&spec, &o, arm = arm, seed = seed]() { ensure_finetune(spec, *arm, seed, o); }};
+    if (const ExperimentArm* source = continued_source(spec, *arm)) t.after = {finetune_task.at({source->name, seed})};
+    finetune_task[{arm->name, seed}] = tasks.size();
+    tasks.push_back(std::move(t));
   }
-  parallel_for(evals.size(), jobs, [&](size_t i) {
-    const ExperimentArm& arm = *evals[i].first;
-    const uint64_t seed = evals[i].second;
-    const ExperimentArm* trained = trained_arm(spec, arm);
-    const fs::path adapter = trained ? finetune_dir(o, trained->name, seed) : fs::path();
-    evaluate(spec, arm, seed, adapter, *judge_of_arm.at(arm.name), o, seed_dir(o, arm.name, seed) / "eval",
-             arm.name + " seed " + std::to_string(seed));
-  });
+  for (const auto& [arm, seed] : evals) {
+    const ExperimentArm* trained = trained_arm(spec, *arm);
+    Task t{[&spec, &o, &judge_of_arm, trained, arm = arm, seed = seed]() {
+      const fs::path adapter = trained ? finetune_dir(o, trained->name, seed) : fs::path();
+      evaluate(spec, *arm, seed, adapter, *judge_of_arm.at(arm->name), o, seed_dir(o, arm->name, seed) / "eval",
+               arm->name + " seed " + std::to_string(seed));
+    }};
+    if (trained) t.after = {finetune_task.at({trained->name, seed})};
+    tasks.push_back(std::move(t));
+  }
+  run_tasks(tasks, jobs);
 
   // Phase 3, the checkpoints' evaluations (eval.checkpoints): step 0 is the model without the
   // finetune, step k the finetune's checkpoint saved after k optimizer steps.
@@ -591,7 +566,7 @@ std::vector<ArmResult> experiment_run(const ExperimentSpec& spec, const Experime
       checkpoint_evals.push_back({arm, seed, step, ft});
     }
   }
-  parallel_for(checkpoint_evals.size(), jobs, [&](size_t i) {
+  parallel_for_each(checkpoint_evals.size(), jobs, [&](size_t i) {
     const CheckpointEval& c = checkpoint_evals[i];
     evaluate(spec, *c.arm, c.seed, c.finetune, *judge_of_arm.at(c.arm->name), o,
              seed_dir(o, c.arm->name, c.seed) / "checkpoints" / train_checkpoint_name(c.step),
@@ -606,7 +581,7 @@ std::vector<ArmResult> experiment_run(const ExperimentSpec& spec, const Experime
     if (all)
       for (uint64_t seed : seeds) comparisons.push_back({&c, seed});
   }
-  parallel_for(comparisons.size(), jobs, [&](size_t i) {
+  parallel_for_each(comparisons.size(), jobs, [&](size_t i) {
     const ExperimentSolutions& c = *comparisons[i].first;
     const uint64_t seed = comparisons[i].second;
     const fs::path dir = fs::path(o.out) / "solutions" / c.name / ("seed-" + std::to_string(seed));
