@@ -507,10 +507,10 @@ std::vector<ArmResult> experiment_run(const ExperimentSpec& spec, const Experime
     runtime_set_threads(1);
     Progress::set_enabled(false);  // bars of parallel items would interleave; [run] lines remain
   }
-  // One list of tasks: the finetunes, then the evaluations, each evaluation after its arm's finetune
-  // (if any) and a continued finetune (data and from) after its source's. A free thread takes the
-  // first ready task: the evaluations of the base model and of the finetunes already made fill the
-  // threads while the last finetunes run.
+  // They form one list of tasks: the finetunes (sources before their continuations), then the
+  // evaluations, each evaluation after its arm's finetune of the same seed (if any). A free thread
+  // takes the first ready task: the evaluations of the base model and of the finetunes already made
+  // fill the threads while the last finetunes run.
   auto depth = [&](const ExperimentArm* a) {  // finetunes continued before this one
     int d = 0;
     while ((a = continued_source(spec, *a))) ++d;
