@@ -314,7 +314,7 @@ SmallRowsPath small_rows_path(int64_t rows, torch::ScalarType dtype, int64_t wei
     return rows <= kRowsKernelMax ? SmallRowsPath::kRows : SmallRowsPath::kTiles;
   }
   if (dtype == torch::kBFloat16) {
-    if (rows == 1) return SmallRowsPath::kRows;
+    if (rows <= kRowsKernelMax) return SmallRowsPath::kRows;
     if (rows <= kBf16DotRowsMax && cpu_has_avx512_bf16()) return SmallRowsPath::kTilesBf16Dot;
   }
   return SmallRowsPath::kNone;

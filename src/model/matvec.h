@@ -26,9 +26,11 @@ enum class SmallRowsPath {
 //   where the kernel is 1.0-1.4x OpenBLAS's mv), else kNone (mv, as fast or faster from cache);
 // - float32, 2-4 rows: kRows (1.1-3.6x linear); 5-64 rows: kTiles (1.2-4.5x linear, cold or
 //   cached, but for a 4864-wide weight at 64 rows: 1.0x);
-// - bfloat16, 1 row: kRows (1.7-2.5x oneDNN); 2-32 rows on a CPU with AVX512-BF16: kTilesBf16Dot
-//   (1.1-3.9x oneDNN, cold or cached; at 64 rows 0.9-1.2x, left to oneDNN, as are 2-64 rows
-//   elsewhere: widening bf16 to float32 in the float32 tiles was 0.9-1.5x oneDNN at 2-8 rows);
+// - bfloat16, 1-4 rows: kRows (1.7-2.5x oneDNN at 1 row; at 2-4 rows 1.2-2.4x the AVX512-BF16
+//   tiles, which read the weight at only ~20 GB/s there); 5-32 rows on a CPU with AVX512-BF16:
+//   kTilesBf16Dot (1.1-3.9x oneDNN, cold or cached; even with kRows at 8 rows; at 64 rows
+//   0.9-1.2x, left to oneDNN, as are 5-64 rows elsewhere: widening bf16 to float32 in the float32
+//   tiles was 0.9-1.5x oneDNN at 2-8 rows);
 // - anything else: kNone.
 SmallRowsPath small_rows_path(int64_t rows, torch::ScalarType dtype, int64_t weight_bytes);
 
