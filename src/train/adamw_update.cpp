@@ -2,6 +2,7 @@
 // (CMakeLists.txt): the products and sums that torch rounds separately stay separate here.
 #include "train/adamw_update.h"
 
+#include <cmath>
 #include <initializer_list>
 
 #include "model/avx512.h"
@@ -51,18 +52,50 @@ EMLAB_AVX512 void update_range(float* p, float* m, float* v, const float* g, int
   }
 }
 
+// The fused pass over contiguous float32 CPU tensors of one size (the caller checks).
+void fused_pass(torch::Tensor& p, torch::Tensor& m, torch::Tensor& v, const torch::Tensor& g, const AdamWUpdate& u) {
+  float *pp = p.data_ptr<float>(), *mp = m.data_ptr<float>(), *vp = v.data_ptr<float>();
+  const float* gp = g.data_ptr<float>();
+  at::parallel_for(0, p.numel(), 1 << 14, [&](int64_t lo, int64_t hi) { update_range(pp, mp, vp, gp, lo, hi, u); });
+}
+
 }  // namespace
+
+bool adamw_fused_matches_torch() {
+  static const bool matches = [] {
+    if (!model_detail::cpu_has_avx512()) return false;
+    // Values spread over magnitudes without drawing from torch's generator (a training run's
+    // random stream stays as it was); a size with a partial 16-wide step; a step of tiny gradients.
+    const int64_t n = 4099;
+    const torch::Tensor i = torch::arange(n, torch::kFloat32);
+    for (bool decay : {false, true}) {
+      torch::Tensor p = torch::sin(i * 0.731f) * 2.0f, m = torch::zeros({n}), v = torch::zeros({n});
+      torch::Tensor p2 = p.clone(), m2 = m.clone(), v2 = v.clone();
+      for (int step = 1; step <= 3; ++step) {
+        const torch::Tensor g = torch::cos(i * (0.37f * step)) * torch::exp(torch::sin(i * 1.3f) * 6.0f) *
+                                (step == 2 ? 1e-7f : 1e-3f);
+        AdamWUpdate u;
+        u.decay = decay ? 1.0 - 3e-4 * 0.01 : 1.0;
+        u.bc2_sqrt = std::sqrt(1.0 - std::pow(u.beta2, step));
+        u.step_size = 3e-4 / (1.0 - std::pow(u.beta1, step));
+        fused_pass(p, m, v, g, u);
+        adamw_update_torch(p2, m2, v2, g, u);
+      }
+      if (!torch::equal(p, p2) || !torch::equal(m, m2) || !torch::equal(v, v2)) return false;
+    }
+    return true;
+  }();
+  return matches;
+}
 
 bool adamw_update_fused(torch::Tensor& p, torch::Tensor& m, torch::Tensor& v, const torch::Tensor& g,
                         const AdamWUpdate& u) {
-  if (!model_detail::cpu_has_avx512()) return false;
   for (const torch::Tensor* t : std::initializer_list<const torch::Tensor*>{&p, &m, &v, &g})
     if (!t->device().is_cpu() || t->scalar_type() != torch::kFloat32 || !t->is_contiguous() ||
         t->numel() != p.numel())
       return false;
-  float *pp = p.data_ptr<float>(), *mp = m.data_ptr<float>(), *vp = v.data_ptr<float>();
-  const float* gp = g.data_ptr<float>();
-  at::parallel_for(0, p.numel(), 1 << 14, [&](int64_t lo, int64_t hi) { update_range(pp, mp, vp, gp, lo, hi, u); });
+  if (!adamw_fused_matches_torch()) return false;
+  fused_pass(p, m, v, g, u);
   return true;
 }
 
@@ -71,6 +104,7 @@ bool adamw_update_fused(torch::Tensor& p, torch::Tensor& m, torch::Tensor& v, co
 #else  // not x86-64: torch's ops
 
 namespace emlab::train_detail {
+bool adamw_fused_matches_torch() { return false; }
 bool adamw_update_fused(torch::Tensor&, torch::Tensor&, torch::Tensor&, const torch::Tensor&, const AdamWUpdate&) {
   return false;
 }
