@@ -47,7 +47,8 @@ TEST(SmallRowsLinear, PathFollowsTheMeasuredRule) {
   for (int64_t R = kRowsKernelMax + 1; R <= kSmallRowsMax; ++R)
     EXPECT_EQ(small_rows_path(R, torch::kFloat32, 1024), SmallRowsPath::kTiles);
   EXPECT_EQ(small_rows_path(kSmallRowsMax + 1, torch::kFloat32, 1024), SmallRowsPath::kNone);
-  for (int64_t R = 1; R <= kRowsKernelMax; ++R) EXPECT_EQ(small_rows_path(R, torch::kBFloat16, 1024), SmallRowsPath::kRows);
+  for (int64_t R = 1; R <= kRowsKernelMax; ++R)
+    EXPECT_EQ(small_rows_path(R, torch::kBFloat16, 1024), SmallRowsPath::kRows);
   const SmallRowsPath bf16_rows = cpu_has_avx512_bf16() ? SmallRowsPath::kTilesBf16Dot : SmallRowsPath::kNone;
   for (int64_t R = kRowsKernelMax + 1; R <= kBf16DotRowsMax; ++R)
     EXPECT_EQ(small_rows_path(R, torch::kBFloat16, 1024), bf16_rows);
