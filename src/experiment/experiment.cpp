@@ -6,7 +6,6 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
-#include <functional>
 #include <map>
 #include <optional>
 #include <numeric>

@@ -511,11 +511,12 @@ class PairBlocks {
   // fit it and its S positions.
   static std::optional<PairBlocks> make(const torch::Tensor& side, int64_t B, const torch::Tensor& cache_rows,
                                         const SharedPrefix* prefix) {
-    if (merged_block_stride(side) < 0) return std::nullopt;
+    const int64_t stride = merged_block_stride(side);
+    if (stride < 0) return std::nullopt;
     PairBlocks p;
     p.Hkv_ = side.size(1);
     p.base_ = static_cast<const char*>(side.data_ptr());
-    p.block_bytes_ = merged_block_stride(side) * side.element_size();
+    p.block_bytes_ = stride * side.element_size();
     p.rows_ = cache_rows.defined() ? cache_rows.data_ptr<int64_t>() : nullptr;
     p.block_len_bytes_ = side.size(2) * side.size(3) * side.element_size();
     p.position_bytes_ = side.size(3) * side.element_size();
