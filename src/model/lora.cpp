@@ -7,9 +7,10 @@ namespace emlab {
 torch::Tensor linear_small_rows_aware(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias) {
   // Decode at small batch reads every weight once per step for a few rows: bandwidth-bound work
   // that matrix-matrix kernels (which pack the weight first) do poorly. emlab's AVX-512 kernels
-  // (model/matvec.h) take up to 64 rows in fp32 and one row in bf16; one row in fp32/fp64 that they
-  // leave goes through a matrix-vector product, which Debian's libtorch 1.13 (OpenBLAS) runs 2-5x
-  // faster than linear() (bench/matvec_bench.cpp). Same values to rounding.
+  // (model/matvec.h) take up to 64 rows in fp32 and up to 32 in bf16; one row in fp32/fp64 that
+  // they leave (no AVX-512, fp64, gradients) goes through a matrix-vector product, which Debian's
+  // libtorch 1.13 (OpenBLAS) runs 2-5x faster than linear() (bench/matvec_bench.cpp). Same values
+  // to rounding.
   std::vector<int64_t> shape(x.sizes().begin(), x.sizes().end());
   if (!shape.empty()) shape.back() = weight.size(0);
   if (torch::Tensor y = model_detail::small_rows_linear(x, weight); y.defined()) {  // (R, out)

@@ -7,14 +7,9 @@
 
 #include <algorithm>
 #include <cstdint>
-#include <cstdlib>
 #include <cstring>
-#include <fstream>
 #include <optional>
-#include <string>
 #include <type_traits>
-
-#include <unistd.h>
 
 #if defined(__x86_64__)
 
@@ -283,36 +278,9 @@ bool cpu_has_avx512() {
   return ok;
 }
 
-int64_t last_level_cache_bytes() {
-  static const int64_t bytes = [] {
-    // The kernel's view (sysfs) first: in a virtual machine sysconf may report the host's total.
-    int best_level = 0;
-    int64_t best = 0;
-    for (int i = 0; i < 10; ++i) {
-      const std::string dir = "/sys/devices/system/cpu/cpu0/cache/index" + std::to_string(i) + "/";
-      std::ifstream level_file(dir + "level"), size_file(dir + "size"), type_file(dir + "type");
-      int level = 0;
-      std::string size, type;
-      if (!(level_file >> level) || !(size_file >> size) || !(type_file >> type) || type == "Instruction") continue;
-      char* end = nullptr;
-      int64_t n = std::strtoll(size.c_str(), &end, 10);
-      if (*end == 'K') n <<= 10;
-      else if (*end == 'M') n <<= 20;
-      if (level > best_level && n > 0) best_level = level, best = n;
-    }
-    if (best > 0) return best;
-    const long l3 = sysconf(_SC_LEVEL3_CACHE_SIZE), l2 = sysconf(_SC_LEVEL2_CACHE_SIZE);
-    return static_cast<int64_t>(l3 > 0 ? l3 : l2 > 0 ? l2 : 32L << 20);
-  }();
-  return bytes;
-}
-
-SmallRowsPath small_rows_path(int64_t rows, torch::ScalarType dtype, int64_t weight_bytes) {
+SmallRowsPath small_rows_path(int64_t rows, torch::ScalarType dtype) {
   if (!cpu_has_avx512() || rows < 1 || rows > kSmallRowsMax) return SmallRowsPath::kNone;
-  if (dtype == torch::kFloat32) {
-    if (rows == 1) return weight_bytes > last_level_cache_bytes() ? SmallRowsPath::kRows : SmallRowsPath::kNone;
-    return rows <= kRowsKernelMax ? SmallRowsPath::kRows : SmallRowsPath::kTiles;
-  }
+  if (dtype == torch::kFloat32) return rows <= kRowsKernelMax ? SmallRowsPath::kRows : SmallRowsPath::kTiles;
   if (dtype == torch::kBFloat16) {
     if (rows <= kRowsKernelMax) return SmallRowsPath::kRows;
     if (rows <= kBf16DotRowsMax && cpu_has_avx512_bf16()) return SmallRowsPath::kTilesBf16Dot;
@@ -329,7 +297,7 @@ torch::Tensor small_rows_linear(const torch::Tensor& x, const torch::Tensor& wei
   const int64_t out = weight.size(0), C = weight.size(1);
   if (C == 0 || x.numel() % C != 0) return {};
   const int64_t R = x.numel() / C;
-  const SmallRowsPath path = small_rows_path(R, dt, weight.numel() * weight.element_size());
+  const SmallRowsPath path = small_rows_path(R, dt);
   if (path == SmallRowsPath::kNone) return {};
   const bool bf16 = dt == torch::kBFloat16;
   torch::Tensor y = torch::empty({R, out}, x.options().dtype(torch::kFloat32));  // (R, out)
@@ -636,8 +604,7 @@ torch::Tensor attention_values(const torch::Tensor& p, const torch::Tensor& v, c
 namespace emlab::model_detail {
 bool cpu_has_avx512() { return false; }
 bool cpu_has_avx512_bf16() { return false; }
-SmallRowsPath small_rows_path(int64_t, torch::ScalarType, int64_t) { return SmallRowsPath::kNone; }
-int64_t last_level_cache_bytes() { return 32LL << 20; }
+SmallRowsPath small_rows_path(int64_t, torch::ScalarType) { return SmallRowsPath::kNone; }
 torch::Tensor small_rows_linear(const torch::Tensor&, const torch::Tensor&) { return {}; }
 bool attention_kernels_read(const torch::Tensor&) { return false; }
 torch::Tensor attention_scores(const torch::Tensor&, const torch::Tensor&, const torch::Tensor&, const SharedPrefix*) {

@@ -20,10 +20,10 @@ enum class SmallRowsPath {
   kTilesBf16Dot,  // the same tiles on bf16 rows and weights with AVX512-BF16 dot products
 };
 
-// The choice for `rows` rows of a weight of `dtype` and `weight_bytes`, on a CPU with AVX-512 (F,
-// BW, VL), from bench/matvec_bench.cpp (bench/RESULTS.md; 2 threads, libtorch 1.13):
-// - float32, 1 row: kRows when the weight is larger than the last-level cache (read from memory,
-//   where the kernel is 1.0-1.4x OpenBLAS's mv), else kNone (mv, as fast or faster from cache);
+// The choice for `rows` rows of a weight of `dtype`, on a CPU with AVX-512 (F, BW, VL), from
+// bench/matvec_bench.cpp (bench/RESULTS.md; 2 threads, libtorch 1.13):
+// - float32, 1 row: kRows (as fast as OpenBLAS's mv or 1.1-1.2x it from cache, the same from
+//   memory on its own; in a whole decode step 1.07-1.16x, bench/RESULTS.md "Weights in huge pages");
 // - float32, 2-4 rows: kRows (1.1-3.6x linear); 5-64 rows: kTiles (1.2-4.5x linear, cold or
 //   cached, but for a 4864-wide weight at 64 rows: 1.0x);
 // - bfloat16, 1-4 rows: kRows (1.7-2.5x oneDNN at 1 row; at 2-4 rows 1.2-2.4x the AVX512-BF16
@@ -32,10 +32,7 @@ enum class SmallRowsPath {
 //   0.9-1.2x, left to oneDNN, as are 5-64 rows elsewhere: widening bf16 to float32 in the float32
 //   tiles was 0.9-1.5x oneDNN at 2-8 rows);
 // - anything else: kNone.
-SmallRowsPath small_rows_path(int64_t rows, torch::ScalarType dtype, int64_t weight_bytes);
-
-// The size in bytes of the last-level cache CPU 0 sees (sysfs, else sysconf; 32 MiB where neither says).
-int64_t last_level_cache_bytes();
+SmallRowsPath small_rows_path(int64_t rows, torch::ScalarType dtype);
 
 // y (R, out) = x (R, in) W^T for W (out, in) contiguous on the CPU, no gradient wanted, through the
 // kernel small_rows_path picks. Dot products accumulate in float32 (bf16 weights widened as read);

@@ -1,6 +1,13 @@
 #include "emlab/runtime.h"
 
+#include <cstdlib>
+#include <memory>
+#include <new>
 #include <thread>
+
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
 
 #include "emlab/error.h"
 
@@ -40,6 +47,31 @@ std::string dtype_to_string(torch::ScalarType dtype) {
     case torch::kFloat64: return "float64";
     default: return c10::toString(dtype);
   }
+}
+
+std::vector<torch::Tensor> huge_page_tensors(const std::vector<std::vector<int64_t>>& shapes, torch::ScalarType dtype) {
+  constexpr size_t kAlign = 64, kPage = size_t{2} << 20;
+  const size_t esize = c10::elementSize(dtype);
+  std::vector<size_t> offsets;
+  size_t total = 0;
+  for (const auto& shape : shapes) {
+    size_t n = 1;
+    for (int64_t d : shape) n *= static_cast<size_t>(d);
+    offsets.push_back(total);
+    total += (n * esize + kAlign - 1) / kAlign * kAlign;
+  }
+  const size_t bytes = std::max(kPage, (total + kPage - 1) / kPage * kPage);
+  void* raw = std::aligned_alloc(kPage, bytes);
+  if (raw == nullptr) throw std::bad_alloc();
+  std::shared_ptr<void> block(raw, [](void* p) { std::free(p); });
+#if defined(MADV_HUGEPAGE)
+  ::madvise(raw, bytes, MADV_HUGEPAGE);  // advice only: a refusal leaves ordinary pages
+#endif
+  std::vector<torch::Tensor> out;
+  for (size_t i = 0; i < shapes.size(); ++i)
+    out.push_back(torch::from_blob(static_cast<char*>(raw) + offsets[i], shapes[i], [block](void*) {},
+                                   torch::TensorOptions().dtype(dtype)));
+  return out;
 }
 
 CpuBf16 cpu_bf16_support() {

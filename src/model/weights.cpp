@@ -19,6 +19,23 @@ namespace emlab {
 
 namespace {
 
+// Empty weights of `shapes` on `device`: on the CPU in one block of huge pages (decode reads them all
+// each step; huge_page_tensors says why), elsewhere one tensor each.
+std::map<std::string, torch::Tensor> weight_storage(const std::map<std::string, std::vector<int64_t>>& shapes,
+                                                    torch::Device device, torch::ScalarType dtype) {
+  std::map<std::string, torch::Tensor> out;
+  if (device.is_cpu()) {
+    std::vector<std::vector<int64_t>> list;
+    for (const auto& [name, shape] : shapes) list.push_back(shape);
+    auto tensors = huge_page_tensors(list, dtype);
+    size_t i = 0;
+    for (const auto& [name, shape] : shapes) out[name] = tensors[i++];
+  } else {
+    for (const auto& [name, shape] : shapes) out[name] = torch::empty(shape, torch::TensorOptions().dtype(dtype).device(device));
+  }
+  return out;
+}
+
 std::string shape_string(const std::vector<int64_t>& shape) {
   std::string s = "[";
   for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
@@ -126,7 +143,8 @@ std::shared_ptr<CausalLM> CausalLM::load(const std::string& dir, const LoadOptio
   Checkpoint ckpt(d);
   std::shared_ptr<CausalLM> model(new CausalLM(config, arch, device, dtype));
   torch::NoGradGuard no_grad;
-  for (const auto& [name, shape] : model->expected_shapes()) {
+  const auto shapes = model->expected_shapes();
+  for (const auto& [name, shape] : shapes) {
     auto it = ckpt.where.find(name);
     if (it == ckpt.where.end()) {
       std::string file = ckpt.files.size() == 1 ? ckpt.files[0]->path() : (d / "model.safetensors.index.json").string();
@@ -140,9 +158,12 @@ std::shared_ptr<CausalLM> CausalLM::load(const std::string& dir, const LoadOptio
     if (view.shape != shape)
       throw InputError(it->second->path() + ": tensor " + name + " has shape " + shape_string(view.shape) +
                        ", expected " + shape_string(shape) + " from config.json");
-    torch::Tensor t = torch::from_blob(const_cast<void*>(view.data), view.shape,
-                                       torch::TensorOptions().dtype(dtype_to_torch(view.dtype)));
-    model->params_[name] = t.to(device, dtype, /*non_blocking=*/false, /*copy=*/true);
+  }
+  model->params_ = weight_storage(shapes, device, dtype);
+  for (auto& [name, param] : model->params_) {
+    const TensorView& view = ckpt.where.at(name)->get(name);
+    param.copy_(torch::from_blob(const_cast<void*>(view.data), view.shape,
+                                 torch::TensorOptions().dtype(dtype_to_torch(view.dtype))));
   }
   // A tied checkpoint may still carry lm_head.weight; extra tensors such as rotary inv_freq are
   // harmless. Anything else means the config and the weights disagree.
@@ -161,10 +182,12 @@ std::shared_ptr<CausalLM> CausalLM::init_random(const ModelConfig& config, uint6
   torch::Device device = device_from_name(options.device);
   torch::ScalarType dtype = dtype_from_option(options.dtype, device);
   std::shared_ptr<CausalLM> model(new CausalLM(config, arch, device, dtype));
+  const auto shapes = model->expected_shapes();
+  model->params_ = weight_storage(shapes, device, dtype);
   const double std_dev = config.raw.value("initializer_range", 0.02);
   auto gen = at::make_generator<at::CPUGeneratorImpl>(seed);
   torch::NoGradGuard no_grad;
-  for (const auto& [name, shape] : model->expected_shapes()) {  // sorted: deterministic
+  for (const auto& [name, shape] : shapes) {  // sorted: deterministic
     torch::Tensor t;
     if (tensor_is_norm_weight(name))
       t = arch.norm_plus_one ? torch::zeros(shape) : torch::ones(shape);  // (1 + w) norms start at w = 0
@@ -172,7 +195,7 @@ std::shared_ptr<CausalLM> CausalLM::init_random(const ModelConfig& config, uint6
       t = torch::zeros(shape);
     else
       t = torch::empty(shape).normal_(0.0, std_dev, gen);
-    model->params_[name] = t.to(device, dtype);
+    model->params_.at(name).copy_(t);
   }
   return model;
 }

@@ -1,6 +1,9 @@
-// CPU bf16 detection against the kernel's own view of the CPU (/proc/cpuinfo flags).
+// CPU bf16 detection against the kernel's own view of the CPU (/proc/cpuinfo flags); tensors in
+// huge pages against the kernel's record of the advice (/proc/self/smaps).
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cstdint>
 #include <fstream>
 #include <set>
 #include <sstream>
@@ -10,6 +13,64 @@
 
 namespace emlab {
 namespace {
+
+// The VmFlags line of the mapping of this process holding `address` (/proc/self/smaps), or "" where
+// no mapping holds it or the file cannot be read.
+std::string vm_flags_at(const void* address) {
+  std::ifstream f("/proc/self/smaps");
+  const auto a = reinterpret_cast<uintptr_t>(address);
+  bool inside = false;
+  for (std::string line; std::getline(f, line);) {
+    uintptr_t lo = 0, hi = 0;
+    char dash = 0;
+    std::istringstream range(line);
+    if (range >> std::hex >> lo >> dash >> hi && dash == '-' && line.find(':') > line.find(' ')) {
+      inside = lo <= a && a < hi;
+      continue;
+    }
+    if (inside && line.rfind("VmFlags:", 0) == 0) return line;
+  }
+  return "";
+}
+
+TEST(Runtime, HugePageTensorsAreCarvedFromOneAdvisedBlock) {
+  const std::vector<std::vector<int64_t>> shapes = {{3, 5}, {0}, {1000, 257}, {7}, {2, 3, 4}};
+  for (auto dtype : {torch::kFloat32, torch::kBFloat16}) {
+    std::vector<torch::Tensor> ts = huge_page_tensors(shapes, dtype);
+    ASSERT_EQ(ts.size(), shapes.size());
+    const size_t esize = c10::elementSize(dtype);
+    uintptr_t next = reinterpret_cast<uintptr_t>(ts[0].data_ptr());
+    EXPECT_EQ(next % (2u << 20), 0u) << "the block starts on a 2 MiB boundary";
+    for (size_t i = 0; i < ts.size(); ++i) {
+      EXPECT_EQ(ts[i].sizes(), torch::IntArrayRef(shapes[i]));
+      EXPECT_EQ(ts[i].scalar_type(), dtype);
+      EXPECT_TRUE(ts[i].is_contiguous());
+      // Each in turn, on a 64-byte boundary, right after the one before: no overlap, no gaps.
+      if (ts[i].numel() > 0) EXPECT_EQ(reinterpret_cast<uintptr_t>(ts[i].data_ptr()), next) << i;  // empty: null
+      next += (ts[i].numel() * esize + 63) / 64 * 64;
+      ts[i].fill_(static_cast<double>(i + 1));
+    }
+    for (size_t i = 0; i < ts.size(); ++i)
+      if (ts[i].numel() > 0) EXPECT_TRUE((ts[i] == static_cast<double>(i + 1)).all().item<bool>()) << i;
+    // One tensor keeps the block alive after the others are gone (a sanitizer build would catch a use after free).
+    torch::Tensor kept = ts[2];
+    ts.clear();
+    EXPECT_TRUE((kept == 3.0).all().item<bool>());
+    kept.add_(1.0);
+    EXPECT_EQ(kept[999][256].item<double>(), 4.0);
+
+    std::ifstream thp("/sys/kernel/mm/transparent_hugepage/enabled");
+    std::string modes;
+    std::getline(thp, modes);
+    if (modes.empty() || modes.find("[never]") != std::string::npos) continue;  // no THP here: ordinary pages
+    const std::string flags = vm_flags_at(kept.data_ptr());
+    if (flags.empty()) continue;  // no /proc/self/smaps
+    std::istringstream words(flags.substr(8));
+    std::set<std::string> set;
+    for (std::string w; words >> w;) set.insert(w);
+    EXPECT_TRUE(set.count("hg")) << "the block was not advised for huge pages: " << flags;
+  }
+}
 
 TEST(Runtime, CpuBf16SupportAgreesWithProcCpuinfo) {
   std::ifstream f("/proc/cpuinfo");

@@ -214,6 +214,22 @@ TEST_P(ArchTest, SaveLoadRoundTripIsBitExact) {
   EXPECT_TRUE(torch::equal(model->forward(ids), loaded->forward(ids)));
 }
 
+TEST_P(ArchTest, LoadedAndRandomWeightsLieInOneBlock) {
+  // The weights of a model on the CPU, loaded or random, are carved from one block of huge pages
+  // (runtime.h, huge_page_tensors): in order of their names, each right after the one before.
+  auto model = tiny(GetParam(), 7);
+  auto dir = test::temp_dir("oneblock");
+  model->save(dir.string());
+  for (const auto& m : {model, CausalLM::load(dir.string())}) {
+    uintptr_t next = reinterpret_cast<uintptr_t>(m->parameters().begin()->second.data_ptr());
+    EXPECT_EQ(next % (2u << 20), 0u);
+    for (const auto& [name, t] : m->parameters()) {
+      EXPECT_EQ(reinterpret_cast<uintptr_t>(t.data_ptr()), next) << name;
+      next += (t.numel() * t.element_size() + 63) / 64 * 64;
+    }
+  }
+}
+
 TEST_P(ArchTest, LastLogitsOnlyMatchesFull) {
   auto model = tiny(GetParam());
   torch::NoGradGuard ng;
