@@ -2,9 +2,9 @@
 // matrix-matrix product, the reference), a matrix-vector product (torch::mv, R = 1, fp32) and
 // emlab's linear_small_rows_aware (whichever of its paths it takes for R rows), on the same data,
 // in fp32 and bf16, for the output projection and the layer projections of Qwen2.5-0.5B (hidden
-// 896, vocab 151936, intermediate 4864), of the llama.cpp comparison model (hidden 256) and of the
-// engine benchmark model and of the toy-world model. Prints ms per product, linear / emlab, mv / emlab, the weight bandwidth
-// emlab reaches and its largest difference from a float64 product.
+// 896, vocab 151936, intermediate 4864), of the llama.cpp comparison model (hidden 256), of the
+// engine benchmark model and of the toy-world model. Prints ms per product, linear / emlab,
+// mv / emlab, the weight bandwidth emlab reaches and its largest difference from a float64 product.
 // With --cold, each call reads one of several copies of the weight (together >= 256 MB, beyond the
 // last-level cache), as decode of a model larger than the cache does; without it the weight stays
 // in cache between calls. The weights lie in huge pages, as the model loader places them

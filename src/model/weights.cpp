@@ -31,7 +31,8 @@ std::map<std::string, torch::Tensor> weight_storage(const std::map<std::string, 
     size_t i = 0;
     for (const auto& [name, shape] : shapes) out[name] = tensors[i++];
   } else {
-    for (const auto& [name, shape] : shapes) out[name] = torch::empty(shape, torch::TensorOptions().dtype(dtype).device(device));
+    const auto options = torch::TensorOptions().dtype(dtype).device(device);
+    for (const auto& [name, shape] : shapes) out[name] = torch::empty(shape, options);
   }
   return out;
 }
