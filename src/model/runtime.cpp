@@ -9,6 +9,8 @@
 #include <sys/mman.h>
 #endif
 
+#include <c10/util/accumulate.h>
+
 #include "emlab/error.h"
 
 namespace emlab {
@@ -55,10 +57,8 @@ std::vector<torch::Tensor> huge_page_tensors(const std::vector<std::vector<int64
   std::vector<size_t> offsets;
   size_t total = 0;
   for (const auto& shape : shapes) {
-    size_t n = 1;
-    for (int64_t d : shape) n *= static_cast<size_t>(d);
     offsets.push_back(total);
-    total += (n * esize + kAlign - 1) / kAlign * kAlign;
+    total += (static_cast<size_t>(c10::multiply_integers(shape)) * esize + kAlign - 1) / kAlign * kAlign;
   }
   const size_t bytes = std::max(kPage, (total + kPage - 1) / kPage * kPage);
   void* raw = std::aligned_alloc(kPage, bytes);

@@ -145,6 +145,7 @@ std::shared_ptr<CausalLM> CausalLM::load(const std::string& dir, const LoadOptio
   std::shared_ptr<CausalLM> model(new CausalLM(config, arch, device, dtype));
   torch::NoGradGuard no_grad;
   const auto shapes = model->expected_shapes();
+  model->params_ = weight_storage(shapes, device, dtype);
   for (const auto& [name, shape] : shapes) {
     auto it = ckpt.where.find(name);
     if (it == ckpt.where.end()) {
@@ -159,18 +160,13 @@ std::shared_ptr<CausalLM> CausalLM::load(const std::string& dir, const LoadOptio
     if (view.shape != shape)
       throw InputError(it->second->path() + ": tensor " + name + " has shape " + shape_string(view.shape) +
                        ", expected " + shape_string(shape) + " from config.json");
-  }
-  model->params_ = weight_storage(shapes, device, dtype);
-  for (auto& [name, param] : model->params_) {
-    const TensorView& view = ckpt.where.at(name)->get(name);
-    param.copy_(torch::from_blob(const_cast<void*>(view.data), view.shape,
-                                 torch::TensorOptions().dtype(dtype_to_torch(view.dtype))));
+    model->params_.at(name).copy_(torch::from_blob(const_cast<void*>(view.data), view.shape,
+                                                   torch::TensorOptions().dtype(dtype_to_torch(view.dtype))));
   }
   // A tied checkpoint may still carry lm_head.weight; extra tensors such as rotary inv_freq are
   // harmless. Anything else means the config and the weights disagree.
-  auto expected = model->expected_shapes();
   for (const auto& [name, file] : ckpt.where) {
-    if (expected.count(name) || name == "lm_head.weight" || name.find("rotary_emb.inv_freq") != std::string::npos)
+    if (shapes.count(name) || name == "lm_head.weight" || name.find("rotary_emb.inv_freq") != std::string::npos)
       continue;
     throw InputError(file->path() + ": unexpected tensor " + name + " for " + config.model_type +
                      " with this config.json");
