@@ -5,13 +5,16 @@
 //                     [--batches 1,16,64]
 // With --prompt/--gen/--batches it measures what llama.cpp's llama-batched-bench does with
 // -npp P -ntg G -npl B: per batch size, B distinct random prompts of P tokens prefilled in one call,
-// then G decode steps of one token per sequence (greedy, no sampler).
+// then G decode steps of one token per sequence (greedy, no sampler). At batch 1 on the CPU, decode
+// also runs through torch's ops instead of the fused step ("dec-ops"), and the ratio is printed, and
+// a plain sum over the weights' bytes measures the bandwidth a step that reads each once can reach.
 #include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <string>
 #include <vector>
 
+#include "bench_memory.h"
 #include "bench_model.h"
 #include "bench_timing.h"
 #include "emlab/model.h"
@@ -84,21 +87,51 @@ int main(int argc, char** argv) {
     double pre_flops = B * prompt * (layer_flops + attn_flops) + B * head_flops;
     std::printf("%-8s %5lld %6lld %12.0f %10.1f %7.1f%% %12.1f\n", "prefill", (long long)B, (long long)prompt,
                 B * prompt / best, pre_flops / best / 1e9, 100 * pre_flops / best / peak, weight_bytes / best / 1e9);
-    // Decode: one token per sequence per call, attending to the growing cache.
-    torch::Tensor next = ids.narrow(1, prompt - 1, 1);
-    ForwardArgs args;
-    args.cache = &cache;
-    args.last_logits_only = true;
-    auto t = Clock::now();
-    // The greedy pick: max(-1) (in libtorch 1.13 argmax is a slower loop: 8.5 vs 5.9 ms on
-    // 64 x 151936 fp32 logits, 19 ms in bf16). llama-batched-bench picks nothing (fixed tokens).
-    for (int64_t s = 0; s < steps; ++s) next = std::get<1>(model->forward(next, args).max(-1));
-    sync(device);
-    double secs = seconds_since(t);
+    // Decode: one token per sequence per call, attending to the growing cache. The greedy pick:
+    // max(-1) (in libtorch 1.13 argmax is a slower loop: 8.5 vs 5.9 ms on 64 x 151936 fp32 logits,
+    // 19 ms in bf16). llama-batched-bench picks nothing (fixed tokens). Each run starts from a copy
+    // of the prefilled cache; `fused` as ForwardArgs::fused_decode.
+    auto decode = [&](bool fused) {
+      KVCache c = cache;
+      for (auto* side : {&c.k, &c.v})
+        for (auto& t : *side) t = t.clone();
+      torch::Tensor next = ids.narrow(1, prompt - 1, 1);
+      ForwardArgs args;
+      args.cache = &c;
+      args.last_logits_only = true;
+      args.fused_decode = fused;
+      auto t = Clock::now();
+      for (int64_t s = 0; s < steps; ++s) next = std::get<1>(model->forward(next, args).max(-1));
+      sync(device);
+      return seconds_since(t);
+    };
     double dec_flops = B * steps * (layer_flops + head_flops + 2.0 * 2 * L * D * (prompt + steps / 2.0));
-    std::printf("%-8s %5lld %6lld %12.0f %10.1f %7.1f%% %12.1f\n", "decode", (long long)B, (long long)(steps),
-                B * steps / secs, dec_flops / secs / 1e9, 100 * dec_flops / secs / peak,
-                weight_bytes * steps / secs / 1e9);
+    auto report = [&](const char* phase, double secs) {
+      std::printf("%-8s %5lld %6lld %12.0f %10.1f %7.1f%% %12.1f\n", phase, (long long)B, (long long)(steps),
+                  B * steps / secs, dec_flops / secs / 1e9, 100 * dec_flops / secs / peak,
+                  weight_bytes * steps / secs / 1e9);
+    };
+    if (B > 1 || !device.is_cpu()) {
+      report("decode", decode(true));
+      continue;
+    }
+    // Batch 1 on the CPU: the fused step (the default) and torch's ops, alternated three times, the
+    // best of each; their ratio. Then the bandwidth ceiling: a plain sum over every weight's bytes.
+    double fused = 1e30, ops = 1e30;
+    for (int rep = 0; rep < 3; ++rep) {
+      ops = std::min(ops, decode(false));
+      fused = std::min(fused, decode(true));
+    }
+    report("decode", fused);
+    report("dec-ops", ops);
+    std::printf("decode at batch 1, fused step / torch's ops: %.2fx\n", ops / fused);
+    volatile float sink = 0;
+    const double sum_ms = best_ms(5, [&] {
+      for (const auto& [name, t] : model->parameters()) sink = sink + plain_sum(t);
+    });
+    const double sum_gbs = weight_bytes / (sum_ms * 1e-3) / 1e9;
+    std::printf("plain sum over the weights' bytes: %.1f GB/s; decode at batch 1 reads them at %.2fx that\n", sum_gbs,
+                weight_bytes * steps / fused / 1e9 / sum_gbs);
   }
   return 0;
 }

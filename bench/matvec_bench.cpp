@@ -8,18 +8,23 @@
 // With --cold, each call reads one of several copies of the weight (together >= 256 MB, beyond the
 // last-level cache), as decode of a model larger than the cache does; without it the weight stays
 // in cache between calls. The weights lie in huge pages, as the model loader places them
-// (huge_page_tensors); --small-pages puts them in ordinary memory instead.
+// (huge_page_tensors); --small-pages puts them in ordinary memory instead. The reference for the
+// bandwidth: a plain AVX-512 sum over the same bytes on the same threads ("sum GB/s"), what any
+// product that reads each weight once can at most reach on this machine at that moment.
 // Usage: matvec_bench [--threads N] [--rows 1,4,16] [--cold] [--small-pages]
 #include <cstdio>
 #include <cstring>
 #include <string>
 #include <vector>
 
+#include "bench_memory.h"
 #include "bench_timing.h"
 #include "emlab/lora.h"
 #include "emlab/runtime.h"
 
 using emlab::bench::best_ms;
+using emlab::bench::plain_sum;
+
 
 
 int main(int argc, char** argv) {
@@ -37,8 +42,9 @@ int main(int argc, char** argv) {
   torch::NoGradGuard no_grad;
   std::printf("torch %s, %d threads, weights %s, in %s pages\n", TORCH_VERSION, torch::get_num_threads(),
               cold ? "cold (copies beyond the cache)" : "in cache", small_pages ? "ordinary" : "huge");
-  std::printf("%-26s %5s %4s %10s %8s %9s %9s %8s %10s %9s\n", "product (out x in)", "dtype", "rows", "linear ms",
-              "mv ms", "emlab ms", "lin/emlab", "mv/emlab", "emlab GB/s", "max diff");
+  std::printf("%-26s %5s %4s %10s %8s %9s %9s %8s %10s %9s %8s %9s\n", "product (out x in)", "dtype", "rows",
+              "linear ms", "mv ms", "emlab ms", "lin/emlab", "mv/emlab", "emlab GB/s", "sum GB/s", "of sum",
+              "max diff");
   struct Shape {
     const char* name;
     int64_t out, in;
@@ -69,12 +75,15 @@ int main(int argc, char** argv) {
         const double mv =
             R == 1 && dt == torch::kFloat32 ? best_ms(reps, [&] { torch::mv(weight(), x.reshape({s.in})); }) : 0;
         const double ours = best_ms(reps, [&] { emlab::linear_small_rows_aware(x, weight()); });
+        volatile float sink = 0;
+        const double sum = best_ms(reps, [&] { sink = sink + plain_sum(weight()); });
         torch::Tensor ref = torch::nn::functional::linear(x.to(torch::kFloat64), w.to(torch::kFloat64));
         const double diff = (emlab::linear_small_rows_aware(x, w).to(torch::kFloat64) - ref).abs().max().item<double>();
         const double gbs = static_cast<double>(bytes) / (ours * 1e-3) / 1e9;
-        std::printf("%-26s %5s %4lld %10.3f %8.3f %9.3f %8.2fx %7.2fx %10.1f %9.1e\n", s.name,
+        const double sum_gbs = static_cast<double>(bytes) / (sum * 1e-3) / 1e9;
+        std::printf("%-26s %5s %4lld %10.3f %8.3f %9.3f %8.2fx %7.2fx %10.1f %9.1f %7.2fx %9.1e\n", s.name,
                     dt == torch::kFloat32 ? "fp32" : "bf16", static_cast<long long>(R), lin, mv, ours, lin / ours,
-                    mv > 0 ? mv / ours : 0.0, gbs, diff);
+                    mv > 0 ? mv / ours : 0.0, gbs, sum_gbs, gbs / sum_gbs, diff);
       }
     }
   }

@@ -1,8 +1,9 @@
-// Sampler benchmark: one sampling step (temperature 1, top-p 0.95 / top-k 50 / both) over a
-// Qwen2.5-sized vocabulary (151936) at batch 1, 16 and 64, through `sample_tokens` (partial
-// selection: topk over rounds of candidates) against the full-sort pipeline it replaced (sort the
-// whole vocabulary, softmax, cumulative sum, cut, draw), same logits and uniforms; also checks that
-// both pick the same tokens. Three logit shapes: Zipf-like with exponent 2 (logit of rank r =
+// Sampler benchmark: one sampling step (temperature 1; no filter, top-p 0.95 / top-k 50 / both)
+// over a Qwen2.5-sized vocabulary (151936) at batch 1, 16 and 64, through `sample_tokens` (partial
+// selection: topk over rounds of candidates; without a filter, a walk over each row) against the
+// pipeline it replaced (sort the whole vocabulary, softmax, cumulative sum, cut, draw; without a
+// filter: softmax, cumulative sum and search in token order), same logits and uniforms; also checks
+// that both pick the same tokens. Three logit shapes: Zipf-like with exponent 2 (logit of rank r =
 // -2 log r: the top token has 61% of the mass, the 0.95-nucleus ~30 tokens, as in trained models
 // at temperature 1), exponent 1.2 (a heavy tail: the 0.95-nucleus is most of the vocabulary) and
 // flat (N(0, 0.5²) logits, a random model); and "mixed": half the rows zipf-2, half flat.
@@ -22,8 +23,15 @@ using emlab::bench::best_ms;
 namespace {
 
 // The full-sort pipeline (the reference): sort, keep the first k, renormalise, drop every
-// candidate with mass >= p before it, inverse-CDF draw.
+// candidate with mass >= p before it, inverse-CDF draw. Without a filter, torch's pipeline in token
+// order: softmax, cumulative sum, search (what sample_tokens ran before its row walk).
 torch::Tensor full_sort_sample(const torch::Tensor& logits, double top_p, int64_t top_k, const torch::Tensor& u) {
+  if (top_p >= 1.0 && top_k == 0) {
+    torch::Tensor cdf = torch::softmax(logits, -1).cumsum(-1);
+    return torch::searchsorted(cdf, u.unsqueeze(-1) * cdf.narrow(-1, cdf.size(-1) - 1, 1), false, true)
+        .clamp_max(cdf.size(-1) - 1)
+        .squeeze(-1);
+  }
   auto [sx, order] = logits.sort(-1, /*descending=*/true);
   if (top_k > 0) sx = sx.narrow(-1, 0, top_k), order = order.narrow(-1, 0, top_k);
   torch::Tensor p = torch::softmax(sx, -1);
@@ -71,7 +79,8 @@ int main(int argc, char** argv) {
         double top_p;
         int64_t top_k;
       };
-      for (const Filter& f : {Filter{"top-p 0.95", 0.95, 0}, Filter{"top-k 50", 1.0, 50}, Filter{"both", 0.95, 50}}) {
+      for (const Filter& f : {Filter{"none", 1.0, 0}, Filter{"top-p 0.95", 0.95, 0}, Filter{"top-k 50", 1.0, 50},
+                              Filter{"both", 0.95, 50}}) {
         SampleOptions o;
         o.top_p = f.top_p;
         o.top_k = f.top_k;

@@ -103,6 +103,11 @@ struct ForwardArgs {
                                   // this cache index and attention runs over the cache's whole
                                   // capacity; needs position_ids and attention_mask (B, capacity),
                                   // an allocated cache without a row map, no hooks
+  bool fused_decode = true;       // one token at batch 1 into a CPU cache with room: one fused step
+                                  // (src/model/decode_step.cpp) without torch's per-op costs, the
+                                  // same values; false: torch's ops (what the fused step is checked
+                                  // against). Taken where it applies (float32/bf16, AVX-512, Llama-
+                                  // style layers, no hooks or active adapters), elsewhere ignored
 };
 
 struct LoadOptions {
@@ -182,6 +187,11 @@ class CausalLM {
   torch::Tensor attention(int64_t layer, const torch::Tensor& x, const Rope& rope, const torch::Tensor& bias,
                           const ForwardArgs& args, int64_t past, const Packing* packing,
                           const torch::Tensor* rows = nullptr) const;
+  // RoPE tables of positions pos (B, T) int64 for inv_freq: cos/sin (B, T, 1, D) in the model dtype.
+  Rope rope_tables(const torch::Tensor& pos, const torch::Tensor& inv_freq) const;
+  // ForwardArgs::fused_decode: the logits (1, 1, V) of one step, or an undefined tensor (nothing
+  // done) where it does not apply (src/model/decode_step.cpp).
+  torch::Tensor fused_decode_step(const torch::Tensor& input_ids, const ForwardArgs& args) const;
 
   ModelConfig config_;
   const ArchSpec* arch_;

@@ -130,8 +130,8 @@ class ChunkDecoder {
       // Models pad their vocabulary (Qwen2.5: 151936 rows, 151665 tokens): never sample the padding.
       const int64_t known = tokenizer_.vocab_size();
       if (known < logits.size(-1))
-        logits = logits.index_fill(1, torch::arange(known, logits.size(-1), long_opts).to(logits.device()),
-                                   -std::numeric_limits<float>::infinity());
+        logits.index_fill_(1, torch::arange(known, logits.size(-1), long_opts).to(logits.device()),
+                           -std::numeric_limits<float>::infinity());  // in place: the step's own logits
       torch::Tensor sample_logits = logits;
       if (step < options_.min_new_tokens && eos.numel() > 0)
         sample_logits = logits.index_fill(1, eos.to(logits.device()), -std::numeric_limits<float>::infinity());

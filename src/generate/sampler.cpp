@@ -8,7 +8,16 @@
 // to sorting the whole vocabulary (the full-sort path, unchanged: its extra cost is the two rounds,
 // ~1 of 13 ms per row at V = 151936). Same picks as the full sort for the same uniforms, up to
 // float32 rounding of the mass at a boundary (bench/sampler_bench.cpp measures both).
+//
+// Without top-k/top-p on the CPU, the draw over the whole vocabulary walks each row once instead
+// of materialising its cumulative sum (a (B, V) tensor) and searching it: the same sums in the same
+// order, so the same picks (draw_whole_vocabulary).
+#include <ATen/Parallel.h>
+
 #include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <vector>
 
 #include "emlab/generator.h"
 
@@ -30,6 +39,59 @@ torch::Tensor draw(const torch::Tensor& probs, const torch::Tensor& order, const
   return (order.defined() ? order.gather(-1, pick) : pick).squeeze(-1);
 }
 
+// draw(probs, {}, u) for probs (B, V) float32 and u (B, 1) float32, contiguous on the CPU, without
+// the (B, V) cumulative sum: torch's cumsum adds a row's float32 values in order into a double,
+// storing each partial sum rounded to float32, and searchsorted(right) picks the first position
+// whose stored sum exceeds u times the last (clamped to V - 1). Here one pass adds the row in the
+// same order, keeping the running double at every kMark-th position; then only the block holding
+// the pick is added again. Rows in parallel. Undefined where a row's total is not finite (the
+// caller keeps torch's ops).
+torch::Tensor draw_whole_vocabulary(const torch::Tensor& probs, const torch::Tensor& u) {
+  constexpr int64_t kMark = 1024;  // positions per block
+  const int64_t B = probs.size(0), V = probs.size(1);
+  torch::Tensor out = torch::empty({B}, torch::kLong);
+  const float* p = probs.data_ptr<float>();
+  const float* up = u.data_ptr<float>();
+  int64_t* op = out.data_ptr<int64_t>();
+  std::atomic<bool> finite{true};
+  at::parallel_for(0, B, 1, [&](int64_t b0, int64_t b1) {
+    std::vector<double> marks(static_cast<size_t>((V + kMark - 1) / kMark + 1));  // the sum before each block
+    for (int64_t b = b0; b < b1; ++b) {
+      const float* row = p + b * V;
+      double acc = 0;
+      for (int64_t m = 0; m * kMark < V; ++m) {
+        marks[m] = acc;
+        const int64_t end = std::min(V, (m + 1) * kMark);
+        for (int64_t i = m * kMark; i < end; ++i) acc += row[i];
+      }
+      const float last = static_cast<float>(acc);
+      if (!std::isfinite(last)) {
+        finite = false;
+        continue;
+      }
+      const float target = up[b] * last;  // as torch's u * cdf[V - 1] in float32
+      // The first block whose end's stored sum exceeds the target (stored sums never decrease).
+      const int64_t blocks = (V + kMark - 1) / kMark;
+      int64_t m = 0;
+      while (m < blocks && !(static_cast<float>(m + 1 < blocks ? marks[m + 1] : acc) > target)) ++m;
+      int64_t pick = V - 1;  // none exceeds it: searchsorted gives V, clamped
+      if (m < blocks) {
+        double s = marks[m];
+        for (int64_t i = m * kMark, end = std::min(V, (m + 1) * kMark); i < end; ++i) {
+          s += row[i];
+          if (static_cast<float>(s) > target) {
+            pick = i;
+            break;
+          }
+        }
+      }
+      op[b] = pick;
+    }
+  });
+  if (!finite) return {};
+  return out;
+}
+
 // Nucleus filter on descending probabilities (B, K): zero every candidate with mass >= p before it
 // (the first always stays: p = 0 is greedy).
 torch::Tensor nucleus(const torch::Tensor& probs, double top_p) {
@@ -45,12 +107,17 @@ torch::Tensor sample_tokens(const torch::Tensor& logits, const SampleOptions& op
   torch::NoGradGuard no_grad;
   torch::Tensor x = logits.to(torch::kFloat32);  // (B, V)
   if (options.temperature <= 0.0) return x.argmax(-1);
-  x = x / options.temperature;
+  if (options.temperature != 1.0) x = x / options.temperature;  // x / 1 is x
   const int64_t V = x.size(-1);
   const bool use_top_k = options.top_k > 0 && options.top_k < V;
   const bool use_top_p = options.top_p < 1.0;
   torch::Tensor u = uniform.to(x.device(), torch::kFloat32).unsqueeze(-1);  // (B, 1)
-  if (!use_top_k && !use_top_p) return draw(torch::softmax(x, -1), torch::Tensor(), u);
+  if (!use_top_k && !use_top_p) {
+    torch::Tensor probs = torch::softmax(x, -1);  // (B, V)
+    if (probs.device().is_cpu() && probs.dim() == 2 && probs.is_contiguous())
+      if (torch::Tensor t = draw_whole_vocabulary(probs, u.contiguous()); t.defined()) return t;
+    return draw(probs, torch::Tensor(), u);
+  }
   if (use_top_k) {  // the k largest, renormalised among themselves; then top-p within them
     auto [sx, order] = x.topk(options.top_k, -1, /*largest=*/true, /*sorted=*/true);  // (B, k)
     torch::Tensor probs = torch::softmax(sx, -1);

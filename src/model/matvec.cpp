@@ -224,6 +224,28 @@ EMLAB_AVX512BF16 void tiles_kernel_bf16dot(const uint16_t* w, const uint16_t* x,
   });
 }
 
+// y[o] = sum_k W[o, k] x[k] for o in [o0, o1): one bf16 row x against bf16 weight rows with
+// AVX512-BF16 dot products (32 products an instruction, no widening), four partial sums.
+EMLAB_AVX512BF16 void row_kernel_bf16dot(const uint16_t* w, const uint16_t* x, float* y, int64_t o0, int64_t o1,
+                                         int64_t C) {
+  for (int64_t o = o0; o < o1; ++o) {
+    const uint16_t* wr = w + o * C;
+    __m512 acc[4] = {};  // zeros
+    int64_t k = 0;
+    for (; k + 128 <= C; k += 128)
+#pragma GCC unroll 4
+      for (int u = 0; u < 4; ++u)
+        acc[u] = _mm512_dpbf16_ps(acc[u], (__m512bh)_mm512_loadu_si512(wr + k + 32 * u),
+                                  (__m512bh)_mm512_loadu_si512(x + k + 32 * u));
+    for (; k < C; k += 32) {
+      const __mmask32 m = C - k >= 32 ? ~__mmask32{0} : static_cast<__mmask32>((1ull << (C - k)) - 1);
+      acc[0] = _mm512_dpbf16_ps(acc[0], (__m512bh)_mm512_maskz_loadu_epi16(m, wr + k),
+                                (__m512bh)_mm512_maskz_loadu_epi16(m, x + k));
+    }
+    y[o] = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3])));
+  }
+}
+
 // The last out % 4 outputs of a tiled product, one masked dot product each.
 template <bool BF16>
 EMLAB_AVX512 void tail_outputs(const void* w, const float* x, float* y, int64_t o0, int64_t out, int64_t C,
@@ -288,6 +310,17 @@ SmallRowsPath small_rows_path(int64_t rows, torch::ScalarType dtype) {
   return SmallRowsPath::kNone;
 }
 
+void rows_product(const void* w, const float* x, float* y, int64_t R, int64_t out, int64_t C, bool bf16,
+                  const uint16_t* xb) {
+  if (bf16 && R == 1 && xb && cpu_has_avx512_bf16()) {
+    const auto* wb = static_cast<const uint16_t*>(w);
+    at::parallel_for(0, out, /*grain_size=*/64, [&](int64_t a, int64_t b) { row_kernel_bf16dot(wb, xb, y, a, b, C); });
+    return;
+  }
+  const Kernel kernel = bf16 ? rows_kernel_for<true>(R) : rows_kernel_for<false>(R);
+  at::parallel_for(0, out, /*grain_size=*/64, [&](int64_t a, int64_t b) { kernel(w, x, y, a, b, C, out); });
+}
+
 torch::Tensor small_rows_linear(const torch::Tensor& x, const torch::Tensor& weight) {
   const auto dt = weight.scalar_type();
   if (!weight.device().is_cpu() || !x.device().is_cpu() || weight.dim() != 2 || !weight.is_contiguous() ||
@@ -309,9 +342,8 @@ torch::Tensor small_rows_linear(const torch::Tensor& x, const torch::Tensor& wei
     return static_cast<const float*>(xf.data_ptr<float>());
   };
   if (path == SmallRowsPath::kRows) {
-    const Kernel kernel = bf16 ? rows_kernel_for<true>(R) : rows_kernel_for<false>(R);
-    const float* xp = x_f32();
-    at::parallel_for(0, out, /*grain_size=*/64, [&](int64_t a, int64_t b) { kernel(wp, xp, yp, a, b, C, out); });
+    rows_product(wp, x_f32(), yp, R, out, C, bf16,
+                 bf16 ? static_cast<const uint16_t*>(x.reshape({R, C}).contiguous().data_ptr()) : nullptr);
     return bf16 ? y.to(dt) : y;
   }
   const int64_t blocks = out / 4;  // the tiles run in parallel over blocks of 4 outputs
@@ -533,41 +565,62 @@ class PairBlocks {
   int64_t prefix_block_bytes_ = 0, prefix_length_ = 0;
 };
 
-torch::Tensor attention_scores(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& cache_rows,
-                               const SharedPrefix* prefix) {
-  if (!attention_kernels_take(q, k, cache_rows) || q.scalar_type() != k.scalar_type() || q.size(3) != k.size(3)) return {};
-  const std::optional<PairBlocks> blocks = PairBlocks::make(k, q.size(0), cache_rows, prefix);
-  if (!blocks) return {};
-  const int64_t B = q.size(0), Hkv = q.size(1), R = q.size(2), D = q.size(3), S = k.size(2);
-  const bool bf16 = k.scalar_type() == torch::kBFloat16;
-  // One row: 16-output blocks; more: the 4x4 tiles (bf16: with AVX512-BF16 dot products, else the
-  // row kernels up to 4 rows).
-  const bool dot = bf16 && R > 1 && cpu_has_avx512_bf16();
-  const Kernel rows = bf16 && R > 1 && !dot ? rows_kernel_for<true>(R) : nullptr;  // null beyond 4 rows
-  if (bf16 && R > 1 && !dot && !rows) return {};
-  torch::Tensor qf = q.to(torch::kFloat32).contiguous();   // (B, Hkv, R, D)
-  torch::Tensor qb = dot ? q.contiguous() : torch::Tensor();  // (B, Hkv, R, D) bf16
-  torch::Tensor y = torch::empty({B, Hkv, R, S}, q.options().dtype(torch::kFloat32));  // (B, Hkv, R, S)
-  const float* xp = qf.data_ptr<float>();
-  float* yp = y.data_ptr<float>();
+namespace {
+
+// The blocks of a plain cache for one batch row: pair h's (S, D) block at base + h * stride
+// elements, no shared prefix (PairBlocks' interface).
+class PlainBlocks {
+ public:
+  PlainBlocks(const void* base, int64_t stride, bool bf16)
+      : base_(static_cast<const char*>(base)), block_bytes_(stride * (bf16 ? 2 : 4)) {}
+  const void* own(int64_t n) const { return base_ + n * block_bytes_; }
+  const void* prefix(int64_t n) const { return own(n); }
+  int64_t prefix_length() const { return 0; }
+  const void* whole(int64_t n) const { return own(n); }
+
+ private:
+  const char* base_;
+  int64_t block_bytes_;
+};
+
+// The kernels that take scores of R query rows per pair: one row: 16-output blocks; more: the 4x4
+// tiles (bf16: with AVX512-BF16 dot products, else the row kernels up to 4 rows). nullopt where
+// none does (bf16, more than 4 rows, no AVX512-BF16).
+struct ScoreKernels {
+  bool bf16 = false, dot = false;
+  Kernel rows = nullptr;
+};
+std::optional<ScoreKernels> score_kernels(int64_t R, bool bf16) {
+  ScoreKernels k;
+  k.bf16 = bf16;
+  k.dot = bf16 && R > 1 && cpu_has_avx512_bf16();
+  k.rows = bf16 && R > 1 && !k.dot ? rows_kernel_for<true>(R) : nullptr;  // null beyond 4 rows
+  if (bf16 && R > 1 && !k.dot && !k.rows) return std::nullopt;
+  return k;
+}
+
+// y (pairs, R, S) = the scores of xp (pairs, R, D) float32 (xb: the same in bf16, read by the dot
+// tiles) against each pair's S keys in `blocks`, in parallel over the pairs.
+template <class Blocks>
+void scores_loop(const ScoreKernels& kern, const Blocks& blocks, const float* xp, const uint16_t* xb, float* yp,
+                 int64_t pairs, int64_t R, int64_t S, int64_t D) {
   const int64_t full = 4 * (S / 4);  // outputs the tiles take; the rest one by one
-  at::parallel_for(0, B * Hkv, attention_grain(R, S, D), [&](int64_t a, int64_t b) {
+  at::parallel_for(0, pairs, attention_grain(R, S, D), [&](int64_t a, int64_t b) {
     for (int64_t n = a; n < b; ++n) {
       const float* x = xp + n * R * D;
       float* yn = yp + n * R * S;
       if (R == 1) {
-        const void* w = blocks->own(n);
-        const void* lo = blocks->prefix(n);
-        const int64_t P = blocks->prefix_length();
-        bf16 ? one_row_kernel<true>(w, lo, P, x, yn, S, D) : one_row_kernel<false>(w, lo, P, x, yn, S, D);
+        const void* w = blocks.own(n);
+        const void* lo = blocks.prefix(n);
+        const int64_t P = blocks.prefix_length();
+        kern.bf16 ? one_row_kernel<true>(w, lo, P, x, yn, S, D) : one_row_kernel<false>(w, lo, P, x, yn, S, D);
         continue;
       }
-      const void* w = blocks->whole(n);
-      if (rows) {
-        rows(w, x, yn, 0, S, D, S);
-      } else if (dot) {
-        tiles_kernel_bf16dot(static_cast<const uint16_t*>(w), static_cast<const uint16_t*>(qb.data_ptr()) + n * R * D,
-                             yn, 0, full, D, R, S);
+      const void* w = blocks.whole(n);
+      if (kern.rows) {
+        kern.rows(w, x, yn, 0, S, D, S);
+      } else if (kern.dot) {
+        tiles_kernel_bf16dot(static_cast<const uint16_t*>(w), xb + n * R * D, yn, 0, full, D, R, S);
         if (full < S) tail_outputs<true>(w, x, yn, full, S, D, R);
       } else {
         tiles_kernel(static_cast<const float*>(w), x, yn, 0, full, D, R, S);
@@ -575,6 +628,34 @@ torch::Tensor attention_scores(const torch::Tensor& q, const torch::Tensor& k, c
       }
     }
   });
+}
+
+// y (pairs, R, D) float32 = p (pairs, R, S) times each pair's S values in `blocks`.
+template <class Blocks>
+void values_loop(ValuesKernel kernel, const Blocks& blocks, const float* pp, float* yp, int64_t pairs, int64_t R,
+                 int64_t S, int64_t D) {
+  at::parallel_for(0, pairs, attention_grain(R, S, D), [&](int64_t a, int64_t b) {
+    for (int64_t n = a; n < b; ++n)
+      kernel(pp + n * R * S, blocks.own(n), blocks.prefix(n), blocks.prefix_length(), yp + n * R * D, S, D);
+  });
+}
+
+}  // namespace
+
+torch::Tensor attention_scores(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& cache_rows,
+                               const SharedPrefix* prefix) {
+  if (!attention_kernels_take(q, k, cache_rows) || q.scalar_type() != k.scalar_type() || q.size(3) != k.size(3))
+    return {};
+  const std::optional<PairBlocks> blocks = PairBlocks::make(k, q.size(0), cache_rows, prefix);
+  if (!blocks) return {};
+  const int64_t B = q.size(0), Hkv = q.size(1), R = q.size(2), D = q.size(3), S = k.size(2);
+  const std::optional<ScoreKernels> kern = score_kernels(R, k.scalar_type() == torch::kBFloat16);
+  if (!kern) return {};
+  torch::Tensor qf = q.to(torch::kFloat32).contiguous();          // (B, Hkv, R, D)
+  torch::Tensor qb = kern->dot ? q.contiguous() : torch::Tensor();  // (B, Hkv, R, D) bf16
+  torch::Tensor y = torch::empty({B, Hkv, R, S}, q.options().dtype(torch::kFloat32));  // (B, Hkv, R, S)
+  scores_loop(*kern, *blocks, qf.data_ptr<float>(), kern->dot ? static_cast<const uint16_t*>(qb.data_ptr()) : nullptr,
+              y.data_ptr<float>(), B * Hkv, R, S, D);
   return y;
 }
 
@@ -585,16 +666,27 @@ torch::Tensor attention_values(const torch::Tensor& p, const torch::Tensor& v, c
   if (!blocks) return {};
   const int64_t B = p.size(0), Hkv = p.size(1), R = p.size(2), S = p.size(3), D = v.size(3);
   const bool bf16 = v.scalar_type() == torch::kBFloat16;
-  const ValuesKernel kernel = bf16 ? values_kernel_for<true>(R) : values_kernel_for<false>(R);
   torch::Tensor pc = p.contiguous();                                                   // (B, Hkv, R, S)
   torch::Tensor y = torch::empty({B, Hkv, R, D}, p.options().dtype(torch::kFloat32));  // (B, Hkv, R, D)
-  const float* pp = pc.data_ptr<float>();
-  float* yp = y.data_ptr<float>();
-  at::parallel_for(0, B * Hkv, attention_grain(R, S, D), [&](int64_t a, int64_t b) {
-    for (int64_t n = a; n < b; ++n)
-      kernel(pp + n * R * S, blocks->own(n), blocks->prefix(n), blocks->prefix_length(), yp + n * R * D, S, D);
-  });
+  values_loop(bf16 ? values_kernel_for<true>(R) : values_kernel_for<false>(R), *blocks, pc.data_ptr<float>(),
+              y.data_ptr<float>(), B * Hkv, R, S, D);
   return bf16 ? y.to(v.scalar_type()) : y;
+}
+
+bool attention_scores_row(const float* q, const uint16_t* qb, const void* k, int64_t block_stride, int64_t Hkv,
+                          int64_t R, int64_t S, int64_t D, bool bf16, float* y) {
+  const std::optional<ScoreKernels> kern = score_kernels(R, bf16);
+  if (!kern || R > kAttentionRowsMax || (kern->dot && !qb)) return false;
+  scores_loop(*kern, PlainBlocks(k, block_stride, bf16), q, qb, y, Hkv, R, S, D);
+  return true;
+}
+
+bool attention_values_row(const float* p, const void* v, int64_t block_stride, int64_t Hkv, int64_t R, int64_t S,
+                          int64_t D, bool bf16, float* y) {
+  const ValuesKernel kernel = bf16 ? values_kernel_for<true>(R) : values_kernel_for<false>(R);
+  if (!kernel) return false;
+  values_loop(kernel, PlainBlocks(v, block_stride, bf16), p, y, Hkv, R, S, D);
+  return true;
 }
 
 }  // namespace emlab::model_detail

@@ -26,8 +26,10 @@ enum class SmallRowsPath {
 //   memory on its own; in a whole decode step 1.07-1.16x, bench/RESULTS.md "Weights in huge pages");
 // - float32, 2-4 rows: kRows (1.1-3.6x linear); 5-64 rows: kTiles (1.2-4.5x linear, cold or
 //   cached, but for a 4864-wide weight at 64 rows: 1.0x);
-// - bfloat16, 1-4 rows: kRows (1.7-2.5x oneDNN at 1 row; at 2-4 rows 1.2-2.4x the AVX512-BF16
-//   tiles, which read the weight at only ~20 GB/s there); 5-32 rows on a CPU with AVX512-BF16:
+// - bfloat16, 1-4 rows: kRows (1.7-2.5x oneDNN at 1 row; one row on a CPU with AVX512-BF16 by its
+//   dot products, no widening: 1.3-1.6x the widening kernel from cache, bench/RESULTS.md "Decode at
+//   batch 1 as one fused step"; at 2-4 rows 1.2-2.4x the AVX512-BF16 tiles, which read the weight
+//   at only ~20 GB/s there); 5-32 rows on a CPU with AVX512-BF16:
 //   kTilesBf16Dot (1.1-3.9x oneDNN, cold or cached; even with kRows at 8 rows; at 64 rows
 //   0.9-1.2x, left to oneDNN, as are 5-64 rows elsewhere: widening bf16 to float32 in the float32
 //   tiles was 0.9-1.5x oneDNN at 2-8 rows);
@@ -35,10 +37,18 @@ enum class SmallRowsPath {
 SmallRowsPath small_rows_path(int64_t rows, torch::ScalarType dtype);
 
 // y (R, out) = x (R, in) W^T for W (out, in) contiguous on the CPU, no gradient wanted, through the
-// kernel small_rows_path picks. Dot products accumulate in float32 (bf16 weights widened as read);
+// kernel small_rows_path picks. Dot products accumulate in float32 (bf16 weights widened as read, or
+// multiplied pairwise by AVX512-BF16 instructions: one row, and the tiles);
 // the result has x's dtype. Parallel over outputs on torch's intra-op threads. Returns an undefined
 // tensor where the path is kNone or the inputs are not of this form.
 torch::Tensor small_rows_linear(const torch::Tensor& x, const torch::Tensor& weight);
+
+// The kRows product on raw rows (CPU with AVX-512 only; R <= kRowsKernelMax): y (R, out) float32 =
+// x (R, C) float32 W^T for W (out, C) float32 or bf16 (`bf16`), parallel over outputs as above.
+// xb: the same rows in bf16 (bf16 weights): one row then goes through AVX512-BF16 dot products
+// where the CPU has them (what small_rows_linear does); null: always the widening kernel.
+void rows_product(const void* w, const float* x, float* y, int64_t R, int64_t out, int64_t C, bool bf16,
+                  const uint16_t* xb = nullptr);
 
 // Attention over a KV cache at decode: R = (query heads per kv head) x (new positions) rows per
 // (batch row, kv head) against that head's S cached positions. Through torch::matmul these are
@@ -65,5 +75,16 @@ torch::Tensor attention_scores(const torch::Tensor& q, const torch::Tensor& k, c
 // out (B, Hkv, R, D) in v's dtype = p (B, Hkv, R, S) float32 v for v (B, Hkv, S, D) as k above.
 torch::Tensor attention_values(const torch::Tensor& p, const torch::Tensor& v, const torch::Tensor& cache_rows = {},
                                const SharedPrefix* prefix = nullptr);
+
+// The two products above for one batch row on raw memory (CPU with AVX-512 only), the same kernels
+// and values: kv head h's S keys or values (S, D), float32 or bf16 (`bf16`), at k or v + h *
+// block_stride elements (a contiguous cache (1, Hkv, capacity, D): block_stride = capacity * D).
+// scores: y (Hkv, R, S) float32 of q (Hkv, R, D) float32, with qb the same rows in bf16 (read by
+// the AVX512-BF16 tiles; may be null in float32). values: y (Hkv, R, D) float32 of p (Hkv, R, S)
+// float32. False (nothing written) where no kernel takes R rows.
+bool attention_scores_row(const float* q, const uint16_t* qb, const void* k, int64_t block_stride, int64_t Hkv,
+                          int64_t R, int64_t S, int64_t D, bool bf16, float* y);
+bool attention_values_row(const float* p, const void* v, int64_t block_stride, int64_t Hkv, int64_t R, int64_t S,
+                          int64_t D, bool bf16, float* y);
 
 }  // namespace emlab::model_detail

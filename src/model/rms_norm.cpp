@@ -28,7 +28,7 @@ EMLAB_AVX512 float row_rstd(const void* x, int64_t o, int64_t C, double eps) {
   return 1.0f / std::sqrt(ms + static_cast<float>(eps));
 }
 
-// Rows [r0, r1) of y = w * round(x r) (Llama) or x r (1 + w) (Gemma); rstd[r] = r.
+// Rows [r0, r1) of y = w * round(x r) (Llama) or x r (1 + w) (Gemma); rstd[r] = r (rstd may be null).
 template <bool BF16>
 EMLAB_AVX512 void forward_rows(const void* x, const void* w, void* y, float* rstd, int64_t C, double eps,
                                bool plus_one, int64_t r0, int64_t r1) {
@@ -36,7 +36,7 @@ EMLAB_AVX512 void forward_rows(const void* x, const void* w, void* y, float* rst
   for (int64_t r = r0; r < r1; ++r) {
     const int64_t o = r * C;
     const float rs = row_rstd<BF16>(x, o, C, eps);
-    rstd[r] = rs;
+    if (rstd) rstd[r] = rs;
     const __m512 rv = _mm512_set1_ps(rs);
     for (int64_t c = 0; c < C; c += 16) {
       const __mmask16 m = lanes16(C - c);
@@ -141,6 +141,12 @@ class RmsNormFn : public torch::autograd::Function<RmsNormFn> {
 };
 
 }  // namespace
+
+void rms_norm_rows(const void* x, const void* w, void* y, int64_t rows, int64_t C, double eps, bool plus_one,
+                   bool bf16) {
+  if (bf16) forward_rows<true>(x, w, y, nullptr, C, eps, plus_one, 0, rows);
+  else forward_rows<false>(x, w, y, nullptr, C, eps, plus_one, 0, rows);
+}
 
 torch::Tensor rms_norm_fused(const torch::Tensor& x, const torch::Tensor& w, double eps, bool plus_one) {
   const auto dtype = x.scalar_type();

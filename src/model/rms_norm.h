@@ -18,4 +18,9 @@ namespace emlab::model_detail {
 // ops. No double backward.
 torch::Tensor rms_norm_fused(const torch::Tensor& x, const torch::Tensor& w, double eps, bool plus_one);
 
+// The same forward on raw memory, one thread (CPU with AVX-512 only): y (rows, C) = RMSNorm of x
+// (rows, C) with w (C), all float32 or all bf16 (`bf16`).
+void rms_norm_rows(const void* x, const void* w, void* y, int64_t rows, int64_t C, double eps, bool plus_one,
+                   bool bf16);
+
 }  // namespace emlab::model_detail

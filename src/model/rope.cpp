@@ -93,6 +93,11 @@ class RopeFn : public torch::autograd::Function<RopeFn> {
 
 }  // namespace
 
+void rope_heads(const void* x, const void* cos, const void* sin, void* out, int64_t H, int64_t D, bool bf16) {
+  if (bf16) rope_rows<true, false>(x, cos, sin, out, 0, 1, H, D);
+  else rope_rows<false, false>(x, cos, sin, out, 0, 1, H, D);
+}
+
 torch::Tensor rope(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin) {
   const auto dt = x.scalar_type();
   if (!cpu_has_avx512() || !x.device().is_cpu() || !cos.device().is_cpu() || !sin.device().is_cpu()) return {};

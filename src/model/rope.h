@@ -19,4 +19,8 @@ namespace emlab::model_detail {
 // and the caller keeps the torch ops. No double backward.
 torch::Tensor rope(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin);
 
+// The same forward for one position on raw memory, one thread (CPU with AVX-512 only, even D):
+// out (H, D) from x (H, D) and cos/sin (D), all float32 or all bf16 (`bf16`).
+void rope_heads(const void* x, const void* cos, const void* sin, void* out, int64_t H, int64_t D, bool bf16);
+
 }  // namespace emlab::model_detail

@@ -80,6 +80,11 @@ class SwigluFn : public torch::autograd::Function<SwigluFn> {
 
 }  // namespace
 
+void swiglu_range(const void* gate, const void* up, void* out, int64_t n, bool bf16) {
+  if (bf16) forward_range<true>(gate, up, out, 0, n);
+  else forward_range<false>(gate, up, out, 0, n);
+}
+
 torch::Tensor swiglu(const torch::Tensor& gate, const torch::Tensor& up) {
   const auto dtype = gate.scalar_type();
   if (!gate.device().is_cpu() || !up.device().is_cpu() || !cpu_has_avx512()) return {};

@@ -17,4 +17,8 @@ namespace emlab::model_detail {
 // backward.
 torch::Tensor swiglu(const torch::Tensor& gate, const torch::Tensor& up);
 
+// The same forward on raw memory, one thread (CPU with AVX-512 only): out[i] = silu(gate[i]) up[i]
+// for i < n, all float32 or all bf16 (`bf16`).
+void swiglu_range(const void* gate, const void* up, void* out, int64_t n, bool bf16);
+
 }  // namespace emlab::model_detail

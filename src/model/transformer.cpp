@@ -257,8 +257,16 @@ torch::Tensor CausalLM::attention(int64_t layer, const torch::Tensor& x, const R
   return project(out);  // (B, T, C), or (1, N, C) packed
 }
 
+CausalLM::Rope CausalLM::rope_tables(const torch::Tensor& pos, const torch::Tensor& inv_freq) const {
+  torch::Tensor freqs = pos.to(torch::kFloat32).unsqueeze(-1) * inv_freq;  // (B, T, D/2)
+  torch::Tensor emb = torch::cat({freqs, freqs}, -1);                      // (B, T, D)
+  return Rope{emb.cos().to(dtype_).unsqueeze(2), emb.sin().to(dtype_).unsqueeze(2)};
+}
+
 torch::Tensor CausalLM::forward(const torch::Tensor& input_ids, const ForwardArgs& args) const {
   TORCH_CHECK(input_ids.dim() == 2, "input_ids must be (B, T), got ", input_ids.sizes());
+  if (args.fused_decode)
+    if (torch::Tensor logits = fused_decode_step(input_ids, args); logits.defined()) return logits;  // (1, 1, V)
   const int64_t B = input_ids.size(0), T = input_ids.size(1);
   const int64_t L = config_.num_hidden_layers;
   const int64_t past = args.cache ? args.cache->length : 0;
@@ -322,14 +330,9 @@ torch::Tensor CausalLM::forward(const torch::Tensor& input_ids, const ForwardArg
     pos = pack_rows(pos, packing->index);  // (1, N)
   }
 
-  // RoPE tables: freqs (B, T, D/2) -> cos/sin (B, T, 1, D) in the model dtype ((1, N, 1, D) packed).
-  auto rope_tables = [&](const torch::Tensor& inv_freq) {
-    torch::Tensor freqs = pos.to(torch::kFloat32).unsqueeze(-1) * inv_freq;
-    torch::Tensor emb = torch::cat({freqs, freqs}, -1);
-    return Rope{emb.cos().to(dtype_).unsqueeze(2), emb.sin().to(dtype_).unsqueeze(2)};
-  };
-  const Rope rope = rope_tables(inv_freq_);
-  const Rope rope_local = inv_freq_local_.defined() ? rope_tables(inv_freq_local_) : rope;
+  // RoPE tables (B, T, 1, D) ((1, N, 1, D) packed).
+  const Rope rope = rope_tables(pos, inv_freq_);
+  const Rope rope_local = inv_freq_local_.defined() ? rope_tables(pos, inv_freq_local_) : rope;
 
   // Additive attention bias (B|1, 1, 1, T, S): causal in cache index space, padding keys masked,
   // per layer a sliding window. A finite minimum keeps fully masked (padding) rows NaN-free.

@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <functional>
+#include <limits>
 #include <map>
 
 #include <nlohmann/json.hpp>
@@ -257,6 +258,40 @@ TEST(Sampler, TopPAndTopKWithoutFullSortMatchTheFullSort) {
   o.top_p = 0.9;
   torch::Tensor t = sample_tokens(flat, o, u);
   EXPECT_TRUE(torch::equal(t, full_sort_sample(flat, 0.9, 0, u)));
+}
+
+// Without top-k/top-p the draw walks each row instead of materialising its cumulative sum: the
+// same picks as torch's cumsum and searchsorted on the same probabilities, including uniforms at 0,
+// just below 1 and exactly at a stored partial sum, zero-probability tokens and a row of one token.
+TEST(Sampler, WholeVocabularyDrawEqualsCumsumAndSearch) {
+  torch::manual_seed(5);
+  const int64_t B = 40, V = 5003;  // V not a multiple of the walk's blocks
+  torch::Tensor logits = torch::randn({B, V}) * 3.0;
+  logits.narrow(1, 0, 700).narrow(0, 0, 4).fill_(-std::numeric_limits<float>::infinity());  // zeros up front
+  logits[5].fill_(-std::numeric_limits<float>::infinity());
+  logits[5][4000] = 1.0;  // one token left
+  for (double temperature : {1.0, 0.7}) {
+    torch::Tensor probs = torch::softmax(logits / temperature, -1);
+    torch::Tensor cdf = probs.cumsum(-1);  // (B, V)
+    torch::Tensor u = torch::rand({B}, torch::kFloat64);
+    u[0] = 0.0;
+    u[1] = std::nextafter(1.0, 0.0);
+    // Rows 2..9: u lands exactly on a stored partial sum (searchsorted(right) then takes the next).
+    for (int64_t b = 2; b < 10; ++b) {
+      const float c = cdf[b][b * 400].item<float>(), last = cdf[b][V - 1].item<float>();
+      u[b] = static_cast<double>(c / last);
+    }
+    torch::Tensor uf = u.to(torch::kFloat32).unsqueeze(1);
+    torch::Tensor want =
+        torch::searchsorted(cdf, uf * cdf.narrow(1, V - 1, 1), false, true).clamp_max(V - 1).squeeze(1);
+    SampleOptions o;
+    o.temperature = temperature;
+    torch::Tensor got = sample_tokens(logits, o, u);
+    EXPECT_TRUE(torch::equal(got, want)) << "temperature " << temperature << ": "
+                                         << got.ne(want).sum().item<int64_t>() << " picks differ";
+    EXPECT_EQ(got[5].item<int64_t>(), 4000);
+    EXPECT_GE(got.narrow(0, 0, 4).min().item<int64_t>(), 700);  // never a zero-probability token
+  }
 }
 
 TEST(Sampler, FrequenciesFollowTheDistribution) {
