@@ -121,6 +121,7 @@ torch::Tensor CausalLM::fused_decode_step(const torch::Tensor& input_ids, const 
       return {};  // forward reports it
     mask = args.attention_mask.to(torch::kCPU, torch::kLong).contiguous().view({S});
   }
+  if (args.position_ids.defined() && args.position_ids.numel() != 1) return {};  // forward reports it
   const torch::Tensor pos = args.position_ids.defined() ? args.position_ids.to(device_, torch::kLong).view({1, 1})
                                                         : torch::full({1, 1}, past, torch::kLong);
   const Rope rope = rope_tables(pos, inv_freq_);  // cos/sin (1, 1, 1, D) in the model dtype
