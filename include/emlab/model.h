@@ -106,8 +106,9 @@ struct ForwardArgs {
   bool fused_decode = true;       // one token at batch 1 into a CPU cache with room: one fused step
                                   // (src/model/decode_step.cpp) without torch's per-op costs, the
                                   // same values; false: torch's ops (what the fused step is checked
-                                  // against). Taken where it applies (float32/bf16, AVX-512, Llama-
-                                  // style layers, no hooks or active adapters), elsewhere ignored
+                                  // against). Taken where it applies (float32/bf16, AVX-512, the
+                                  // Llama family's layers, not Gemma's; no hooks or active
+                                  // adapters), elsewhere ignored
 };
 
 struct LoadOptions {

@@ -66,7 +66,7 @@ void add(const void* a, const void* b, void* y, int64_t n, bool bf16) {
 
 // The step's buffers, kept by the calling thread for its next steps.
 struct Scratch {
-  Vec h, x, q, qr, k, kr, v, att, o, gate, up, act;  // model dtype
+  Vec h, x, q, qn, qr, k, kn, kr, v, att, o, gate, up, act;  // model dtype
   std::vector<float> xf, yf, qf, scores, probs, outf;  // float32
 };
 
@@ -82,7 +82,7 @@ torch::Tensor CausalLM::fused_decode_step(const torch::Tensor& input_ids, const 
   if (input_ids.size(0) != 1 || input_ids.size(1) != 1 || !device_.is_cpu() || !cpu_has_avx512()) return {};
   if (dtype_ != torch::kFloat32 && dtype_ != torch::kBFloat16) return {};
   const ArchSpec& a = *arch_;
-  if (a.embed_scale || a.sandwich_norms || a.qk_norm || inv_freq_local_.defined() ||
+  if (a.embed_scale || a.sandwich_norms || inv_freq_local_.defined() ||
       config_.final_logit_softcapping || (a.attn_softcap && config_.attn_logit_softcapping))
     return {};
   if (config_.hidden_act != "silu" && config_.hidden_act != "swish") return {};
@@ -129,8 +129,8 @@ torch::Tensor CausalLM::fused_decode_step(const torch::Tensor& input_ids, const 
   const bool bf16 = dtype_ == torch::kBFloat16;
   thread_local Scratch s;
   for (Vec* v : {&s.h, &s.x, &s.o}) v->resize(C);
-  for (Vec* v : {&s.q, &s.qr, &s.att}) v->resize(H * D);
-  for (Vec* v : {&s.k, &s.kr, &s.v}) v->resize(Hkv * D);
+  for (Vec* v : {&s.q, &s.qn, &s.qr, &s.att}) v->resize(H * D);
+  for (Vec* v : {&s.k, &s.kn, &s.kr, &s.v}) v->resize(Hkv * D);
   for (Vec* v : {&s.gate, &s.up, &s.act}) v->resize(F);
   const int64_t widest = std::max({C, F, H * D});
   s.xf.resize(widest);
@@ -168,13 +168,24 @@ torch::Tensor CausalLM::fused_decode_step(const torch::Tensor& input_ids, const 
   std::memcpy(s.h.data(), static_cast<const char*>(embed.data_ptr()) + id * C * es, C * es);  // (C)
   for (int64_t l = 0; l < L; ++l) {
     const std::string p = "model.layers." + std::to_string(l) + ".";
-    // Attention: q (H, D), k and v (Hkv, D), RoPE on q and k, k and v into the cache at `past`.
+    // Attention: q (H, D), k and v (Hkv, D), (Qwen3) RMSNorm per head on q and k, RoPE on q and k,
+    // k and v into the cache at `past`.
     norm(s.h.data(), p + "input_layernorm.weight", s.x.data());
     linear(s.x.data(), p + "self_attn.q_proj", s.q.data());
     linear(s.x.data(), p + "self_attn.k_proj", s.k.data());
     linear(s.x.data(), p + "self_attn.v_proj", s.v.data());
-    rope_heads(s.q.data(), rope.cos.data_ptr(), rope.sin.data_ptr(), s.qr.data(), H, D, bf16);
-    rope_heads(s.k.data(), rope.cos.data_ptr(), rope.sin.data_ptr(), s.kr.data(), Hkv, D, bf16);
+    const void* qin = s.q.data();
+    const void* kin = s.k.data();
+    if (a.qk_norm) {  // per head (Qwen3)
+      rms_norm_rows(s.q.data(), param(p + "self_attn.q_norm.weight").data_ptr(), s.qn.data(), H, D,
+                    config_.rms_norm_eps, a.norm_plus_one, bf16);
+      rms_norm_rows(s.k.data(), param(p + "self_attn.k_norm.weight").data_ptr(), s.kn.data(), Hkv, D,
+                    config_.rms_norm_eps, a.norm_plus_one, bf16);
+      qin = s.qn.data();
+      kin = s.kn.data();
+    }
+    rope_heads(qin, rope.cos.data_ptr(), rope.sin.data_ptr(), s.qr.data(), H, D, bf16);
+    rope_heads(kin, rope.cos.data_ptr(), rope.sin.data_ptr(), s.kr.data(), Hkv, D, bf16);
     char* kc = static_cast<char*>(c.k[l].data_ptr()) + row * Hkv * cap * D * es;  // (Hkv, cap, D)
     char* vc = static_cast<char*>(c.v[l].data_ptr()) + row * Hkv * cap * D * es;
     for (int64_t h = 0; h < Hkv; ++h) {
