@@ -140,19 +140,29 @@ torch::Tensor CausalLM::fused_decode_step(const torch::Tensor& input_ids, const 
   s.probs.resize(H * S);
   s.outf.resize(H * D);
 
-  // y (out) = x (in) W^T + b in the model dtype, as linear_small_rows_aware: the row kernel's float32
-  // sums, rounded to bf16, then the bias added (a bf16 add).
-  auto linear = [&](const void* x, const std::string& module, void* y) {
-    const torch::Tensor& w = param(module + ".weight");  // (out, in)
-    const torch::Tensor* b = param_if(module + ".bias");
+  // y (out) float32 = x (in, model dtype) W^T, as small_rows_linear's row kernels: bf16 rows widened
+  // to float32 only where the kernel reads float32.
+  auto product = [&](const void* x, const torch::Tensor& w, float* y) {  // w (out, in)
     const int64_t out = w.size(0), in = w.size(1);
+    if (rows_product_reads_bf16(1, bf16)) {
+      rows_product(w.data_ptr(), nullptr, y, 1, out, in, bf16, static_cast<const uint16_t*>(x));
+      return;
+    }
     const float* xp = static_cast<const float*>(x);
     if (bf16) {
       for (int64_t i = 0; i < in; ++i) s.xf[i] = get(x, i, true);
       xp = s.xf.data();
     }
+    rows_product(w.data_ptr(), xp, y, 1, out, in, bf16);
+  };
+  // y (out) = x (in) W^T + b in the model dtype, as linear_small_rows_aware: the float32 sums,
+  // rounded to bf16, then the bias added (a bf16 add).
+  auto linear = [&](const void* x, const std::string& module, void* y) {
+    const torch::Tensor& w = param(module + ".weight");  // (out, in)
+    const torch::Tensor* b = param_if(module + ".bias");
+    const int64_t out = w.size(0);
     float* yp = bf16 ? s.yf.data() : static_cast<float*>(y);
-    rows_product(w.data_ptr(), xp, yp, 1, out, in, bf16, bf16 ? static_cast<const uint16_t*>(x) : nullptr);
+    product(x, w, yp);
     if (bf16)
       for (int64_t i = 0; i < out; ++i) put(y, i, yp[i], true);
     if (b) add(y, b->data_ptr(), y, out, bf16);
@@ -229,14 +239,8 @@ torch::Tensor CausalLM::fused_decode_step(const torch::Tensor& input_ids, const 
   // The head: float32 sums, then (bf16) rounded, as CausalLM::logits.
   norm(s.h.data(), "model.norm.weight", s.x.data());
   const torch::Tensor& head = head_weight();
-  const float* xp = static_cast<const float*>(s.x.data());
-  if (bf16) {
-    for (int64_t i = 0; i < C; ++i) s.xf[i] = get(s.x.data(), i, true);
-    xp = s.xf.data();
-  }
   torch::Tensor logits = torch::empty({1, 1, head.size(0)}, torch::kFloat32);  // (1, 1, V)
-  rows_product(head.data_ptr(), xp, logits.data_ptr<float>(), 1, head.size(0), C, bf16,
-               bf16 ? static_cast<const uint16_t*>(s.x.data()) : nullptr);
+  product(s.x.data(), head, logits.data_ptr<float>());
   return bf16 ? logits.to(dtype_) : logits;
 }
 

@@ -310,9 +310,11 @@ SmallRowsPath small_rows_path(int64_t rows, torch::ScalarType dtype) {
   return SmallRowsPath::kNone;
 }
 
+bool rows_product_reads_bf16(int64_t R, bool bf16) { return bf16 && R == 1 && cpu_has_avx512_bf16(); }
+
 void rows_product(const void* w, const float* x, float* y, int64_t R, int64_t out, int64_t C, bool bf16,
                   const uint16_t* xb) {
-  if (bf16 && R == 1 && xb && cpu_has_avx512_bf16()) {
+  if (xb && rows_product_reads_bf16(R, bf16)) {
     const auto* wb = static_cast<const uint16_t*>(w);
     at::parallel_for(0, out, /*grain_size=*/64, [&](int64_t a, int64_t b) { row_kernel_bf16dot(wb, xb, y, a, b, C); });
     return;
@@ -342,8 +344,12 @@ torch::Tensor small_rows_linear(const torch::Tensor& x, const torch::Tensor& wei
     return static_cast<const float*>(xf.data_ptr<float>());
   };
   if (path == SmallRowsPath::kRows) {
-    rows_product(wp, x_f32(), yp, R, out, C, bf16,
-                 bf16 ? static_cast<const uint16_t*>(x.reshape({R, C}).contiguous().data_ptr()) : nullptr);
+    if (!rows_product_reads_bf16(R, bf16)) {
+      rows_product(wp, x_f32(), yp, R, out, C, bf16);
+    } else {
+      const torch::Tensor xb = x.reshape({R, C}).contiguous();  // (R, C) bf16
+      rows_product(wp, nullptr, yp, R, out, C, bf16, static_cast<const uint16_t*>(xb.data_ptr()));
+    }
     return bf16 ? y.to(dt) : y;
   }
   const int64_t blocks = out / 4;  // the tiles run in parallel over blocks of 4 outputs

@@ -45,10 +45,13 @@ torch::Tensor small_rows_linear(const torch::Tensor& x, const torch::Tensor& wei
 
 // The kRows product on raw rows (CPU with AVX-512 only; R <= kRowsKernelMax): y (R, out) float32 =
 // x (R, C) float32 W^T for W (out, C) float32 or bf16 (`bf16`), parallel over outputs as above.
-// xb: the same rows in bf16 (bf16 weights): one row then goes through AVX512-BF16 dot products
-// where the CPU has them (what small_rows_linear does); null: always the widening kernel.
+// xb: the same rows in bf16 (bf16 weights), read instead of x where rows_product_reads_bf16 (x may
+// then be null); null: always the widening kernel on x.
 void rows_product(const void* w, const float* x, float* y, int64_t R, int64_t out, int64_t C, bool bf16,
                   const uint16_t* xb = nullptr);
+// Whether rows_product reads the bf16 rows xb rather than x: one bf16 row on a CPU with AVX512-BF16
+// (its dot products, no widening).
+bool rows_product_reads_bf16(int64_t R, bool bf16);
 
 // Attention over a KV cache at decode: R = (query heads per kv head) x (new positions) rows per
 // (batch row, kv head) against that head's S cached positions. Through torch::matmul these are
