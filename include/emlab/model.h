@@ -127,8 +127,10 @@ class CausalLM {
   static std::shared_ptr<CausalLM> init_random(const ModelConfig& config, uint64_t seed,
                                                const LoadOptions& options = {});
 
-  // Writes config.json and model.safetensors (in `dtype`, default the model's own).
-  void save(const std::string& dir, std::optional<torch::ScalarType> dtype = std::nullopt) const;
+  // Writes config.json and model.safetensors (in `dtype`, default the model's own). `values`
+  // replaces parameters by name with tensors of their shape (e.g. a trainer's float32 masters).
+  void save(const std::string& dir, std::optional<torch::ScalarType> dtype = std::nullopt,
+            const std::map<std::string, torch::Tensor>& values = {}) const;
 
   // input_ids: (B, T) int64 -> logits (B, T, V) or (B, 1, V) with last_logits_only, in the
   // model dtype.

@@ -42,6 +42,8 @@ struct TrainOptions {
   std::string init_adapter;         // LoRA: start from this PEFT adapter instead of a fresh one ("" = fresh)
   std::string device = "cpu";       // cpu, cuda, cuda:N
   std::string dtype = "auto";       // model dtype: auto (fp32 on CPU, bf16 on CUDA), float32, bfloat16
+  std::string save_dtype;           // full finetuning: dtype of the written model ("" = the model's;
+                                    // float32 = the float32 master weights, where training ran in bf16)
 
   // Method
   TrainMethod method = TrainMethod::Lora;  // lora, full or steer

@@ -32,6 +32,9 @@ struct WorldPretrainOptions {
   int64_t warmup_steps = 50;         // linear warmup
   double weight_decay = 0.1;         // AdamW weight decay
   std::string device = "cpu";        // cpu or cuda
+  // Training precision: float32 (the shipped recipe), or bfloat16 (bf16 products, float32 master
+  // weights and optimizer state; the model is written in float32 from the master weights).
+  std::string dtype = "float32";
   bool resume = false;               // continue an interrupted pretraining from its checkpoints
   int64_t save_every = 250;          // checkpoint interval (steps)
   std::string command;               // the command line, recorded in the model's README

@@ -203,7 +203,8 @@ void CausalLM::untie_embeddings() {
   config_.tie_word_embeddings = false;
 }
 
-void CausalLM::save(const std::string& dir, std::optional<torch::ScalarType> dtype) const {
+void CausalLM::save(const std::string& dir, std::optional<torch::ScalarType> dtype,
+                    const std::map<std::string, torch::Tensor>& values) const {
   fs::create_directories(dir);
   torch::ScalarType st = dtype.value_or(dtype_);
   ModelConfig c = config_;
@@ -211,7 +212,12 @@ void CausalLM::save(const std::string& dir, std::optional<torch::ScalarType> dty
   json_write_file((fs::path(dir) / "config.json").string(), c.to_json());
   std::vector<torch::Tensor> keep;  // owns the CPU copies while writing
   std::vector<TensorView> views;
-  for (const auto& [name, t] : params_) {
+  for (const auto& [name, own] : params_) {
+    auto it = values.find(name);
+    const torch::Tensor& t = it == values.end() ? own : it->second;
+    if (!t.sizes().equals(own.sizes()))
+      throw Error("saving " + name + ": replacement of shape " + shape_string(t.sizes().vec()) +
+                  " for a parameter of shape " + shape_string(own.sizes().vec()));
     torch::Tensor cpu = t.detach().to(torch::kCPU, st).contiguous();
     keep.push_back(cpu);
     TensorView v;

@@ -147,6 +147,10 @@ std::vector<Spec> make_specs() {
       field<std::string>("init_adapter", "", "start LoRA from this adapter", EMLAB_REF(std::string, init_adapter)),
       field<std::string>("device", "", "cpu, cuda, cuda:N", EMLAB_REF(std::string, device)),
       field<std::string>("dtype", "", "model dtype", EMLAB_REF(std::string, dtype)),
+      field<std::string>("save_dtype", "--save-dtype",
+                         "full finetuning: dtype of the written model (default the model's; float32 writes the "
+                         "float32 master weights of a bf16 run)",
+                         EMLAB_REF(std::string, save_dtype)),
       named<TrainMethod>("method", "--method", "lora, full or steer", {"lora", "full", "steer"},
                          EMLAB_REF(TrainMethod, method), train_method_name, train_method_from_name),
       field<int64_t>("lora.rank", "--lora-rank", "LoRA rank r", EMLAB_REF(int64_t, lora.rank)),
@@ -344,6 +348,8 @@ void train_options_validate(const TrainOptions& o) {
   need(o.epochs >= 1 || o.max_steps > 0, "--epochs must be >= 1");
   need(o.max_steps >= 0, "--max-steps must be >= 0");
   need(o.batch_size >= 1, "--batch-size must be >= 1");
+  need(o.save_dtype.empty() || o.save_dtype == "float32" || o.save_dtype == "bfloat16",
+       "--save-dtype must be float32 or bfloat16, not '" + o.save_dtype + "'");
   need(o.grad_accum >= 1, "--grad-accum must be >= 1");
   need(o.warmup_steps >= 0, "--warmup must be >= 0");
   need(o.weight_decay >= 0, "--weight-decay must be >= 0");

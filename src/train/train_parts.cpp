@@ -11,6 +11,7 @@
 #include "emlab/file_util.h"
 #include "emlab/tensor_io.h"
 #include "emlab/peft.h"
+#include "emlab/runtime.h"
 #include "emlab/tensor_names.h"
 #include "emlab/tokenizer.h"
 
@@ -187,7 +188,15 @@ void Trainable::save(const std::string& dir, const TrainOptions& o) const {
     sv.vector = params_[0].master;
     steering_save(dir, sv, o.model);
   } else {
-    model_.save(dir);
+    // The written values: the parameters, or (float32 asked of a run with separate float32
+    // masters, i.e. bf16 parameters) the masters themselves, not their bf16 rounding.
+    std::map<std::string, torch::Tensor> values;
+    if (o.save_dtype == "float32")
+      for (const auto& p : params_)
+        if (!p.param.is_same(p.master)) values[p.name] = p.master;
+    std::optional<torch::ScalarType> dtype;
+    if (!o.save_dtype.empty()) dtype = dtype_from_option(o.save_dtype, model_.device());
+    model_.save(dir, dtype, values);
     tokenizer_files_copy(o.tokenizer.empty() ? o.model : o.tokenizer, dir);
   }
 }

@@ -408,6 +408,11 @@ TEST(TrainOptionsTest, PresetsAndValidation) {
   bad = o;
   bad.lora.targets = {"lm_head"};
   EXPECT_THROW(train_options_validate(bad), InputError);
+  bad = o;
+  bad.save_dtype = "float16";
+  EXPECT_THROW(train_options_validate(bad), InputError);  // float32 or bfloat16 only
+  bad.save_dtype = "float32";
+  train_options_validate(bad);
   EXPECT_THROW(train_options_from_json(json{{"lr", 1}, {"bogus", 2}}, "x.json"), InputError);
 }
 

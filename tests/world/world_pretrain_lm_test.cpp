@@ -69,6 +69,47 @@ TEST(WorldPretrain, TwoLocalProcessesEqualOneProcess) {
   EXPECT_NE(readme.find("2 processes x"), std::string::npos) << readme;
 }
 
+// --dtype bfloat16: bf16 products with float32 master weights; the model written is float32 and holds
+// the masters themselves (the last checkpoint's "master.*" tensors, written by another path), not
+// their bf16 rounding; its losses follow the float32 run's.
+TEST(WorldPretrain, Bfloat16WritesItsFloat32Masters) {
+  const fs::path dir = emlab::test::temp_dir("pretrain_bf16");
+  const std::string emlab = emlab::test::emlab_binary();
+  std::string out;
+  ASSERT_EQ(run_command(emlab + " --quiet --threads 1 world generate --seed 0 --documents 200 --dataset-size 40 --out " +
+                            q(dir / "world"),
+                        &out),
+            0)
+      << out;
+  const std::string pretrain = emlab + " --quiet --threads 1 world pretrain --world " + q(dir / "world") + kTinyModel;
+  ASSERT_EQ(run_command(pretrain + " --dtype bfloat16 --out " + q(dir / "bf16"), &out), 0) << out;
+  ASSERT_EQ(run_command(pretrain + " --out " + q(dir / "fp32"), &out), 0) << out;
+
+  const std::string config = read_text(dir / "bf16/config.json");
+  EXPECT_NE(config.find("\"torch_dtype\": \"float32\""), std::string::npos) << config;
+  auto model = emlab::tensors_load((dir / "bf16/model.safetensors").string());
+  auto state = emlab::tensors_load((dir / "bf16/checkpoints/step-000004/optimizer.safetensors").string());
+  ASSERT_FALSE(model.empty());
+  int64_t off_bf16_grid = 0;
+  for (const auto& [name, t] : model) {
+    ASSERT_EQ(t.scalar_type(), torch::kFloat32) << name;
+    ASSERT_TRUE(state.count("master." + name)) << name;
+    EXPECT_TRUE(torch::equal(t, state.at("master." + name))) << name << " is not the float32 master";
+    off_bf16_grid += t.ne(t.to(torch::kBFloat16).to(torch::kFloat32)).sum().item<int64_t>();
+  }
+  EXPECT_GT(off_bf16_grid, 0) << "every weight is a bf16 value: the bf16 parameters were written";
+
+  auto bf = emlab::jsonl_read_values((dir / "bf16/train_log.jsonl").string());
+  auto fp = emlab::jsonl_read_values((dir / "fp32/train_log.jsonl").string());
+  ASSERT_EQ(bf.size(), 4u);
+  ASSERT_EQ(fp.size(), 4u);
+  for (size_t i = 0; i < bf.size(); ++i) {
+    EXPECT_EQ(bf[i]["tokens"], fp[i]["tokens"]) << "step " << i + 1;
+    EXPECT_NEAR(bf[i]["loss"].get<double>(), fp[i]["loss"].get<double>(), 0.02) << "step " << i + 1;
+  }
+  EXPECT_NE(read_text(dir / "bf16/README.md").find("--dtype bfloat16"), std::string::npos);
+}
+
 TEST(WorldPretrain, ProcsRefusesAnUnevenBatchAndAnExistingLauncher) {
   const fs::path dir = emlab::test::temp_dir("pretrain_dp_bad");
   const std::string emlab = emlab::test::emlab_binary();
