@@ -3,6 +3,8 @@
 
 #include <algorithm>
 
+#include "model/cross_entropy_rows.h"
+
 namespace emlab {
 
 int64_t count_targets(const SftDataset& data, const std::vector<int64_t>& rows) {
@@ -101,12 +103,21 @@ class HeadCrossEntropy : public torch::autograd::Function<HeadCrossEntropy> {
     for (int64_t s = 0; s < N; s += chunk) {
       const int64_t n = std::min(chunk, N - s);
       const torch::Tensor hc = h.narrow(0, s, n);                     // (n, C)
-      const torch::Tensor tc = targets.narrow(0, s, n).unsqueeze(1);  // (n, 1)
-      torch::Tensor lp = torch::log_softmax(torch::matmul(hc, w.t()).to(acc), 1);  // (n, V)
-      total -= lp.gather(1, tc).sum();
-      if (!want_h && !want_w) continue;
-      lp.exp_().scatter_add_(1, tc, torch::full({n, 1}, -1.0, lp.options()));  // softmax - onehot
-      const torch::Tensor g = lp.to(w.scalar_type());  // the logits' gradient, in the products' type
+      const torch::Tensor tc = targets.narrow(0, s, n);               // (n)
+      const torch::Tensor logits = torch::matmul(hc, w.t());           // (n, V)
+      torch::Tensor g;  // the logits' gradient, softmax - onehot, in the products' type
+      // bf16 logits with gradients wanted: one fused pass per row (float32 keeps torch's ops).
+      const torch::Tensor fused =
+          want_h || want_w ? model_detail::cross_entropy_rows_bf16(logits, tc, &g) : torch::Tensor();
+      if (fused.defined()) {
+        total += fused.to(total.options());
+      } else {
+        torch::Tensor lp = torch::log_softmax(logits.to(acc), 1);  // (n, V)
+        total -= lp.gather(1, tc.unsqueeze(1)).sum();
+        if (!want_h && !want_w) continue;
+        lp.exp_().scatter_add_(1, tc.unsqueeze(1), torch::full({n, 1}, -1.0, lp.options()));
+        g = lp.to(w.scalar_type());
+      }
       if (want_h) dh.narrow(0, s, n).copy_(torch::matmul(g, w));
       if (want_w) {
         torch::Tensor part = torch::matmul(g.t(), hc);  // (V, n) x (n, C)
