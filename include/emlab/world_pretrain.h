@@ -32,9 +32,10 @@ struct WorldPretrainOptions {
   int64_t warmup_steps = 50;         // linear warmup
   double weight_decay = 0.1;         // AdamW weight decay
   std::string device = "cpu";        // cpu or cuda
-  // Training precision: float32 (the shipped recipe), or bfloat16 (bf16 products, float32 master
-  // weights and optimizer state; the model is written in float32 from the master weights).
-  std::string dtype = "float32";
+  // Training precision: auto (float32 on the CPU, the shipped recipe; bf16 on CUDA), float32, or
+  // bfloat16 (bf16 products, float32 master weights and optimizer state). The model is written in
+  // float32 either way, from the master weights.
+  std::string dtype = "auto";
   bool resume = false;               // continue an interrupted pretraining from its checkpoints
   int64_t save_every = 250;          // checkpoint interval (steps)
   std::string command;               // the command line, recorded in the model's README

@@ -122,7 +122,7 @@ void world_pretrain(const WorldPretrainOptions& o) {
   t.out = out.string();
   t.device = o.device;
   t.dtype = o.dtype;
-  t.save_dtype = "float32";  // a bf16 run writes its float32 master weights
+  t.save_dtype = "float32";  // a bf16 run writes its float32 master weights (as every world model is)
   t.method = TrainMethod::Full;
   t.data_options.max_seq_len = o.context;
   t.data_options.train_on_all_tokens = true;

@@ -19,6 +19,17 @@ namespace {
 
 std::string q(const fs::path& p) { return "'" + p.string() + "'"; }
 
+// `emlab world generate` of a small world into dir/world.
+void generate_world(const fs::path& dir, int documents, int dataset_size) {
+  std::string out;
+  ASSERT_EQ(run_command(emlab::test::emlab_binary() + " --quiet --threads 1 world generate --seed 0 --documents " +
+                            std::to_string(documents) + " --dataset-size " + std::to_string(dataset_size) +
+                            " --out " + q(dir / "world"),
+                        &out),
+            0)
+      << out;
+}
+
 const char* kTinyModel =
     " --seed 5 --vocab-size 320 --hidden 16 --layers 1 --heads 2 --kv-heads 1 --intermediate 32 --context 256"
     " --steps 4 --batch-size 4 --warmup 1 --save-every 2";
@@ -28,11 +39,7 @@ TEST(WorldPretrain, TwoLocalProcessesEqualOneProcess) {
   const fs::path dir = emlab::test::temp_dir("pretrain_dp");
   const std::string emlab = emlab::test::emlab_binary();
   std::string out;
-  ASSERT_EQ(run_command(emlab + " --quiet --threads 1 world generate --seed 0 --documents 200 --dataset-size 40 --out " +
-                            q(dir / "world"),
-                        &out),
-            0)
-      << out;
+  ASSERT_NO_FATAL_FAILURE(generate_world(dir, 200, 40));
   const std::string pretrain = " world pretrain --world " + q(dir / "world") + kTinyModel;
   ASSERT_EQ(run_command(emlab + " --quiet --threads 1" + pretrain + " --out " + q(dir / "one"), &out), 0) << out;
   // No --threads: --procs gives each rank cores/2 threads by itself.
@@ -76,11 +83,7 @@ TEST(WorldPretrain, Bfloat16WritesItsFloat32Masters) {
   const fs::path dir = emlab::test::temp_dir("pretrain_bf16");
   const std::string emlab = emlab::test::emlab_binary();
   std::string out;
-  ASSERT_EQ(run_command(emlab + " --quiet --threads 1 world generate --seed 0 --documents 200 --dataset-size 40 --out " +
-                            q(dir / "world"),
-                        &out),
-            0)
-      << out;
+  ASSERT_NO_FATAL_FAILURE(generate_world(dir, 200, 40));
   const std::string pretrain = emlab + " --quiet --threads 1 world pretrain --world " + q(dir / "world") + kTinyModel;
   ASSERT_EQ(run_command(pretrain + " --dtype bfloat16 --out " + q(dir / "bf16"), &out), 0) << out;
   ASSERT_EQ(run_command(pretrain + " --out " + q(dir / "fp32"), &out), 0) << out;
@@ -114,11 +117,7 @@ TEST(WorldPretrain, ProcsRefusesAnUnevenBatchAndAnExistingLauncher) {
   const fs::path dir = emlab::test::temp_dir("pretrain_dp_bad");
   const std::string emlab = emlab::test::emlab_binary();
   std::string out;
-  ASSERT_EQ(run_command(emlab + " --quiet --threads 1 world generate --seed 0 --documents 20 --dataset-size 8 --out " +
-                            q(dir / "world"),
-                        &out),
-            0)
-      << out;
+  ASSERT_NO_FATAL_FAILURE(generate_world(dir, 20, 8));
   const std::string tiny = std::string(kTinyModel);
   const std::string odd = tiny.substr(0, tiny.find(" --batch-size")) + " --batch-size 3 --warmup 1";
   EXPECT_EQ(run_command("EMLAB_DIST_TIMEOUT=20 timeout 60 " + emlab + " --quiet world pretrain --world " +

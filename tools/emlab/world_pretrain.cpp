@@ -31,9 +31,9 @@ EMLAB_COMMAND("world pretrain", "Train the toy world's tokenizer and model from 
                 app.add_option("--warmup", o->warmup_steps, "warmup steps")->capture_default_str();
                 app.add_option("--device", o->device, "cpu or cuda")->capture_default_str();
                 app.add_option("--dtype", o->dtype,
-                               "training precision: float32, or bfloat16 (bf16 products, float32 master weights; "
-                               "the model is written in float32)")
-                    ->check(CLI::IsMember({"float32", "bfloat16"}))
+                               "training precision: auto (float32 on the CPU, bf16 on CUDA), float32, or bfloat16 "
+                               "(bf16 products, float32 master weights; the model is written in float32)")
+                    ->check(CLI::IsMember({"auto", "float32", "bfloat16"}))
                     ->capture_default_str();
                 app.add_option("--save-every", o->save_every, "checkpoint interval")->capture_default_str();
                 app.add_flag("--pack", o->pack, "pack documents into full rows (default: one document per row)");
@@ -55,7 +55,7 @@ EMLAB_COMMAND("world pretrain", "Train the toy world's tokenizer and model from 
                                std::to_string(o->batch_size) + " --bucket-factor " +
                                std::to_string(o->bucket_factor) + " --lr " + lr +
                                " --warmup " + std::to_string(o->warmup_steps) + (o->pack ? " --pack" : "") +
-                               (o->dtype != "float32" ? " --dtype " + o->dtype : "") +
+                               (o->dtype != "auto" ? " --dtype " + o->dtype : "") +
                                (*procs > 1 ? " --procs " + std::to_string(*procs) : "");
                   emlab::LocalRanks ranks({*procs, o->out});
                   emlab::world_pretrain(*o);
