@@ -49,17 +49,18 @@ torch::Tensor draw(const torch::Tensor& probs, const torch::Tensor& order, const
 torch::Tensor draw_whole_vocabulary(const torch::Tensor& probs, const torch::Tensor& u) {
   constexpr int64_t kMark = 1024;  // positions per block
   const int64_t B = probs.size(0), V = probs.size(1);
+  const int64_t blocks = (V + kMark - 1) / kMark;
   torch::Tensor out = torch::empty({B}, torch::kLong);
   const float* p = probs.data_ptr<float>();
   const float* up = u.data_ptr<float>();
   int64_t* op = out.data_ptr<int64_t>();
   std::atomic<bool> finite{true};
   at::parallel_for(0, B, 1, [&](int64_t b0, int64_t b1) {
-    std::vector<double> marks(static_cast<size_t>((V + kMark - 1) / kMark + 1));  // the sum before each block
+    std::vector<double> marks(static_cast<size_t>(blocks));  // the sum before each block
     for (int64_t b = b0; b < b1; ++b) {
       const float* row = p + b * V;
       double acc = 0;
-      for (int64_t m = 0; m * kMark < V; ++m) {
+      for (int64_t m = 0; m < blocks; ++m) {
         marks[m] = acc;
         const int64_t end = std::min(V, (m + 1) * kMark);
         for (int64_t i = m * kMark; i < end; ++i) acc += row[i];
@@ -71,7 +72,6 @@ torch::Tensor draw_whole_vocabulary(const torch::Tensor& probs, const torch::Ten
       }
       const float target = up[b] * last;  // as torch's u * cdf[V - 1] in float32
       // The first block whose end's stored sum exceeds the target (stored sums never decrease).
-      const int64_t blocks = (V + kMark - 1) / kMark;
       int64_t m = 0;
       while (m < blocks && !(static_cast<float>(m + 1 < blocks ? marks[m + 1] : acc) > target)) ++m;
       int64_t pick = V - 1;  // none exceeds it: searchsorted gives V, clamped
