@@ -14,6 +14,11 @@
 // training benchmark model's batch (bench/train_bench.cpp) and the LoRA memory benchmark's
 // Qwen2.5-0.5B shape (batch 4 x 512). Prints ms per layer for forward + backward, the ratio, and the
 // largest difference of the output and of q's gradient.
+//
+// Last, the same shapes in bf16: the fused operation with q, k, v widened to float32 and float32
+// products (the reference, as before) against its bf16 products (AVX512-BF16 dot products, where
+// the CPU has them), forward + backward and forward alone, and the largest difference of the
+// output and of q's gradient between the two.
 // Usage: attention_bench [--threads N]
 #include <cmath>
 #include <cstdio>
@@ -136,6 +141,64 @@ void sequence_attention() {
   }
 }
 
+// Whole sequences in bf16: the fused operation's widened float32 products against its bf16 ones.
+void sequence_attention_bf16() {
+  std::printf("\nwhole sequences, bf16, per layer: float32 products (q, k, v widened) against bf16 products\n");
+  std::printf("%-30s %4s %4s %4s %5s %4s %10s %9s %9s %9s %9s %10s %9s %9s\n", "shape", "B", "H", "Hkv", "T", "D",
+              "f32 ms", "bf16 ms", "ratio", "out diff", "dq diff", "fwd f32", "fwd bf16", "ratio");
+  struct Shape {
+    const char* name;
+    int64_t B, H, Hkv, T, D;
+  } shapes[] = {{"toy world finetune batch", 16, 4, 4, 110, 32},
+                {"toy world pretraining batch", 16, 4, 4, 200, 32},
+                {"training benchmark model", 8, 8, 4, 128, 64},
+                {"qwen2.5-0.5b, batch 4 x 512", 4, 14, 2, 512, 64},
+                {"engine prefill, batch 64 x 128", 64, 8, 4, 128, 64}};
+  for (const auto& s : shapes) {
+    auto heads = [&](int64_t n) {
+      return torch::randn({s.B, s.T, n, s.D}).to(torch::kBFloat16).transpose(1, 2).requires_grad_();
+    };
+    torch::Tensor q = heads(s.H), k = heads(s.Hkv), v = heads(s.Hkv);
+    torch::Tensor mask = torch::ones({s.B, s.T}, torch::kLong);
+    mask[0].narrow(0, s.T - 7, 7).zero_();  // one row padded
+    torch::Tensor grad = torch::randn({s.B, s.T, s.H * s.D}).to(torch::kBFloat16);
+    const double scale = 1.0 / std::sqrt(static_cast<double>(s.D));
+    auto attention = [&](bool bf16_products) {
+      return [&, bf16_products] {
+        return emlab::model_detail::causal_attention(q, k, v, mask, 0, scale, bf16_products)
+            .transpose(1, 2)
+            .reshape({s.B, s.T, s.H * s.D});
+      };
+    };
+    const auto widened = attention(false), dot = attention(true);
+    if (!widened().defined()) {
+      std::printf("%-30s: the fused attention does not take this case on this CPU\n", s.name);
+      continue;
+    }
+    auto run = [&](const auto& f) {
+      q.mutable_grad() = torch::Tensor();
+      torch::Tensor out = f();
+      out.backward(grad);
+      return std::make_pair(out.detach().to(torch::kFloat32), q.grad().to(torch::kFloat32));
+    };
+    const auto [wo, wg] = run(widened);
+    const auto [bo, bg] = run(dot);
+    const double out_diff = (wo - bo).abs().max().item<double>(), dq_diff = (wg - bg).abs().max().item<double>();
+    const int reps = s.T >= 512 ? 3 : 10;
+    const double w_ms = best_ms(reps, [&] { run(widened); }), b_ms = best_ms(reps, [&] { run(dot); });
+    double fwd_w_ms = 0, fwd_b_ms = 0;
+    {
+      torch::NoGradGuard no_grad;
+      fwd_w_ms = best_ms(reps, widened);
+      fwd_b_ms = best_ms(reps, dot);
+    }
+    std::printf("%-30s %4lld %4lld %4lld %5lld %4lld %10.3f %9.3f %8.2fx %9.2e %9.2e %10.3f %9.3f %8.2fx\n", s.name,
+                static_cast<long long>(s.B), static_cast<long long>(s.H), static_cast<long long>(s.Hkv),
+                static_cast<long long>(s.T), static_cast<long long>(s.D), w_ms, b_ms, w_ms / b_ms, out_diff, dq_diff,
+                fwd_w_ms, fwd_b_ms, fwd_w_ms / fwd_b_ms);
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -146,5 +209,6 @@ int main(int argc, char** argv) {
   std::printf("torch %s, %d threads\n", TORCH_VERSION, torch::get_num_threads());
   decode_attention();
   sequence_attention();
+  sequence_attention_bf16();
   return 0;
 }

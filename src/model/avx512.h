@@ -26,6 +26,9 @@ bool cpu_has_avx512_bf16();
 // Helpers whose vector arguments must stay in registers (not inlined, an accumulator array passed
 // by pointer would live on the stack).
 #define EMLAB_AVX512_INLINE __attribute__((target("avx512f,avx512bw,avx512vl"), always_inline))
+// The same with AVX512-BF16 (its dot products), for code run only where cpu_has_avx512_bf16().
+#define EMLAB_AVX512BF16 __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16")))
+#define EMLAB_AVX512BF16_INLINE __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"), always_inline))
 
 namespace emlab::model_detail {
 

@@ -5,7 +5,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
+#include <type_traits>
 #include <vector>
 
 #include <ATen/Parallel.h>
@@ -184,11 +186,291 @@ std::vector<torch::Tensor> attention_backward(const torch::Tensor& dout, const t
   return {dq, dk, dv};
 }
 
-struct CausalAttentionFn : public torch::autograd::Function<CausalAttentionFn> {
+// ---- bf16 q, k, v with AVX512-BF16 products ----
+//
+// The same blocks as above with every product a bf16 one: each dot-product instruction multiplies
+// 16 pairs of bf16 and adds them to 16 float32 sums. The scores, probabilities, their gradients and
+// all sums stay float32; what enters a product is bf16: q, k, v and the output's gradient as given,
+// the probabilities and the scores' gradients rounded to bf16 (as flash attention does on GPUs).
+// Operands are packed as pairs along the summed dimension ("pairs" below: two bf16 in one 32-bit
+// word, the first in the low half).
+
+inline uint32_t pair_at(const uint16_t* p) {  // the 32-bit pair at p (p need not be 4-byte aligned)
+  uint32_t w;
+  std::memcpy(&w, p, sizeof w);
+  return w;
+}
+
+inline int64_t round_up(int64_t n, int64_t m) { return (n + m - 1) / m * m; }
+
+// C (M, N) = A B, or C += A B with ACC (float32 C), or C = A B rounded to bf16 (Out uint16_t):
+// A's row m holds K2 pairs from a + m * lda (bf16 elements; lda and the pairs' offsets even), B is
+// packed by pairs: b + 2 * (k2 * ldb + n) holds the pair of column n for the sums' k2-th pair, and
+// columns up to round_up(N, 16) may be read (their values only reach columns not stored).
+template <int R, int U, typename Out, bool ACC>
+EMLAB_AVX512BF16_INLINE inline void pairs_tile(int64_t K2, const uint16_t* a, int64_t lda, const uint16_t* b,
+                                               int64_t ldb, Out* c, int64_t ldc, int64_t n_left) {
+  __m512 acc[R * U] = {};  // zeros
+  for (int64_t k2 = 0; k2 < K2; ++k2) {
+    __m512bh bv[U];
+#pragma GCC unroll 4
+    for (int u = 0; u < U; ++u) bv[u] = (__m512bh)_mm512_loadu_si512(b + 2 * (k2 * ldb + 16 * u));
+#pragma GCC unroll 4
+    for (int r = 0; r < R; ++r) {
+      const __m512bh av = (__m512bh)_mm512_set1_epi32(static_cast<int>(pair_at(a + r * lda + 2 * k2)));
+#pragma GCC unroll 4
+      for (int u = 0; u < U; ++u) acc[r * U + u] = _mm512_dpbf16_ps(acc[r * U + u], av, bv[u]);
+    }
+  }
+#pragma GCC unroll 4
+  for (int r = 0; r < R; ++r)
+#pragma GCC unroll 4
+    for (int u = 0; u < U; ++u) {
+      const __mmask16 m = lanes16(n_left - 16 * u);
+      Out* cr = c + r * ldc + 16 * u;
+      if constexpr (std::is_same_v<Out, uint16_t>) {
+        store_bf16x16(cr, acc[r * U + u], m);
+      } else {
+        __m512 x = acc[r * U + u];
+        if constexpr (ACC) x = _mm512_add_ps(x, _mm512_maskz_loadu_ps(m, cr));
+        _mm512_mask_storeu_ps(cr, m, x);
+      }
+    }
+}
+
+template <int R, typename Out, bool ACC>
+EMLAB_AVX512BF16_INLINE inline void pairs_rows(int64_t N, int64_t K2, const uint16_t* a, int64_t lda,
+                                               const uint16_t* b, int64_t ldb, Out* c, int64_t ldc) {
+  for (int64_t n = 0; n < N; n += 64) {
+    const int64_t left = N - n;
+    const uint16_t* bn = b + 2 * n;
+    Out* cn = c + n;
+    switch (std::min<int64_t>(4, (left + 15) / 16)) {
+      case 4: pairs_tile<R, 4, Out, ACC>(K2, a, lda, bn, ldb, cn, ldc, left); break;
+      case 3: pairs_tile<R, 3, Out, ACC>(K2, a, lda, bn, ldb, cn, ldc, left); break;
+      case 2: pairs_tile<R, 2, Out, ACC>(K2, a, lda, bn, ldb, cn, ldc, left); break;
+      default: pairs_tile<R, 1, Out, ACC>(K2, a, lda, bn, ldb, cn, ldc, left); break;
+    }
+  }
+}
+
+// The product over all M rows, four at a time.
+template <typename Out, bool ACC = false>
+EMLAB_AVX512BF16 void pairs_gemm(int64_t M, int64_t N, int64_t K2, const uint16_t* a, int64_t lda, const uint16_t* b,
+                                 int64_t ldb, Out* c, int64_t ldc) {
+  int64_t m = 0;
+  for (; m + 4 <= M; m += 4) pairs_rows<4, Out, ACC>(N, K2, a + m * lda, lda, b, ldb, c + m * ldc, ldc);
+  switch (M - m) {
+    case 3: pairs_rows<3, Out, ACC>(N, K2, a + m * lda, lda, b, ldb, c + m * ldc, ldc); break;
+    case 2: pairs_rows<2, Out, ACC>(N, K2, a + m * lda, lda, b, ldb, c + m * ldc, ldc); break;
+    case 1: pairs_rows<1, Out, ACC>(N, K2, a + m * lda, lda, b, ldb, c + m * ldc, ldc); break;
+    default: break;
+  }
+}
+
+// Rows x[0, n) (D bf16 each, st apart) packed so that they are the B of a product summing over D:
+// dst pair (d2, j) = (x[j][2 d2], x[j][2 d2 + 1]), ldb = ld pairs per d2; columns [n, ld) zero.
+void pack_transposed(const uint16_t* x, int64_t st, int64_t n, int64_t D, uint16_t* dst, int64_t ld) {
+  uint32_t* out = reinterpret_cast<uint32_t*>(dst);
+  for (int64_t d2 = 0; d2 < D / 2; ++d2) {
+    uint32_t* o = out + d2 * ld;
+    for (int64_t j = 0; j < n; ++j) o[j] = pair_at(x + j * st + 2 * d2);
+    std::fill(o + n, o + ld, 0u);
+  }
+}
+
+// Rows x[0, n) (D values each, float32 or bf16, st apart) packed so that they are the B of a product
+// summing over the rows: dst pair (j2, d) = (x[2 j2][d], x[2 j2 + 1][d]) for j2 < ceil(n / 2),
+// ld pairs per j2 (ld >= round_up(D, 16)); a missing odd row and the columns [D, ld) zero. float32
+// values are rounded to bf16.
+template <typename In>
+EMLAB_AVX512 void pack_interleaved(const In* x, int64_t st, int64_t n, int64_t D, uint16_t* dst, int64_t ld) {
+  constexpr bool kF32 = std::is_same_v<In, float>;
+  // Output pair d of a 32-pair chunk: lane 2d of the permutation from row 2 j2, lane 2d + 1 from
+  // row 2 j2 + 1 (indices >= 32 pick the second operand).
+  alignas(64) uint16_t lo_idx[32], hi_idx[32];
+  for (int d = 0; d < 16; ++d) {
+    lo_idx[2 * d] = static_cast<uint16_t>(d), lo_idx[2 * d + 1] = static_cast<uint16_t>(32 + d);
+    hi_idx[2 * d] = static_cast<uint16_t>(16 + d), hi_idx[2 * d + 1] = static_cast<uint16_t>(48 + d);
+  }
+  const __m512i lo = _mm512_load_si512(lo_idx), hi = _mm512_load_si512(hi_idx);
+  auto load32 = [&](const In* row, int64_t d, int64_t left) EMLAB_AVX512_INLINE {  // 32 values as bf16
+    if (row == nullptr) return _mm512_setzero_si512();
+    if constexpr (kF32) {
+      const __m512i a = _mm512_srli_epi32(round_bf16_bits(_mm512_maskz_loadu_ps(lanes16(left), row + d)), 16);
+      const __mmask16 m2 = left > 16 ? lanes16(left - 16) : __mmask16{0};
+      const __m512i b = _mm512_srli_epi32(round_bf16_bits(_mm512_maskz_loadu_ps(m2, row + d + 16)), 16);
+      return _mm512_inserti64x4(_mm512_castsi256_si512(_mm512_cvtepi32_epi16(a)), _mm512_cvtepi32_epi16(b), 1);
+    } else {
+      const __mmask32 m = left >= 32 ? ~__mmask32{0} : static_cast<__mmask32>((1ull << left) - 1);
+      return _mm512_maskz_loadu_epi16(m, row + d);
+    }
+  };
+  for (int64_t j2 = 0; 2 * j2 < n; ++j2) {
+    const In* r0 = x + 2 * j2 * st;
+    const In* r1 = 2 * j2 + 1 < n ? r0 + st : nullptr;
+    uint16_t* o = dst + 2 * j2 * ld;
+    int64_t d = 0;
+    for (; d < D; d += 32) {
+      const int64_t left = D - d;
+      const __m512i a = load32(r0, d, left), b = load32(r1, d, left);
+      // Pairs d .. d + 31 (the second half's lanes beyond D are zero: both rows were zero there).
+      _mm512_storeu_si512(o + 2 * d, _mm512_permutex2var_epi16(a, lo, b));
+      _mm512_storeu_si512(o + 2 * d + 32, _mm512_permutex2var_epi16(a, hi, b));
+    }
+    std::fill(o + 2 * d, o + 2 * ld, uint16_t{0});
+  }
+}
+
+// Rows x[0, rows) (D bf16 each, st apart) packed as the A of a product over the rows:
+// dst pair (d, i2) = (x[2 i2][d], x[2 i2 + 1][d]), lda = 2 * ceil(rows / 2) bf16 per d.
+void pack_columns(const uint16_t* x, int64_t st, int64_t rows, int64_t D, uint16_t* dst) {
+  const int64_t R2 = (rows + 1) / 2;
+  for (int64_t d = 0; d < D; ++d)
+    for (int64_t i2 = 0; i2 < R2; ++i2) {
+      dst[2 * (d * R2 + i2)] = x[2 * i2 * st + d];
+      dst[2 * (d * R2 + i2) + 1] = 2 * i2 + 1 < rows ? x[(2 * i2 + 1) * st + d] : uint16_t{0};
+    }
+}
+
+// rows x n float32 values (ld apart) rounded to bf16 rows of n_even values (ldd apart; the value at
+// n, when n < n_even, zero).
+EMLAB_AVX512 void round_rows(const float* x, int64_t ld, int64_t rows, int64_t n, int64_t n_even, uint16_t* dst,
+                             int64_t ldd) {
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t j = 0; j < n; j += 16) {
+      const __mmask16 m = lanes16(n - j);
+      store_bf16x16(dst + r * ldd + j, _mm512_maskz_loadu_ps(m, x + r * ld + j), m);
+    }
+    if (n < n_even) dst[r * ldd + n] = 0;
+  }
+}
+
+struct Bf16Rows {  // as Rows, for bf16 tensors
+  uint16_t* base;
+  int64_t sb, sn, st;
+  Bf16Rows(const torch::Tensor& x, bool bthd)
+      : base(reinterpret_cast<uint16_t*>(x.data_ptr<at::BFloat16>())),
+        sb(x.stride(0)),
+        sn(x.stride(bthd ? 2 : 1)),
+        st(x.stride(bthd ? 1 : 2)) {}
+  uint16_t* at(int64_t b, int64_t n, int64_t t = 0) const { return base + b * sb + n * sn + t * st; }
+};
+
+// A block's first column rounded down to even (pairs start on even columns; probabilities and
+// their gradients left of the block's first key are zero).
+inline int64_t first_even_key(int64_t i0, int64_t window) { return first_key(i0, window) & ~int64_t{1}; }
+
+// As attention_forward for bf16 q, k, v (D even): out (B, T, H, D) bf16, probabilities float32.
+EMLAB_AVX512BF16 std::pair<torch::Tensor, torch::Tensor> attention_forward_bf16(
+    const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, const torch::Tensor& key_bias,
+    int64_t window, float scale) {
+  const int64_t B = q.size(0), H = q.size(1), T = q.size(2), D = q.size(3), G = H / k.size(1);
+  torch::Tensor out = torch::empty({B, T, H, D}, q.options());
+  torch::Tensor probs = torch::empty({B, H, T, T}, q.options().dtype(torch::kFloat32));
+  const Bf16Rows Q(q, false), K(k, false), V(v, false), O(out, true);
+  float* P = probs.data_ptr<float>();
+  const float* kb = key_bias.numel() > 0 ? key_bias.data_ptr<float>() : nullptr;
+  const int64_t Tp = round_up(T, 2), ldk = round_up(T, 16) + 16, ldv = round_up(D, 32);
+  at::parallel_for(0, B * H, 1, [&](int64_t a, int64_t e) {
+    std::vector<uint16_t> kt(static_cast<size_t>(D * ldk)), vp(static_cast<size_t>(Tp * ldv)),
+        pb(static_cast<size_t>(kCausalBlockRows * Tp));
+    for (int64_t n = a; n < e; ++n) {
+      const int64_t b = n / H, h = n % H, g = h / G;
+      if (n == a || h % G == 0) {  // the kv head's keys and values packed (once per kv head in a range)
+        pack_transposed(K.at(b, g), K.st, T, D, kt.data(), ldk);
+        pack_interleaved(V.at(b, g), V.st, T, D, vp.data(), ldv);
+      }
+      float* Pn = P + n * T * T;
+      for (int64_t i0 = 0; i0 < T; i0 += kCausalBlockRows) {
+        const int64_t i1 = std::min(T, i0 + kCausalBlockRows), c0 = first_even_key(i0, window);
+        const int64_t rows = i1 - i0, cols = i1 - c0, cols_even = round_up(cols, 2);
+        // Raw scores of the block's rows over the columns [c0, i1).
+        pairs_gemm<float>(rows, cols, D / 2, Q.at(b, h, i0), Q.st, kt.data() + 2 * c0, ldk, Pn + i0 * T + c0, T);
+        for (int64_t i = i0; i < i1; ++i)
+          softmax_row(Pn + i * T, first_key(i, window), i + 1, T, kb ? kb + b * T : nullptr, scale);
+        // O = P V, P rounded to bf16 (its column past T, when cols is odd, zero).
+        round_rows(Pn + i0 * T + c0, T, rows, std::min(cols_even, T - c0), cols_even, pb.data(), cols_even);
+        pairs_gemm<uint16_t>(rows, D, cols_even / 2, pb.data(), cols_even, vp.data() + c0 * ldv, ldv,
+                             O.at(b, h, i0), O.st);
+      }
+    }
+  });
+  return {out, probs};
+}
+
+// As attention_backward for bf16: dq (B, T, H, D), dk and dv (B, T, Hkv, D) in bf16, from dout
+// (B, T, H, D) bf16. dk and dv are summed (over the blocks and the query heads of a kv head) in
+// float32, transposed (D, T), and rounded once at the end.
+EMLAB_AVX512BF16 std::vector<torch::Tensor> attention_backward_bf16(const torch::Tensor& dout, const torch::Tensor& q,
+                                                                    const torch::Tensor& k, const torch::Tensor& v,
+                                                                    const torch::Tensor& probs, int64_t window,
+                                                                    float scale) {
+  const int64_t B = q.size(0), H = q.size(1), T = q.size(2), D = q.size(3), Hkv = k.size(1), G = H / Hkv;
+  torch::Tensor dq = torch::empty({B, T, H, D}, q.options());
+  torch::Tensor dk = torch::empty({B, T, Hkv, D}, q.options());
+  torch::Tensor dv = torch::empty({B, T, Hkv, D}, q.options());
+  const Bf16Rows Q(q, false), K(k, false), V(v, false), dO(dout, true), dQ(dq, true), dK(dk, true), dV(dv, true);
+  const float* P = probs.data_ptr<float>();
+  const int64_t Tp = round_up(T, 2), ldt = round_up(T, 16) + 16, ldd = round_up(D, 32);
+  const int64_t R = kCausalBlockRows, R2 = R / 2;
+  at::parallel_for(0, B * Hkv, 1, [&](int64_t a, int64_t e) {
+    std::vector<uint16_t> vt(static_cast<size_t>(D * ldt)), kp(static_cast<size_t>(Tp * ldd)),
+        sb(static_cast<size_t>(R * Tp)), spack(static_cast<size_t>(2 * R2 * ldt)),
+        ppack(static_cast<size_t>(2 * R2 * ldt)), qcols(static_cast<size_t>(2 * D * R2)),
+        ocols(static_cast<size_t>(2 * D * R2));
+    std::vector<float> w(static_cast<size_t>(R * Tp)), dkt(static_cast<size_t>(D * Tp)),
+        dvt(static_cast<size_t>(D * Tp));
+    for (int64_t n = a; n < e; ++n) {
+      const int64_t b = n / Hkv, g = n % Hkv;
+      pack_transposed(V.at(b, g), V.st, T, D, vt.data(), ldt);
+      pack_interleaved(K.at(b, g), K.st, T, D, kp.data(), ldd);
+      std::fill(dkt.begin(), dkt.end(), 0.0f);
+      std::fill(dvt.begin(), dvt.end(), 0.0f);
+      for (int64_t h = g * G; h < (g + 1) * G; ++h) {
+        const float* Pn = P + (b * H + h) * T * T;
+        for (int64_t i0 = 0; i0 < T; i0 += R) {
+          const int64_t i1 = std::min(T, i0 + R), c0 = first_even_key(i0, window);
+          const int64_t rows = i1 - i0, cols = i1 - c0, cols_even = round_up(cols, 2), rows2 = (rows + 1) / 2;
+          float* W = w.data();
+          // dP = dO V^T, then dS row by row (in W, cols apart).
+          pairs_gemm<float>(rows, cols, D / 2, dO.at(b, h, i0), dO.st, vt.data() + 2 * c0, ldt, W, cols);
+          for (int64_t r = 0; r < rows; ++r) softmax_backward_row(Pn + (i0 + r) * T + c0, W + r * cols, cols, scale);
+          // dQ = dS K (dS rounded to bf16).
+          round_rows(W, cols, rows, cols, cols_even, sb.data(), cols_even);
+          pairs_gemm<uint16_t>(rows, D, cols_even / 2, sb.data(), cols_even, kp.data() + c0 * ldd, ldd,
+                               dQ.at(b, h, i0), dQ.st);
+          // dK^T[:, c0:i1] += Q^T dS and dV^T[:, c0:i1] += dO^T P: the block's rows are the sums.
+          pack_interleaved(W, cols, rows, cols, spack.data(), ldt);
+          pack_interleaved(Pn + i0 * T + c0, T, rows, cols, ppack.data(), ldt);
+          pack_columns(Q.at(b, h, i0), Q.st, rows, D, qcols.data());
+          pack_columns(dO.at(b, h, i0), dO.st, rows, D, ocols.data());
+          pairs_gemm<float, true>(D, cols, rows2, qcols.data(), 2 * rows2, spack.data(), ldt, dkt.data() + c0, Tp);
+          pairs_gemm<float, true>(D, cols, rows2, ocols.data(), 2 * rows2, ppack.data(), ldt, dvt.data() + c0, Tp);
+        }
+      }
+      // (D, T) float32 sums to (T, D) bf16 rows.
+      for (int64_t t = 0; t < T; ++t) {
+        uint16_t* kr = dK.at(b, g, t);
+        uint16_t* vr = dV.at(b, g, t);
+        for (int64_t d = 0; d < D; ++d) {
+          kr[d] = c10::BFloat16(dkt[d * Tp + t]).x;
+          vr[d] = c10::BFloat16(dvt[d * Tp + t]).x;
+        }
+      }
+    }
+  });
+  return {dq, dk, dv};
+}
+
+// BF16DOT: bf16 q, k, v through the AVX512-BF16 products; otherwise float32 q, k, v.
+template <bool BF16DOT>
+struct CausalAttentionFn : public torch::autograd::Function<CausalAttentionFn<BF16DOT>> {
   // Returns out (B, T, H, D).
   static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& q, const torch::Tensor& k,
                                const torch::Tensor& v, const torch::Tensor& key_bias, int64_t window, double scale) {
-    auto [out, probs] = attention_forward(q, k, v, key_bias, window, static_cast<float>(scale));
+    auto [out, probs] = BF16DOT ? attention_forward_bf16(q, k, v, key_bias, window, static_cast<float>(scale))
+                                : attention_forward(q, k, v, key_bias, window, static_cast<float>(scale));
     ctx->save_for_backward({q, k, v, probs});
     ctx->saved_data["window"] = window;
     ctx->saved_data["scale"] = scale;
@@ -198,9 +480,11 @@ struct CausalAttentionFn : public torch::autograd::Function<CausalAttentionFn> {
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
                                                  torch::autograd::variable_list grads) {
     const auto saved = ctx->get_saved_variables();
-    const torch::Tensor dout = rows_contiguous(grads[0]);  // (B, T, H, D)
-    auto d = attention_backward(dout, saved[0], saved[1], saved[2], saved[3], ctx->saved_data["window"].toInt(),
-                                static_cast<float>(ctx->saved_data["scale"].toDouble()));
+    const torch::Tensor dout = rows_contiguous(grads[0].to(saved[0].scalar_type()));  // (B, T, H, D)
+    const int64_t window = ctx->saved_data["window"].toInt();
+    const auto scale = static_cast<float>(ctx->saved_data["scale"].toDouble());
+    auto d = BF16DOT ? attention_backward_bf16(dout, saved[0], saved[1], saved[2], saved[3], window, scale)
+                     : attention_backward(dout, saved[0], saved[1], saved[2], saved[3], window, scale);
     // Back to (B, H, T, D) (views of the (B, T, H, D) buffers).
     return {d[0].transpose(1, 2), d[1].transpose(1, 2), d[2].transpose(1, 2), torch::Tensor(), torch::Tensor(),
             torch::Tensor()};
@@ -210,7 +494,7 @@ struct CausalAttentionFn : public torch::autograd::Function<CausalAttentionFn> {
 }  // namespace
 
 torch::Tensor causal_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
-                               const torch::Tensor& key_mask, int64_t window, double scale) {
+                               const torch::Tensor& key_mask, int64_t window, double scale, bool bf16_products) {
   if (!cpu_has_avx512() || !blas_sgemm()) return {};
   const auto dtype = q.scalar_type();
   if (dtype != torch::kFloat32 && dtype != torch::kBFloat16) return {};
@@ -226,11 +510,16 @@ torch::Tensor causal_attention(const torch::Tensor& q, const torch::Tensor& k, c
   torch::Tensor key_bias = torch::empty({0}, f32);
   if (key_mask.defined())
     key_bias = torch::zeros({B, T}, f32).masked_fill(key_mask.to(torch::kCPU) == 0, kNegInf).contiguous();
-  // bf16 q, k, v are widened (exactly) and the output rounded back: the products, probabilities and
-  // sums in float32.
+  if (dtype == torch::kBFloat16 && bf16_products && cpu_has_avx512_bf16() && D % 2 == 0) {
+    torch::Tensor out = CausalAttentionFn<true>::apply(rows_contiguous(q), rows_contiguous(k), rows_contiguous(v),
+                                                       key_bias, window, scale);  // (B, T, H, D)
+    return out.transpose(1, 2);                                                     // (B, H, T, D)
+  }
+  // float32, or bf16 q, k, v widened (exactly) and the output rounded back: the products,
+  // probabilities and sums in float32.
   auto in = [](const torch::Tensor& t) { return rows_contiguous(t.to(torch::kFloat32)); };
-  torch::Tensor out = CausalAttentionFn::apply(in(q), in(k), in(v), key_bias, window, scale);  // (B, T, H, D)
-  return out.to(dtype).transpose(1, 2);                                                        // (B, H, T, D)
+  torch::Tensor out = CausalAttentionFn<false>::apply(in(q), in(k), in(v), key_bias, window, scale);  // (B, T, H, D)
+  return out.to(dtype).transpose(1, 2);                                                               // (B, H, T, D)
 }
 
 }  // namespace emlab::model_detail
@@ -239,7 +528,7 @@ torch::Tensor causal_attention(const torch::Tensor& q, const torch::Tensor& k, c
 
 namespace emlab::model_detail {
 torch::Tensor causal_attention(const torch::Tensor&, const torch::Tensor&, const torch::Tensor&, const torch::Tensor&,
-                               int64_t, double) {
+                               int64_t, double, bool) {
   return {};
 }
 }  // namespace emlab::model_detail

@@ -5,8 +5,9 @@
 // bias addition, a softmax and, backward, their gradients: each a pass over (B, H, T, T) tensors,
 // and the masked upper half of the scores computed and exponentiated like the rest. Here one
 // parallel loop over (batch row, head) pairs computes, per block of query rows, only the
-// columns up to the block's last row (BLAS products), with scaling, masking and softmax in one
-// pass over each row; backward does the same with the saved probabilities.
+// columns up to the block's last row (float32: BLAS products; bf16: AVX512-BF16 dot products over
+// operands packed in pairs), with scaling, masking and softmax in one pass over each row; backward
+// does the same with the saved probabilities.
 #pragma once
 
 #include <torch/torch.h>
@@ -23,10 +24,14 @@ constexpr int64_t kCausalBlockRows = 64;  // query rows per block of the causal 
 // rows the mean of the values). Probabilities and sums in float32; the result's memory is
 // (B, T, H, D), so that out.transpose(1, 2) is contiguous.
 //
-// Taken on the CPU with AVX-512 for float32 or bfloat16 q, k, v (bf16 widened to float32 on the way
-// in, the output rounded to bf16); elsewhere it returns an undefined tensor (the caller keeps the
-// torch ops). No double backward.
+// Taken on the CPU with AVX-512 for float32 or bfloat16 q, k, v; elsewhere it returns an undefined
+// tensor (the caller keeps the torch ops). No double backward. bf16 q, k, v, where the CPU has
+// AVX512-BF16 and D is even (and bf16_products): every product in bf16 with float32 sums, the
+// probabilities and the scores' gradients rounded to bf16 on their way into a product; otherwise
+// (bf16_products false: the reference the benchmark and tests compare with) widened to float32 on the
+// way in, every product in float32, the output and gradients rounded to bf16.
 torch::Tensor causal_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
-                               const torch::Tensor& key_mask, int64_t window, double scale);
+                               const torch::Tensor& key_mask, int64_t window, double scale,
+                               bool bf16_products = true);
 
 }  // namespace emlab::model_detail

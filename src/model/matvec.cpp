@@ -181,9 +181,6 @@ EMLAB_AVX512 void tiles_kernel(const float* w, const float* x, float* y, int64_t
   });
 }
 
-#define EMLAB_AVX512BF16 __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16")))
-#define EMLAB_AVX512BF16_INLINE __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"), always_inline))
-
 // As tile_4x4 for bf16 weights and bf16 rows, with AVX512-BF16 dot products: each instruction
 // multiplies 16 pairs of bf16 (32 products, exact in float32) and adds them to 16 float32 sums,
 // twice the work of a widening FMA.

@@ -8,6 +8,7 @@
 #include "model/causal_attention.h"
 
 #include <string>
+#include <vector>
 
 namespace emlab::model_detail {
 namespace {
@@ -59,15 +60,16 @@ torch::Tensor reference(const torch::Tensor& q, const torch::Tensor& k, const to
 torch::Tensor heads_view(int64_t B, int64_t N, int64_t T, int64_t D) { return torch::randn({B, T, N, D}).transpose(1, 2); }
 
 // dtype float32: float32 rounding of the sums only; bfloat16: q, k, v are bf16 (the reference
-// takes the same rounded values), the output and the gradients rounded to bf16 (2^-9 relative).
-void expect_matches_reference(const Case& c, torch::ScalarType dtype = torch::kFloat32) {
+// takes the same rounded values), the output and the gradients rounded to bf16 (2^-9 relative), and
+// with bf16_products the probabilities and the scores' gradients too on their way into a product.
+void expect_matches_reference(const Case& c, torch::ScalarType dtype = torch::kFloat32, bool bf16_products = true) {
   torch::manual_seed(c.B * 1000 + c.T * 10 + c.D);
   const double scale = 1.0 / std::sqrt(static_cast<double>(c.D));
   torch::Tensor q = heads_view(c.B, c.H, c.T, c.D).to(dtype).requires_grad_();
   torch::Tensor k = heads_view(c.B, c.Hkv, c.T, c.D).to(dtype).requires_grad_();
   torch::Tensor v = heads_view(c.B, c.Hkv, c.T, c.D).to(dtype).requires_grad_();
   const torch::Tensor mask = key_mask(c);
-  torch::Tensor out = causal_attention(q, k, v, mask, c.window, scale);
+  torch::Tensor out = causal_attention(q, k, v, mask, c.window, scale, bf16_products);
   ASSERT_TRUE(out.defined()) << name(c);
   ASSERT_EQ(out.sizes(), q.sizes()) << name(c);
   ASSERT_EQ(out.scalar_type(), dtype) << name(c);
@@ -92,34 +94,43 @@ void expect_matches_reference(const Case& c, torch::ScalarType dtype = torch::kF
   expect_close(v.grad(), v64.grad(), "dv");
 }
 
-TEST(CausalAttention, MatchesFloat64AutogradReference) {
-  if (!cpu_has_avx512()) GTEST_SKIP() << "this CPU has no AVX-512: the fused attention is never taken";
-  // Lengths around the row blocks (1, a block less one, a block, a block and one, more than two
-  // blocks), grouped queries (H / Hkv = 2, 3), head widths that are and are not multiples of 16,
-  // windows shorter and longer than a block.
+// Lengths around the row blocks (1, a block less one, a block, a block and one, more than two
+// blocks; odd and even), grouped queries (H / Hkv = 2, 3), head widths that are and are not
+// multiples of 16 (and an odd one), windows shorter and longer than a block (blocks starting on odd
+// and even keys).
+std::vector<Case> cases() {
   const int64_t n = kCausalBlockRows;
-  const Case cases[] = {
+  return {
       {2, 4, 4, 1, 32, 0, 0},        {2, 4, 2, n - 1, 32, 0, 0},  {1, 2, 1, n, 8, 0, 0},
       {3, 4, 2, n + 1, 40, 0, 1},    {2, 6, 3, 2 * n + 5, 64, 0, 2}, {1, 2, 2, 2 * n + 3, 7, 0, 0},
       {2, 4, 4, n + 7, 32, 5, 0},    {2, 4, 2, 2 * n + 3, 16, n / 2 + 3, 1}, {3, 2, 1, 45, 24, n + 2, 2},
-      {4, 4, 4, 110, 32, 0, 1},
+      {4, 4, 4, 110, 32, 0, 1},      {2, 6, 3, 2 * n + 5, 64, n / 2, 2},  {1, 2, 1, 3 * n + 9, 48, n + 1, 0},
   };
-  for (const Case& c : cases) expect_matches_reference(c);
 }
 
+TEST(CausalAttention, MatchesFloat64AutogradReference) {
+  if (!cpu_has_avx512()) GTEST_SKIP() << "this CPU has no AVX-512: the fused attention is never taken";
+  for (const Case& c : cases()) expect_matches_reference(c);
+}
+
+// Where the CPU has AVX512-BF16, the bf16 products (the default) and the widened float32 products;
+// elsewhere twice the widened ones.
 TEST(CausalAttention, Bfloat16MatchesFloat64AutogradReference) {
   if (!cpu_has_avx512()) GTEST_SKIP() << "this CPU has no AVX-512: the fused attention is never taken";
-  const int64_t n = kCausalBlockRows;
-  const Case cases[] = {{2, 4, 2, n + 1, 32, 0, 1}, {2, 6, 3, 2 * n + 5, 64, n / 2, 2}};
-  for (const Case& c : cases) expect_matches_reference(c, torch::kBFloat16);
+  for (const Case& c : cases()) {
+    expect_matches_reference(c, torch::kBFloat16, true);
+    expect_matches_reference(c, torch::kBFloat16, false);
+  }
 }
 
 TEST(CausalAttention, RowsWithoutKeysGiveZerosAndNoGradient) {
   if (!cpu_has_avx512()) GTEST_SKIP() << "this CPU has no AVX-512: the fused attention is never taken";
+  for (const auto dtype : {torch::kFloat32, torch::kBFloat16}) {
+  SCOPED_TRACE(c10::toString(dtype));
   // Left padding: the first 5 query rows of row 0 see no key.
   const int64_t B = 2, H = 2, T = 9, D = 16;
-  torch::Tensor q = torch::randn({B, H, T, D}).requires_grad_(), k = torch::randn({B, H, T, D}).requires_grad_();
-  torch::Tensor v = torch::randn({B, H, T, D}).requires_grad_();
+  auto leaf = [&] { return torch::randn({B, H, T, D}).to(dtype).requires_grad_(); };
+  torch::Tensor q = leaf(), k = leaf(), v = leaf();
   torch::Tensor mask = torch::ones({B, T}, torch::kLong);
   mask[0].narrow(0, 0, 5).zero_();
   torch::Tensor out = causal_attention(q, k, v, mask, 0, 0.25);
@@ -130,6 +141,7 @@ TEST(CausalAttention, RowsWithoutKeysGiveZerosAndNoGradient) {
   EXPECT_TRUE(q.grad()[0].narrow(1, 0, 5).eq(0).all().item<bool>());
   EXPECT_TRUE(k.grad()[0].narrow(1, 0, 5).eq(0).all().item<bool>());  // masked keys: no gradient
   EXPECT_FALSE(q.grad().isnan().any().item<bool>());
+  }
 }
 
 TEST(CausalAttention, LeavesOtherCasesToTorch) {
