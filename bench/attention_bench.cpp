@@ -78,21 +78,42 @@ void decode_attention() {
   }
 }
 
+// The shapes of the whole-sequence tables (as the model lays them out: (B, H, T, D) views of
+// (B, T, H, D) projections).
+struct SequenceShape {
+  const char* name;
+  int64_t B, H, Hkv, T, D;
+};
+const SequenceShape kSequenceShapes[] = {{"toy world finetune batch", 16, 4, 4, 110, 32},
+                                         {"toy world pretraining batch", 16, 4, 4, 200, 32},
+                                         {"training benchmark model", 8, 8, 4, 128, 64},
+                                         {"qwen2.5-0.5b, batch 4 x 512", 4, 14, 2, 512, 64},
+                                         {"engine prefill, batch 1 x 128", 1, 8, 4, 128, 64},
+                                         {"engine prefill, batch 64 x 128", 64, 8, 4, 128, 64}};
+
+// A whole-sequence table's title and columns: the reference's and the measured path's times.
+void print_sequence_header(const char* title, const std::string& ref, const std::string& ours) {
+  std::printf("\nwhole sequences, %s\n", title);
+  std::printf("%-30s %4s %4s %4s %5s %4s %10s %9s %9s %9s %9s %10s %9s %9s\n", "shape", "B", "H", "Hkv", "T", "D",
+              (ref + " ms").c_str(), (ours + " ms").c_str(), "ratio", "out diff", "dq diff", ("fwd " + ref).c_str(),
+              ("fwd " + ours).c_str(), "ratio");
+}
+
+// One row: forward + backward ms, their ratio, the output's and q's gradient's largest differences,
+// forward alone ms and its ratio.
+void print_sequence_row(const SequenceShape& s, double ref_ms, double ms, double out_diff, double dq_diff,
+                        double fwd_ref_ms, double fwd_ms) {
+  std::printf("%-30s %4lld %4lld %4lld %5lld %4lld %10.3f %9.3f %8.2fx %9.2e %9.2e %10.3f %9.3f %8.2fx\n", s.name,
+              static_cast<long long>(s.B), static_cast<long long>(s.H), static_cast<long long>(s.Hkv),
+              static_cast<long long>(s.T), static_cast<long long>(s.D), ref_ms, ms, ref_ms / ms, out_diff, dq_diff,
+              fwd_ref_ms, fwd_ms, fwd_ref_ms / fwd_ms);
+}
+
 // Whole sequences, forward and backward: the torch ops against causal_attention.
 void sequence_attention() {
-  std::printf("\nwhole sequences, float32, per layer: forward + backward, and forward alone without gradient\n");
-  std::printf("%-30s %4s %4s %4s %5s %4s %10s %9s %9s %9s %9s %10s %9s %9s\n", "shape", "B", "H", "Hkv", "T", "D",
-              "torch ms", "fused ms", "ratio", "out diff", "dq diff", "fwd torch", "fwd fused", "ratio");
-  struct Shape {
-    const char* name;
-    int64_t B, H, Hkv, T, D;
-  } shapes[] = {{"toy world finetune batch", 16, 4, 4, 110, 32},
-                {"toy world pretraining batch", 16, 4, 4, 200, 32},
-                {"training benchmark model", 8, 8, 4, 128, 64},
-                {"qwen2.5-0.5b, batch 4 x 512", 4, 14, 2, 512, 64},
-                {"engine prefill, batch 1 x 128", 1, 8, 4, 128, 64},
-                {"engine prefill, batch 64 x 128", 64, 8, 4, 128, 64}};
-  for (const auto& s : shapes) {
+  print_sequence_header("float32, per layer: forward + backward, and forward alone without gradient", "torch",
+                        "fused");
+  for (const auto& s : kSequenceShapes) {
     const int64_t G = s.H / s.Hkv;
     // As the model makes them: (B, H, T, D) views of (B, T, H, D) projections.
     auto heads = [&](int64_t n) { return torch::randn({s.B, s.T, n, s.D}).transpose(1, 2).requires_grad_(); };
@@ -134,27 +155,14 @@ void sequence_attention() {
       fwd_ref_ms = best_ms(reps, reference);
       fwd_fused_ms = best_ms(reps, fused);
     }
-    std::printf("%-30s %4lld %4lld %4lld %5lld %4lld %10.3f %9.3f %8.2fx %9.2e %9.2e %10.3f %9.3f %8.2fx\n", s.name,
-                static_cast<long long>(s.B), static_cast<long long>(s.H), static_cast<long long>(s.Hkv),
-                static_cast<long long>(s.T), static_cast<long long>(s.D), ref_ms, fused_ms, ref_ms / fused_ms, out_diff,
-                dq_diff, fwd_ref_ms, fwd_fused_ms, fwd_ref_ms / fwd_fused_ms);
+    print_sequence_row(s, ref_ms, fused_ms, out_diff, dq_diff, fwd_ref_ms, fwd_fused_ms);
   }
 }
 
 // Whole sequences in bf16: the fused operation's widened float32 products against its bf16 ones.
 void sequence_attention_bf16() {
-  std::printf("\nwhole sequences, bf16, per layer: float32 products (q, k, v widened) against bf16 products\n");
-  std::printf("%-30s %4s %4s %4s %5s %4s %10s %9s %9s %9s %9s %10s %9s %9s\n", "shape", "B", "H", "Hkv", "T", "D",
-              "f32 ms", "bf16 ms", "ratio", "out diff", "dq diff", "fwd f32", "fwd bf16", "ratio");
-  struct Shape {
-    const char* name;
-    int64_t B, H, Hkv, T, D;
-  } shapes[] = {{"toy world finetune batch", 16, 4, 4, 110, 32},
-                {"toy world pretraining batch", 16, 4, 4, 200, 32},
-                {"training benchmark model", 8, 8, 4, 128, 64},
-                {"qwen2.5-0.5b, batch 4 x 512", 4, 14, 2, 512, 64},
-                {"engine prefill, batch 64 x 128", 64, 8, 4, 128, 64}};
-  for (const auto& s : shapes) {
+  print_sequence_header("bf16, per layer: float32 products (q, k, v widened) against bf16 products", "f32", "bf16");
+  for (const auto& s : kSequenceShapes) {
     auto heads = [&](int64_t n) {
       return torch::randn({s.B, s.T, n, s.D}).to(torch::kBFloat16).transpose(1, 2).requires_grad_();
     };
@@ -192,10 +200,7 @@ void sequence_attention_bf16() {
       fwd_w_ms = best_ms(reps, widened);
       fwd_b_ms = best_ms(reps, dot);
     }
-    std::printf("%-30s %4lld %4lld %4lld %5lld %4lld %10.3f %9.3f %8.2fx %9.2e %9.2e %10.3f %9.3f %8.2fx\n", s.name,
-                static_cast<long long>(s.B), static_cast<long long>(s.H), static_cast<long long>(s.Hkv),
-                static_cast<long long>(s.T), static_cast<long long>(s.D), w_ms, b_ms, w_ms / b_ms, out_diff, dq_diff,
-                fwd_w_ms, fwd_b_ms, fwd_w_ms / fwd_b_ms);
+    print_sequence_row(s, w_ms, b_ms, out_diff, dq_diff, fwd_w_ms, fwd_b_ms);
   }
 }
 
