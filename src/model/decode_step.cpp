@@ -12,6 +12,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <array>
 #include <cmath>
 #include <cstring>
 #include <optional>
@@ -132,20 +133,18 @@ torch::Tensor CausalLM::fused_decode_step(const torch::Tensor& input_ids, const 
   for (Vec* v : {&s.q, &s.qn, &s.qr, &s.att}) v->resize(H * D);
   for (Vec* v : {&s.k, &s.kn, &s.kr, &s.v}) v->resize(Hkv * D);
   for (Vec* v : {&s.gate, &s.up, &s.act}) v->resize(F);
-  const int64_t widest = std::max({C, F, H * D});
-  s.xf.resize(widest);
-  s.yf.resize(widest);
+  s.xf.resize(std::max({C, F, H * D}));
+  s.yf.resize(std::max({C, 2 * F, H * D + 2 * Hkv * D}));  // the float32 sums of q, k and v (gate and up) together
   s.qf.resize(H * D);
   s.scores.resize(H * S);
   s.probs.resize(H * S);
   s.outf.resize(H * D);
 
-  // y (out) float32 = x (in, model dtype) W^T, as small_rows_linear's row kernels: bf16 rows widened
-  // to float32 only where the kernel reads float32.
-  auto product = [&](const void* x, const torch::Tensor& w, float* y) {  // w (out, in)
-    const int64_t out = w.size(0), in = w.size(1);
+  // For each part, y (out) float32 = x (in, model dtype) W^T, as small_rows_linear's row kernels
+  // (bf16 rows widened to float32 only where the kernel reads float32), all in one parallel pass.
+  auto products = [&](const void* x, int64_t in, const RowsProductPart* parts, int64_t n) {
     if (rows_product_reads_bf16(1, bf16)) {
-      rows_product(w.data_ptr(), nullptr, y, 1, out, in, bf16, static_cast<const uint16_t*>(x));
+      rows_products(parts, n, nullptr, 1, in, bf16, static_cast<const uint16_t*>(x));
       return;
     }
     const float* xp = static_cast<const float*>(x);
@@ -153,19 +152,36 @@ torch::Tensor CausalLM::fused_decode_step(const torch::Tensor& input_ids, const 
       for (int64_t i = 0; i < in; ++i) s.xf[i] = get(x, i, true);
       xp = s.xf.data();
     }
-    rows_product(w.data_ptr(), xp, y, 1, out, in, bf16);
+    rows_products(parts, n, xp, 1, in, bf16);
   };
-  // y (out) = x (in) W^T + b in the model dtype, as linear_small_rows_aware: the float32 sums,
-  // rounded to bf16, then the bias added (a bf16 add).
-  auto linear = [&](const void* x, const std::string& module, void* y) {
-    const torch::Tensor& w = param(module + ".weight");  // (out, in)
-    const torch::Tensor* b = param_if(module + ".bias");
-    const int64_t out = w.size(0);
-    float* yp = bf16 ? s.yf.data() : static_cast<float*>(y);
-    product(x, w, yp);
-    if (bf16)
-      for (int64_t i = 0; i < out; ++i) put(y, i, yp[i], true);
-    if (b) add(y, b->data_ptr(), y, out, bf16);
+  // For each (module, y): y (out) = x (in) W^T + b in the model dtype, as linear_small_rows_aware:
+  // the float32 sums, rounded to bf16, then the bias added (a bf16 add). The modules' products
+  // (those of one input: q, k, v; gate, up) in one parallel pass.
+  struct Linear {
+    std::string module;
+    void* y;
+  };
+  auto linears = [&](const void* x, std::initializer_list<Linear> modules) {
+    std::array<RowsProductPart, 3> parts{};
+    std::array<const torch::Tensor*, 3> biases{};
+    int64_t n = 0, offset = 0, in = 0;
+    for (const Linear& m : modules) {
+      const torch::Tensor& w = param(m.module + ".weight");  // (out, in)
+      in = w.size(1);
+      parts.at(static_cast<size_t>(n)) = {w.data_ptr(), bf16 ? s.yf.data() + offset : static_cast<float*>(m.y), w.size(0)};
+      biases.at(static_cast<size_t>(n)) = param_if(m.module + ".bias");
+      offset += w.size(0);
+      ++n;
+    }
+    products(x, in, parts.data(), n);
+    int64_t i = 0;
+    for (const Linear& m : modules) {
+      const RowsProductPart& p = parts.at(static_cast<size_t>(i));
+      if (bf16)
+        for (int64_t j = 0; j < p.out; ++j) put(m.y, j, p.y[j], true);
+      if (const torch::Tensor* b = biases.at(static_cast<size_t>(i))) add(m.y, b->data_ptr(), m.y, p.out, bf16);
+      ++i;
+    }
   };
   auto norm = [&](const void* x, const std::string& weight, void* y) {
     rms_norm_rows(x, param(weight).data_ptr(), y, 1, C, config_.rms_norm_eps, a.norm_plus_one, bf16);
@@ -181,9 +197,9 @@ torch::Tensor CausalLM::fused_decode_step(const torch::Tensor& input_ids, const 
     // Attention: q (H, D), k and v (Hkv, D), (Qwen3) RMSNorm per head on q and k, RoPE on q and k,
     // k and v into the cache at `past`.
     norm(s.h.data(), p + "input_layernorm.weight", s.x.data());
-    linear(s.x.data(), p + "self_attn.q_proj", s.q.data());
-    linear(s.x.data(), p + "self_attn.k_proj", s.k.data());
-    linear(s.x.data(), p + "self_attn.v_proj", s.v.data());
+    linears(s.x.data(), {{p + "self_attn.q_proj", s.q.data()},
+                         {p + "self_attn.k_proj", s.k.data()},
+                         {p + "self_attn.v_proj", s.v.data()}});
     const void* qin = s.q.data();
     const void* kin = s.k.data();
     if (a.qk_norm) {  // per head (Qwen3)
@@ -224,14 +240,13 @@ torch::Tensor CausalLM::fused_decode_step(const torch::Tensor& input_ids, const 
     at::_softmax_out(probs, torch::from_blob(s.scores.data(), {H, S}, torch::kFloat32), -1, false);
     attention_values_row(s.probs.data(), vc, cap * D, Hkv, G, S, D, bf16, s.outf.data());  // (Hkv, G, D)
     for (int64_t i = 0; i < H * D; ++i) put(s.att.data(), i, s.outf[i], bf16);
-    linear(s.att.data(), p + "self_attn.o_proj", s.o.data());
+    linears(s.att.data(), {{p + "self_attn.o_proj", s.o.data()}});
     add(s.h.data(), s.o.data(), s.h.data(), C, bf16);
     // MLP.
     norm(s.h.data(), p + "post_attention_layernorm.weight", s.x.data());
-    linear(s.x.data(), p + "mlp.gate_proj", s.gate.data());
-    linear(s.x.data(), p + "mlp.up_proj", s.up.data());
+    linears(s.x.data(), {{p + "mlp.gate_proj", s.gate.data()}, {p + "mlp.up_proj", s.up.data()}});
     swiglu_range(s.gate.data(), s.up.data(), s.act.data(), F, bf16);
-    linear(s.act.data(), p + "mlp.down_proj", s.o.data());
+    linears(s.act.data(), {{p + "mlp.down_proj", s.o.data()}});
     add(s.h.data(), s.o.data(), s.h.data(), C, bf16);
   }
   c.length = S;
@@ -240,7 +255,8 @@ torch::Tensor CausalLM::fused_decode_step(const torch::Tensor& input_ids, const 
   norm(s.h.data(), "model.norm.weight", s.x.data());
   const torch::Tensor& head = head_weight();
   torch::Tensor logits = torch::empty({1, 1, head.size(0)}, torch::kFloat32);  // (1, 1, V)
-  product(s.x.data(), head, logits.data_ptr<float>());
+  const RowsProductPart head_part{head.data_ptr(), logits.data_ptr<float>(), head.size(0)};
+  products(s.x.data(), head.size(1), &head_part, 1);
   return bf16 ? logits.to(dtype_) : logits;
 }
 

@@ -309,15 +309,29 @@ SmallRowsPath small_rows_path(int64_t rows, torch::ScalarType dtype) {
 
 bool rows_product_reads_bf16(int64_t R, bool bf16) { return bf16 && R == 1 && cpu_has_avx512_bf16(); }
 
+void rows_products(const RowsProductPart* parts, int64_t n, const float* x, int64_t R, int64_t C, bool bf16,
+                   const uint16_t* xb) {
+  const bool dot = xb && rows_product_reads_bf16(R, bf16);
+  const Kernel kernel = bf16 ? rows_kernel_for<true>(R) : rows_kernel_for<false>(R);
+  int64_t total = 0;
+  for (int64_t i = 0; i < n; ++i) total += parts[i].out;
+  // Outputs [a, b) of the concatenation: each part's share of them, by its own kernel call.
+  at::parallel_for(0, total, /*grain_size=*/64, [&](int64_t a, int64_t b) {
+    int64_t base = 0;
+    for (int64_t i = 0; i < n && base < b; base += parts[i].out, ++i) {
+      const RowsProductPart& p = parts[i];
+      const int64_t lo = std::max(a, base) - base, hi = std::min(b, base + p.out) - base;
+      if (lo >= hi) continue;
+      if (dot) row_kernel_bf16dot(static_cast<const uint16_t*>(p.w), xb, p.y, lo, hi, C);
+      else kernel(p.w, x, p.y, lo, hi, C, p.out);
+    }
+  });
+}
+
 void rows_product(const void* w, const float* x, float* y, int64_t R, int64_t out, int64_t C, bool bf16,
                   const uint16_t* xb) {
-  if (xb && rows_product_reads_bf16(R, bf16)) {
-    const auto* wb = static_cast<const uint16_t*>(w);
-    at::parallel_for(0, out, /*grain_size=*/64, [&](int64_t a, int64_t b) { row_kernel_bf16dot(wb, xb, y, a, b, C); });
-    return;
-  }
-  const Kernel kernel = bf16 ? rows_kernel_for<true>(R) : rows_kernel_for<false>(R);
-  at::parallel_for(0, out, /*grain_size=*/64, [&](int64_t a, int64_t b) { kernel(w, x, y, a, b, C, out); });
+  const RowsProductPart part{w, y, out};
+  rows_products(&part, 1, x, R, C, bf16, xb);
 }
 
 torch::Tensor small_rows_linear(const torch::Tensor& x, const torch::Tensor& weight) {

@@ -49,6 +49,16 @@ torch::Tensor small_rows_linear(const torch::Tensor& x, const torch::Tensor& wei
 // then be null); null: always the widening kernel on x.
 void rows_product(const void* w, const float* x, float* y, int64_t R, int64_t out, int64_t C, bool bf16,
                   const uint16_t* xb = nullptr);
+// One weight of rows_products: W (out, C) float32 or bf16, and its output y (R, out) float32.
+struct RowsProductPart {
+  const void* w;  // W (out, C)
+  float* y;       // (R, out)
+  int64_t out;    // W's rows
+};
+// rows_product for n weights on the same rows x (xb), in one parallel pass over all their outputs:
+// one fork-join of the threads instead of one per weight; every output's sum as rows_product's.
+void rows_products(const RowsProductPart* parts, int64_t n, const float* x, int64_t R, int64_t C, bool bf16,
+                   const uint16_t* xb = nullptr);
 // Whether rows_product reads the bf16 rows xb rather than x: one bf16 row on a CPU with AVX512-BF16
 // (its dot products, no widening).
 bool rows_product_reads_bf16(int64_t R, bool bf16);
