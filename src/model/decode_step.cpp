@@ -168,7 +168,8 @@ torch::Tensor CausalLM::fused_decode_step(const torch::Tensor& input_ids, const 
     for (const Linear& m : modules) {
       const torch::Tensor& w = param(m.module + ".weight");  // (out, in)
       in = w.size(1);
-      parts.at(static_cast<size_t>(n)) = {w.data_ptr(), bf16 ? s.yf.data() + offset : static_cast<float*>(m.y), w.size(0)};
+      float* y = bf16 ? s.yf.data() + offset : static_cast<float*>(m.y);  // bf16: rounded into m.y below
+      parts.at(static_cast<size_t>(n)) = {w.data_ptr(), y, w.size(0)};
       biases.at(static_cast<size_t>(n)) = param_if(m.module + ".bias");
       offset += w.size(0);
       ++n;

@@ -126,21 +126,21 @@ TEST(CausalAttention, Bfloat16MatchesFloat64AutogradReference) {
 TEST(CausalAttention, RowsWithoutKeysGiveZerosAndNoGradient) {
   if (!cpu_has_avx512()) GTEST_SKIP() << "this CPU has no AVX-512: the fused attention is never taken";
   for (const auto dtype : {torch::kFloat32, torch::kBFloat16}) {
-  SCOPED_TRACE(c10::toString(dtype));
-  // Left padding: the first 5 query rows of row 0 see no key.
-  const int64_t B = 2, H = 2, T = 9, D = 16;
-  auto leaf = [&] { return torch::randn({B, H, T, D}).to(dtype).requires_grad_(); };
-  torch::Tensor q = leaf(), k = leaf(), v = leaf();
-  torch::Tensor mask = torch::ones({B, T}, torch::kLong);
-  mask[0].narrow(0, 0, 5).zero_();
-  torch::Tensor out = causal_attention(q, k, v, mask, 0, 0.25);
-  ASSERT_TRUE(out.defined());
-  EXPECT_TRUE(out[0].narrow(1, 0, 5).eq(0).all().item<bool>());
-  EXPECT_TRUE(out[0].narrow(1, 5, 4).ne(0).any().item<bool>());
-  out.sum().backward();
-  EXPECT_TRUE(q.grad()[0].narrow(1, 0, 5).eq(0).all().item<bool>());
-  EXPECT_TRUE(k.grad()[0].narrow(1, 0, 5).eq(0).all().item<bool>());  // masked keys: no gradient
-  EXPECT_FALSE(q.grad().isnan().any().item<bool>());
+    SCOPED_TRACE(c10::toString(dtype));
+    // Left padding: the first 5 query rows of row 0 see no key.
+    const int64_t B = 2, H = 2, T = 9, D = 16;
+    auto leaf = [&] { return torch::randn({B, H, T, D}).to(dtype).requires_grad_(); };
+    torch::Tensor q = leaf(), k = leaf(), v = leaf();
+    torch::Tensor mask = torch::ones({B, T}, torch::kLong);
+    mask[0].narrow(0, 0, 5).zero_();
+    torch::Tensor out = causal_attention(q, k, v, mask, 0, 0.25);
+    ASSERT_TRUE(out.defined());
+    EXPECT_TRUE(out[0].narrow(1, 0, 5).eq(0).all().item<bool>());
+    EXPECT_TRUE(out[0].narrow(1, 5, 4).ne(0).any().item<bool>());
+    out.sum().backward();
+    EXPECT_TRUE(q.grad()[0].narrow(1, 0, 5).eq(0).all().item<bool>());
+    EXPECT_TRUE(k.grad()[0].narrow(1, 0, 5).eq(0).all().item<bool>());  // masked keys: no gradient
+    EXPECT_FALSE(q.grad().isnan().any().item<bool>());
   }
 }
 
