@@ -120,30 +120,31 @@ torch::Tensor rows_contiguous(const torch::Tensor& x) {
   return x.stride(3) == 1 && x.stride(2) >= x.size(3) && x.stride(1) >= x.size(3) ? x : x.contiguous();
 }
 
-// Forward: out (B, T, H, D) and the probabilities (B, H, T, T).
+// Forward: out (B, T, H, D) and, with save_probs (for backward), the probabilities (B, H, T, T);
+// without, each block's probabilities live in a buffer of the thread's (the same values: only where
+// they are kept differs) and the second tensor is undefined.
 std::pair<torch::Tensor, torch::Tensor> attention_forward(const torch::Tensor& q, const torch::Tensor& k,
                                                           const torch::Tensor& v, const torch::Tensor& key_bias,
-                                                          int64_t window, float scale) {
+                                                          int64_t window, float scale, bool save_probs) {
   const int64_t B = q.size(0), H = q.size(1), T = q.size(2), D = q.size(3), G = H / k.size(1);
   torch::Tensor out = torch::empty({B, T, H, D}, q.options());
-  torch::Tensor probs = torch::empty({B, H, T, T}, q.options());
+  torch::Tensor probs = save_probs ? torch::empty({B, H, T, T}, q.options()) : torch::Tensor();
   const Rows Q(q, false), K(k, false), V(v, false), O(out, true);
-  float* P = probs.data_ptr<float>();
+  float* P = save_probs ? probs.data_ptr<float>() : nullptr;
   const float* kb = key_bias.numel() > 0 ? key_bias.data_ptr<float>() : nullptr;
   at::parallel_for(0, B * H, 1, [&](int64_t a, int64_t e) {
+    std::vector<float> block(save_probs ? 0 : static_cast<size_t>(kCausalBlockRows * T));
     for (int64_t n = a; n < e; ++n) {
       const int64_t b = n / H, h = n % H, g = h / G;
-      float* Pn = P + n * T * T;
       for (int64_t i0 = 0; i0 < T; i0 += kCausalBlockRows) {
         const int64_t i1 = std::min(T, i0 + kCausalBlockRows), c0 = first_key(i0, window);
+        float* Pb = save_probs ? P + (n * T + i0) * T : block.data();  // the block's rows of probabilities, T apart
         // Raw scores of the block's rows over the columns [c0, i1): Q[i0:i1] K[c0:i1]^T.
-        gemm(false, true, i1 - i0, i1 - c0, D, 1.0f, Q.at(b, h, i0), Q.st, K.at(b, g, c0), K.st, 0.0f,
-             Pn + i0 * T + c0, T);
+        gemm(false, true, i1 - i0, i1 - c0, D, 1.0f, Q.at(b, h, i0), Q.st, K.at(b, g, c0), K.st, 0.0f, Pb + c0, T);
         for (int64_t i = i0; i < i1; ++i)
-          softmax_row(Pn + i * T, first_key(i, window), i + 1, T, kb ? kb + b * T : nullptr, scale);
+          softmax_row(Pb + (i - i0) * T, first_key(i, window), i + 1, T, kb ? kb + b * T : nullptr, scale);
         // O[i0:i1] = P[i0:i1, c0:i1] V[c0:i1] (zeros beyond each row's last key).
-        gemm(false, false, i1 - i0, D, i1 - c0, 1.0f, Pn + i0 * T + c0, T, V.at(b, g, c0), V.st, 0.0f,
-             O.at(b, h, i0), O.st);
+        gemm(false, false, i1 - i0, D, i1 - c0, 1.0f, Pb + c0, T, V.at(b, g, c0), V.st, 0.0f, O.at(b, h, i0), O.st);
       }
     }
   });
@@ -364,33 +365,34 @@ inline int64_t first_even_key(int64_t i0, int64_t window) { return first_key(i0,
 // As attention_forward for bf16 q, k, v (D even): out (B, T, H, D) bf16, probabilities float32.
 EMLAB_AVX512BF16 std::pair<torch::Tensor, torch::Tensor> attention_forward_bf16(
     const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, const torch::Tensor& key_bias,
-    int64_t window, float scale) {
+    int64_t window, float scale, bool save_probs) {
   const int64_t B = q.size(0), H = q.size(1), T = q.size(2), D = q.size(3), G = H / k.size(1);
   torch::Tensor out = torch::empty({B, T, H, D}, q.options());
-  torch::Tensor probs = torch::empty({B, H, T, T}, q.options().dtype(torch::kFloat32));
+  torch::Tensor probs = save_probs ? torch::empty({B, H, T, T}, q.options().dtype(torch::kFloat32)) : torch::Tensor();
   const Bf16Rows Q(q, false), K(k, false), V(v, false), O(out, true);
-  float* P = probs.data_ptr<float>();
+  float* P = save_probs ? probs.data_ptr<float>() : nullptr;
   const float* kb = key_bias.numel() > 0 ? key_bias.data_ptr<float>() : nullptr;
   const int64_t Tp = round_up(T, 2), ldk = round_up(T, 16) + 16, ldv = round_up(D, 32);
   at::parallel_for(0, B * H, 1, [&](int64_t a, int64_t e) {
     std::vector<uint16_t> kt(static_cast<size_t>(D * ldk)), vp(static_cast<size_t>(Tp * ldv)),
         pb(static_cast<size_t>(kCausalBlockRows * Tp));
+    std::vector<float> block(save_probs ? 0 : static_cast<size_t>(kCausalBlockRows * T));
     for (int64_t n = a; n < e; ++n) {
       const int64_t b = n / H, h = n % H, g = h / G;
       if (n == a || h % G == 0) {  // the kv head's keys and values packed (once per kv head in a range)
         pack_transposed(K.at(b, g), K.st, T, D, kt.data(), ldk);
         pack_interleaved(V.at(b, g), V.st, T, D, vp.data(), ldv);
       }
-      float* Pn = P + n * T * T;
       for (int64_t i0 = 0; i0 < T; i0 += kCausalBlockRows) {
         const int64_t i1 = std::min(T, i0 + kCausalBlockRows), c0 = first_even_key(i0, window);
         const int64_t rows = i1 - i0, cols = i1 - c0, cols_even = round_up(cols, 2);
+        float* Pb = save_probs ? P + (n * T + i0) * T : block.data();  // the block's rows of probabilities, T apart
         // Raw scores of the block's rows over the columns [c0, i1).
-        pairs_gemm<float>(rows, cols, D / 2, Q.at(b, h, i0), Q.st, kt.data() + 2 * c0, ldk, Pn + i0 * T + c0, T);
+        pairs_gemm<float>(rows, cols, D / 2, Q.at(b, h, i0), Q.st, kt.data() + 2 * c0, ldk, Pb + c0, T);
         for (int64_t i = i0; i < i1; ++i)
-          softmax_row(Pn + i * T, first_key(i, window), i + 1, T, kb ? kb + b * T : nullptr, scale);
+          softmax_row(Pb + (i - i0) * T, first_key(i, window), i + 1, T, kb ? kb + b * T : nullptr, scale);
         // O = P V, P rounded to bf16 (its column past T, when cols is odd, zero).
-        round_rows(Pn + i0 * T + c0, T, rows, std::min(cols_even, T - c0), cols_even, pb.data(), cols_even);
+        round_rows(Pb + c0, T, rows, std::min(cols_even, T - c0), cols_even, pb.data(), cols_even);
         pairs_gemm<uint16_t>(rows, D, cols_even / 2, pb.data(), cols_even, vp.data() + c0 * ldv, ldv,
                              O.at(b, h, i0), O.st);
       }
@@ -469,8 +471,8 @@ struct CausalAttentionFn : public torch::autograd::Function<CausalAttentionFn<BF
   // Returns out (B, T, H, D).
   static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& q, const torch::Tensor& k,
                                const torch::Tensor& v, const torch::Tensor& key_bias, int64_t window, double scale) {
-    auto [out, probs] = BF16DOT ? attention_forward_bf16(q, k, v, key_bias, window, static_cast<float>(scale))
-                                : attention_forward(q, k, v, key_bias, window, static_cast<float>(scale));
+    auto [out, probs] = BF16DOT ? attention_forward_bf16(q, k, v, key_bias, window, static_cast<float>(scale), true)
+                                : attention_forward(q, k, v, key_bias, window, static_cast<float>(scale), true);
     ctx->save_for_backward({q, k, v, probs});
     ctx->saved_data["window"] = window;
     ctx->saved_data["scale"] = scale;
@@ -510,16 +512,22 @@ torch::Tensor causal_attention(const torch::Tensor& q, const torch::Tensor& k, c
   torch::Tensor key_bias = torch::empty({0}, f32);
   if (key_mask.defined())
     key_bias = torch::zeros({B, T}, f32).masked_fill(key_mask.to(torch::kCPU) == 0, kNegInf).contiguous();
+  // Without gradients (prefill, scoring, evaluation) the forward alone, keeping no (B, H, T, T)
+  // probabilities: the same values.
+  const bool grad = torch::GradMode::is_enabled() && (q.requires_grad() || k.requires_grad() || v.requires_grad());
+  const auto sc = static_cast<float>(scale);
   if (dtype == torch::kBFloat16 && bf16_products && cpu_has_avx512_bf16() && D % 2 == 0) {
-    torch::Tensor out = CausalAttentionFn<true>::apply(rows_contiguous(q), rows_contiguous(k), rows_contiguous(v),
-                                                       key_bias, window, scale);  // (B, T, H, D)
-    return out.transpose(1, 2);                                                     // (B, H, T, D)
+    const torch::Tensor qc = rows_contiguous(q), kc = rows_contiguous(k), vc = rows_contiguous(v);
+    torch::Tensor out = grad ? CausalAttentionFn<true>::apply(qc, kc, vc, key_bias, window, scale)
+                             : attention_forward_bf16(qc, kc, vc, key_bias, window, sc, false).first;  // (B, T, H, D)
+    return out.transpose(1, 2);                                                                         // (B, H, T, D)
   }
   // float32, or bf16 q, k, v widened (exactly) and the output rounded back: the products,
   // probabilities and sums in float32.
   auto in = [](const torch::Tensor& t) { return rows_contiguous(t.to(torch::kFloat32)); };
-  torch::Tensor out = CausalAttentionFn<false>::apply(in(q), in(k), in(v), key_bias, window, scale);  // (B, T, H, D)
-  return out.to(dtype).transpose(1, 2);                                                               // (B, H, T, D)
+  torch::Tensor out = grad ? CausalAttentionFn<false>::apply(in(q), in(k), in(v), key_bias, window, scale)
+                           : attention_forward(in(q), in(k), in(v), key_bias, window, sc, false).first;  // (B, T, H, D)
+  return out.to(dtype).transpose(1, 2);                                                                 // (B, H, T, D)
 }
 
 }  // namespace emlab::model_detail

@@ -123,6 +123,29 @@ TEST(CausalAttention, Bfloat16MatchesFloat64AutogradReference) {
   }
 }
 
+// Without gradients the forward keeps no (B, H, T, T) probabilities: the output must not change by
+// a bit, for float32 and both bf16 paths.
+TEST(CausalAttention, ForwardWithoutGradientIsBitIdentical) {
+  if (!cpu_has_avx512()) GTEST_SKIP() << "this CPU has no AVX-512: the fused attention is never taken";
+  for (const Case& c : cases())
+    for (const auto [dtype, bf16_products] : {std::pair{torch::kFloat32, true}, std::pair{torch::kBFloat16, true},
+                                              std::pair{torch::kBFloat16, false}}) {
+      torch::manual_seed(c.T * 7 + c.D);
+      const double scale = 1.0 / std::sqrt(static_cast<double>(c.D));
+      torch::Tensor q = heads_view(c.B, c.H, c.T, c.D).to(dtype).requires_grad_();
+      torch::Tensor k = heads_view(c.B, c.Hkv, c.T, c.D).to(dtype).requires_grad_();
+      torch::Tensor v = heads_view(c.B, c.Hkv, c.T, c.D).to(dtype).requires_grad_();
+      const torch::Tensor mask = key_mask(c);
+      const torch::Tensor with_grad = causal_attention(q, k, v, mask, c.window, scale, bf16_products);
+      ASSERT_TRUE(with_grad.requires_grad()) << name(c);
+      torch::NoGradGuard no_grad;
+      const torch::Tensor without = causal_attention(q, k, v, mask, c.window, scale, bf16_products);
+      ASSERT_TRUE(without.defined()) << name(c);
+      EXPECT_TRUE(torch::equal(with_grad.detach(), without))
+          << name(c) << " " << c10::toString(dtype) << (bf16_products ? "" : " widened");
+    }
+}
+
 TEST(CausalAttention, RowsWithoutKeysGiveZerosAndNoGradient) {
   if (!cpu_has_avx512()) GTEST_SKIP() << "this CPU has no AVX-512: the fused attention is never taken";
   for (const auto dtype : {torch::kFloat32, torch::kBFloat16}) {
