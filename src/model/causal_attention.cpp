@@ -98,16 +98,24 @@ EMLAB_AVX512 void softmax_backward_row(const float* p, float* d, int64_t n, floa
   }
 }
 
-// A (B, N, T, D)-indexed float32 tensor's rows: element (b, n, t, :) at base + b*sb + n*sn + t*st.
+// A (B, N, T, D)-indexed tensor's rows: element (b, n, t, :) at base + b*sb + n*sn + t*st. E: float
+// for a float32 tensor, uint16_t (the bits) for a bf16 one.
+template <typename E>
 struct Rows {
-  float* base;
+  E* base;
   int64_t sb, sn, st;
   Rows(const torch::Tensor& x, bool bthd)  // bthd: x is (B, T, N, D) rather than (B, N, T, D)
-      : base(x.data_ptr<float>()),
+      : base(elements(x)),
         sb(x.stride(0)),
         sn(x.stride(bthd ? 2 : 1)),
         st(x.stride(bthd ? 1 : 2)) {}
-  float* at(int64_t b, int64_t n, int64_t t = 0) const { return base + b * sb + n * sn + t * st; }
+  E* at(int64_t b, int64_t n, int64_t t = 0) const { return base + b * sb + n * sn + t * st; }
+
+ private:
+  static E* elements(const torch::Tensor& x) {
+    if constexpr (std::is_same_v<E, float>) return x.data_ptr<float>();
+    else return reinterpret_cast<uint16_t*>(x.data_ptr<at::BFloat16>());
+  }
 };
 
 // The first key query row i may see: 0, or with a window i - window + 1. For a block of rows
@@ -129,7 +137,7 @@ std::pair<torch::Tensor, torch::Tensor> attention_forward(const torch::Tensor& q
   const int64_t B = q.size(0), H = q.size(1), T = q.size(2), D = q.size(3), G = H / k.size(1);
   torch::Tensor out = torch::empty({B, T, H, D}, q.options());
   torch::Tensor probs = save_probs ? torch::empty({B, H, T, T}, q.options()) : torch::Tensor();
-  const Rows Q(q, false), K(k, false), V(v, false), O(out, true);
+  const Rows<float> Q(q, false), K(k, false), V(v, false), O(out, true);
   float* P = save_probs ? probs.data_ptr<float>() : nullptr;
   const float* kb = key_bias.numel() > 0 ? key_bias.data_ptr<float>() : nullptr;
   at::parallel_for(0, B * H, 1, [&](int64_t a, int64_t e) {
@@ -160,7 +168,7 @@ std::vector<torch::Tensor> attention_backward(const torch::Tensor& dout, const t
   torch::Tensor dq = torch::empty({B, T, H, D}, q.options());
   torch::Tensor dk = torch::zeros({B, T, Hkv, D}, q.options());
   torch::Tensor dv = torch::zeros({B, T, Hkv, D}, q.options());
-  const Rows Q(q, false), K(k, false), V(v, false), dO(dout, true), dQ(dq, true), dK(dk, true), dV(dv, true);
+  const Rows<float> Q(q, false), K(k, false), V(v, false), dO(dout, true), dQ(dq, true), dK(dk, true), dV(dv, true);
   const float* P = probs.data_ptr<float>();
   at::parallel_for(0, B * Hkv, 1, [&](int64_t a, int64_t e) {
     std::vector<float> work(static_cast<size_t>(kCausalBlockRows * T));  // dP, then dS, of one block
@@ -347,17 +355,6 @@ EMLAB_AVX512 void round_rows(const float* x, int64_t ld, int64_t rows, int64_t n
   }
 }
 
-struct Bf16Rows {  // as Rows, for bf16 tensors
-  uint16_t* base;
-  int64_t sb, sn, st;
-  Bf16Rows(const torch::Tensor& x, bool bthd)
-      : base(reinterpret_cast<uint16_t*>(x.data_ptr<at::BFloat16>())),
-        sb(x.stride(0)),
-        sn(x.stride(bthd ? 2 : 1)),
-        st(x.stride(bthd ? 1 : 2)) {}
-  uint16_t* at(int64_t b, int64_t n, int64_t t = 0) const { return base + b * sb + n * sn + t * st; }
-};
-
 // A block's first column rounded down to even (pairs start on even columns; probabilities and
 // their gradients left of the block's first key are zero).
 inline int64_t first_even_key(int64_t i0, int64_t window) { return first_key(i0, window) & ~int64_t{1}; }
@@ -369,7 +366,7 @@ EMLAB_AVX512BF16 std::pair<torch::Tensor, torch::Tensor> attention_forward_bf16(
   const int64_t B = q.size(0), H = q.size(1), T = q.size(2), D = q.size(3), G = H / k.size(1);
   torch::Tensor out = torch::empty({B, T, H, D}, q.options());
   torch::Tensor probs = save_probs ? torch::empty({B, H, T, T}, q.options().dtype(torch::kFloat32)) : torch::Tensor();
-  const Bf16Rows Q(q, false), K(k, false), V(v, false), O(out, true);
+  const Rows<uint16_t> Q(q, false), K(k, false), V(v, false), O(out, true);
   float* P = save_probs ? probs.data_ptr<float>() : nullptr;
   const float* kb = key_bias.numel() > 0 ? key_bias.data_ptr<float>() : nullptr;
   const int64_t Tp = round_up(T, 2), ldk = round_up(T, 16) + 16, ldv = round_up(D, 32);
@@ -412,7 +409,7 @@ EMLAB_AVX512BF16 std::vector<torch::Tensor> attention_backward_bf16(const torch:
   torch::Tensor dq = torch::empty({B, T, H, D}, q.options());
   torch::Tensor dk = torch::empty({B, T, Hkv, D}, q.options());
   torch::Tensor dv = torch::empty({B, T, Hkv, D}, q.options());
-  const Bf16Rows Q(q, false), K(k, false), V(v, false), dO(dout, true), dQ(dq, true), dK(dk, true), dV(dv, true);
+  const Rows<uint16_t> Q(q, false), K(k, false), V(v, false), dO(dout, true), dQ(dq, true), dK(dk, true), dV(dv, true);
   const float* P = probs.data_ptr<float>();
   const int64_t Tp = round_up(T, 2), ldt = round_up(T, 16) + 16, ldd = round_up(D, 32);
   const int64_t R = kCausalBlockRows, R2 = R / 2;
