@@ -112,41 +112,48 @@ EMLAB_AVX512_INLINE inline void store_tile(const __m512* acc, float* y, int64_t 
     for (int n = 0; n < 4; ++n) y[(r0 + r) * ldy + o + n] = s[r * 4 + n];
 }
 
-// Asks for the next output block's 4 weight rows (rows 4..7 from w0) at column k, one cache line each.
+// Asks for weight rows p0 .. p1 - 1 (counted from w0, the tile's first) at column k, one cache line
+// each, into L2.
 template <class W>
-EMLAB_AVX512_INLINE inline void prefetch_next_block(const W* w0, int64_t C, int64_t k) {
-#pragma GCC unroll 4
-  for (int n = 4; n < 8; ++n) _mm_prefetch(reinterpret_cast<const char*>(w0 + n * C + k), _MM_HINT_T0);
+EMLAB_AVX512_INLINE inline void prefetch_rows(const W* w0, int64_t C, int64_t k, int p0, int p1) {
+  for (int n = p0; n < p1; ++n) _mm_prefetch(reinterpret_cast<const char*>(w0 + n * C + k), _MM_HINT_T1);
 }
 
-// Calls tile(rows, prefetch, o, r0) for every tile of outputs [o0, o1) (o1 - o0 a multiple of 4)
-// and all R rows: 4 rows a tile, the last narrower, rows and prefetch as std::integral_constant.
-// The first tile of each output block prefetches the next block's weight rows.
+// Calls tile(rows, o, r0, p0, p1) for every tile of outputs [o0, o1) (o1 - o0 a multiple of 4) and
+// all R rows: 4 rows a tile, the last narrower, rows as std::integral_constant. [p0, p1): the weight
+// rows (from o) the tile prefetches. The 4 weight rows `ahead` rows on (a multiple of 4) are shared
+// out among an output block's row tiles, so that the reads from memory spread over the whole block.
 template <class Tile>
-EMLAB_AVX512_INLINE inline void walk_tiles(int64_t o0, int64_t o1, int64_t R, const Tile& tile) {
+EMLAB_AVX512_INLINE inline void walk_tiles(int64_t o0, int64_t o1, int64_t R, int ahead, const Tile& tile) {
   using std::integral_constant;
+  const int64_t tiles = (R + 3) / 4;
   for (int64_t o = o0; o + 4 <= o1; o += 4) {
-    int64_t r = 0;
-    if (R >= 4 && o + 8 <= o1) {
-      tile(integral_constant<int, 4>{}, std::true_type{}, o, 0);
-      r = 4;
-    }
-    for (; r + 4 <= R; r += 4) tile(integral_constant<int, 4>{}, std::false_type{}, o, r);
+    const bool next = o + ahead + 4 <= o1;  // rows to prefetch within the range
+    auto share = [&](int64_t t) { return next ? ahead + static_cast<int>(4 * t / tiles) : 0; };
+    int64_t r = 0, t = 0;
+    for (; r + 4 <= R; r += 4, ++t) tile(integral_constant<int, 4>{}, o, r, share(t), share(t + 1));
     switch (R - r) {
-      case 1: tile(integral_constant<int, 1>{}, std::false_type{}, o, r); break;
-      case 2: tile(integral_constant<int, 2>{}, std::false_type{}, o, r); break;
-      case 3: tile(integral_constant<int, 3>{}, std::false_type{}, o, r); break;
+      case 1: tile(integral_constant<int, 1>{}, o, r, share(t), share(t + 1)); break;
+      case 2: tile(integral_constant<int, 2>{}, o, r, share(t), share(t + 1)); break;
+      case 3: tile(integral_constant<int, 3>{}, o, r, share(t), share(t + 1)); break;
       default: break;
     }
   }
 }
 
+// How many weight rows ahead of a tile's the tiles prefetch: the output blocks (4 rows of C elements
+// of `bytes` each) within about 16 KB, at least one (8-64 KB measured alike, bench/RESULTS.md).
+inline int prefetch_ahead(int64_t C, int64_t bytes) {
+  constexpr int64_t kPrefetchAhead = 16384;
+  return 4 * static_cast<int>(std::clamp<int64_t>(kPrefetchAhead / (4 * C * bytes), 1, 64));
+}
+
 // One tile: y[(r0 + r) * ldy + o + n] for RT <= 4 rows of x and the 4 weight rows o..o+3 (float32),
 // one accumulator per (row, output) pair, reduced together by sum16. The 4 weight rows stay in L1
 // while the caller walks all row tiles over them.
-template <int RT, bool PREFETCH>
+template <int RT>
 EMLAB_AVX512_INLINE inline void tile_4x4(const float* w, const float* x, float* y, int64_t o, int64_t r0, int64_t C,
-                                         int64_t ldy) {
+                                         int64_t ldy, int p0, int p1) {
   const float* w0 = w + o * C;
   const float* x0 = x + r0 * C;
   __m512 acc[16] = {};  // zeros
@@ -163,7 +170,7 @@ EMLAB_AVX512_INLINE inline void tile_4x4(const float* w, const float* x, float* 
   };
   int64_t k = 0;
   for (; k + 16 <= C; k += 16) {
-    if constexpr (PREFETCH) prefetch_next_block(w0, C, k);
+    prefetch_rows(w0, C, k, p0, p1);
     step([k](const float* p) EMLAB_AVX512_INLINE { return _mm512_loadu_ps(p + k); });
   }
   if (k < C) {
@@ -176,17 +183,18 @@ EMLAB_AVX512_INLINE inline void tile_4x4(const float* w, const float* x, float* 
 // y[r * ldy + o] for all R rows and o in [o0, o1), o1 - o0 a multiple of 4, in 4x4 tiles (float32).
 EMLAB_AVX512 void tiles_kernel(const float* w, const float* x, float* y, int64_t o0, int64_t o1, int64_t C, int64_t R,
                                int64_t ldy) {
-  walk_tiles(o0, o1, R, [&](auto rows, auto prefetch, int64_t o, int64_t r0) EMLAB_AVX512_INLINE {
-    tile_4x4<decltype(rows)::value, decltype(prefetch)::value>(w, x, y, o, r0, C, ldy);
+  walk_tiles(o0, o1, R, prefetch_ahead(C, 4), [&](auto rows, int64_t o, int64_t r0, int p0, int p1)
+                                                  EMLAB_AVX512_INLINE {
+    tile_4x4<decltype(rows)::value>(w, x, y, o, r0, C, ldy, p0, p1);
   });
 }
 
 // As tile_4x4 for bf16 weights and bf16 rows, with AVX512-BF16 dot products: each instruction
 // multiplies 16 pairs of bf16 (32 products, exact in float32) and adds them to 16 float32 sums,
 // twice the work of a widening FMA.
-template <int RT, bool PREFETCH>
+template <int RT>
 EMLAB_AVX512BF16_INLINE inline void tile_4x4_bf16dot(const uint16_t* w, const uint16_t* x, float* y, int64_t o,
-                                                   int64_t r0, int64_t C, int64_t ldy) {
+                                                   int64_t r0, int64_t C, int64_t ldy, int p0, int p1) {
   const uint16_t* w0 = w + o * C;
   const uint16_t* x0 = x + r0 * C;
   __m512 acc[16] = {};  // zeros
@@ -203,7 +211,7 @@ EMLAB_AVX512BF16_INLINE inline void tile_4x4_bf16dot(const uint16_t* w, const ui
   };
   int64_t k = 0;
   for (; k + 32 <= C; k += 32) {
-    if constexpr (PREFETCH) prefetch_next_block(w0, C, k);
+    prefetch_rows(w0, C, k, p0, p1);
     step([k](const uint16_t* p) EMLAB_AVX512BF16_INLINE { return _mm512_loadu_si512(p + k); });
   }
   if (k < C) {
@@ -216,8 +224,8 @@ EMLAB_AVX512BF16_INLINE inline void tile_4x4_bf16dot(const uint16_t* w, const ui
 EMLAB_AVX512BF16 void tiles_kernel_bf16dot(const uint16_t* w, const uint16_t* x, float* y, int64_t o0, int64_t o1,
                                            int64_t C, int64_t R, int64_t ldy) {
   // Not inlined into walk_tiles (its target lacks AVX512-BF16): one call per tile of 16 sums.
-  walk_tiles(o0, o1, R, [&](auto rows, auto prefetch, int64_t o, int64_t r0) EMLAB_AVX512BF16 {
-    tile_4x4_bf16dot<decltype(rows)::value, decltype(prefetch)::value>(w, x, y, o, r0, C, ldy);
+  walk_tiles(o0, o1, R, prefetch_ahead(C, 2), [&](auto rows, int64_t o, int64_t r0, int p0, int p1) EMLAB_AVX512BF16 {
+    tile_4x4_bf16dot<decltype(rows)::value>(w, x, y, o, r0, C, ldy, p0, p1);
   });
 }
 
@@ -678,7 +686,8 @@ torch::Tensor attention_scores(const torch::Tensor& q, const torch::Tensor& k, c
 
 torch::Tensor attention_values(const torch::Tensor& p, const torch::Tensor& v, const torch::Tensor& cache_rows,
                                const SharedPrefix* prefix) {
-  if (!attention_kernels_take(p, v, cache_rows) || p.scalar_type() != torch::kFloat32 || p.size(3) != v.size(2)) return {};
+  if (!attention_kernels_take(p, v, cache_rows) || p.scalar_type() != torch::kFloat32 || p.size(3) != v.size(2))
+    return {};
   const std::optional<PairBlocks> blocks = PairBlocks::make(v, p.size(0), cache_rows, prefix);
   if (!blocks) return {};
   const int64_t B = p.size(0), Hkv = p.size(1), R = p.size(2), S = p.size(3), D = v.size(3);
