@@ -309,8 +309,9 @@ SmallRowsPath small_rows_path(int64_t rows, torch::ScalarType dtype) {
   if (!cpu_has_avx512() || rows < 1 || rows > kSmallRowsMax) return SmallRowsPath::kNone;
   if (dtype == torch::kFloat32) return rows <= kRowsKernelMax ? SmallRowsPath::kRows : SmallRowsPath::kTiles;
   if (dtype == torch::kBFloat16) {
-    if (rows <= kRowsKernelMax) return SmallRowsPath::kRows;
+    if (rows == 1) return SmallRowsPath::kRows;
     if (rows <= kBf16DotRowsMax && cpu_has_avx512_bf16()) return SmallRowsPath::kTilesBf16Dot;
+    if (rows <= kRowsKernelMax) return SmallRowsPath::kRows;
   }
   return SmallRowsPath::kNone;
 }

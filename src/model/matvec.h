@@ -24,15 +24,16 @@ enum class SmallRowsPath {
 // bench/matvec_bench.cpp (bench/RESULTS.md; 2 threads, libtorch 1.13):
 // - float32, 1 row: kRows (as fast as OpenBLAS's mv or 1.1-1.2x it from cache, the same from
 //   memory on its own; in a whole decode step 1.07-1.16x, bench/RESULTS.md "Weights in huge pages");
-// - float32, 2-4 rows: kRows (1.1-3.6x linear); 5-64 rows: kTiles (1.2-4.5x linear, cold or
-//   cached, but for a 4864-wide weight at 64 rows: 1.0x);
-// - bfloat16, 1-4 rows: kRows (1.7-2.5x oneDNN at 1 row; one row on a CPU with AVX512-BF16 by its
-//   dot products, no widening: 1.3-1.6x the widening kernel from cache, bench/RESULTS.md "Decode at
-//   batch 1 as one fused step"; at 2-4 rows 1.2-2.4x the AVX512-BF16 tiles, which read the weight
-//   at only ~20 GB/s there); 5-32 rows on a CPU with AVX512-BF16:
-//   kTilesBf16Dot (1.1-3.9x oneDNN, cold or cached; even with kRows at 8 rows; at 64 rows
-//   0.9-1.2x, left to oneDNN, as are 5-64 rows elsewhere: widening bf16 to float32 in the float32
-//   tiles was 0.9-1.5x oneDNN at 2-8 rows);
+// - float32, 2-4 rows: kRows (1.1-3.6x linear; the tiles are 1.1-2.2x it where the weight is in
+//   cache but down to 0.7x on a large one read from memory); 5-64 rows: kTiles (1.2-4.5x linear, cold
+//   or cached, but for a 4864-wide weight at 64 rows: 1.0x);
+// - bfloat16, 1 row: kRows (1.7-2.5x oneDNN; on a CPU with AVX512-BF16 by its dot products, no
+//   widening: 1.3-1.6x the widening kernel from cache, bench/RESULTS.md "Decode at batch 1 as one
+//   fused step"); 2-32 rows on a CPU with AVX512-BF16: kTilesBf16Dot (1.1-3.9x oneDNN, cold or
+//   cached; at 2-4 rows 1.0-3.9x the widening row kernels, bench/RESULTS.md "Small-row tiles
+//   prefetching"; at 64 rows 0.9-1.2x oneDNN, left to it); 2-4 rows elsewhere: kRows; 5-64 rows
+//   elsewhere left to oneDNN (widening bf16 to float32 in the float32 tiles was 0.9-1.5x oneDNN at
+//   2-8 rows);
 // - anything else: kNone.
 SmallRowsPath small_rows_path(int64_t rows, torch::ScalarType dtype);
 
