@@ -43,7 +43,7 @@ TEST(SmallRowsLinear, PathFollowsTheMeasuredRule) {
   for (int64_t R = kRowsKernelMax + 1; R <= kSmallRowsMax; ++R)
     EXPECT_EQ(small_rows_path(R, torch::kFloat32), SmallRowsPath::kTiles);
   EXPECT_EQ(small_rows_path(kSmallRowsMax + 1, torch::kFloat32), SmallRowsPath::kNone);
-  // bf16: one row by the row kernel; 2-32 rows by the AVX512-BF16 tiles where the CPU has them,
+  // bf16: one row by the row kernel; 2-64 rows by the AVX512-BF16 tiles where the CPU has them,
   // else the row kernels up to 4 rows and torch beyond.
   EXPECT_EQ(small_rows_path(1, torch::kBFloat16), SmallRowsPath::kRows);
   const bool dot = cpu_has_avx512_bf16();
