@@ -30,7 +30,7 @@ enum class SmallRowsPath {
 // - bfloat16, 1 row: kRows (1.7-2.5x oneDNN; on a CPU with AVX512-BF16 by its dot products, no
 //   widening: 1.3-1.6x the widening kernel from cache, bench/RESULTS.md "Decode at batch 1 as one
 //   fused step"); 2-64 rows on a CPU with AVX512-BF16: kTilesBf16Dot (1.1-3.9x oneDNN, cold or
-//   cached; at 2-4 rows 1.0-3.9x the widening row kernels and at 48-64 rows 1.0-1.6x oneDNN,
+//   cached; at 2-4 rows 0.9-3.9x the widening row kernels and at 48-64 rows 1.0-1.6x oneDNN,
 //   bench/RESULTS.md "Small-row tiles prefetching"); elsewhere 2-4 rows: kRows, 5-64 rows left to
 //   oneDNN (widening bf16 to float32 in the float32 tiles was 0.9-1.5x oneDNN at 2-8 rows);
 // - anything else: kNone.
