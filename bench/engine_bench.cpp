@@ -17,6 +17,7 @@
 #include "bench_memory.h"
 #include "bench_model.h"
 #include "bench_timing.h"
+#include "emlab/generator.h"
 #include "emlab/model.h"
 #include "emlab/runtime.h"
 
@@ -88,9 +89,12 @@ int main(int argc, char** argv) {
     std::printf("%-8s %5lld %6lld %12.0f %10.1f %7.1f%% %12.1f\n", "prefill", (long long)B, (long long)prompt,
                 B * prompt / best, pre_flops / best / 1e9, 100 * pre_flops / best / peak, weight_bytes / best / 1e9);
     // Decode: one token per sequence per call, attending to the growing cache. The greedy pick:
-    // max(-1) (in libtorch 1.13 argmax is a slower loop: 8.5 vs 5.9 ms on 64 x 151936 fp32 logits,
-    // 19 ms in bf16). llama-batched-bench picks nothing (fixed tokens). Each run starts from a copy
-    // of the prefilled cache; `fused` as ForwardArgs::fused_decode.
+    // emlab's sampler at temperature 0 (what `emlab generate --temperature 0` runs; 0.4-0.8 ms on
+    // 64 x 151936 logits, where torch's max(-1), used here before, took ~6 ms in fp32 and more in
+    // bf16: bench/sampler_bench.cpp). llama-batched-bench picks nothing (fixed tokens). Each run
+    // starts from a copy of the prefilled cache; `fused` as ForwardArgs::fused_decode.
+    SampleOptions greedy;
+    greedy.temperature = 0.0;
     auto decode = [&](bool fused) {
       KVCache c = cache;
       for (auto* side : {&c.k, &c.v})
@@ -101,7 +105,8 @@ int main(int argc, char** argv) {
       args.last_logits_only = true;
       args.fused_decode = fused;
       auto t = Clock::now();
-      for (int64_t s = 0; s < steps; ++s) next = std::get<1>(model->forward(next, args).max(-1));
+      for (int64_t s = 0; s < steps; ++s)
+        next = sample_tokens(model->forward(next, args).select(1, 0), greedy, torch::Tensor()).unsqueeze(1);
       sync(device);
       return seconds_since(t);
     };

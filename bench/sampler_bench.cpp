@@ -6,7 +6,9 @@
 // that both pick the same tokens. Three logit shapes: Zipf-like with exponent 2 (logit of rank r =
 // -2 log r: the top token has 61% of the mass, the 0.95-nucleus ~30 tokens, as in trained models
 // at temperature 1), exponent 1.2 (a heavy tail: the 0.95-nucleus is most of the vocabulary) and
-// flat (N(0, 0.5²) logits, a random model); and "mixed": half the rows zipf-2, half flat.
+// flat (N(0, 0.5²) logits, a random model); and "mixed": half the rows zipf-2, half flat. Rows
+// "greedy" (temperature 0, float32 and bf16 logits): against torch's copy to float32 and argmax
+// (what sample_tokens ran before its own pass over each row).
 // Usage: sampler_bench [--threads N] [--vocab V] [--reps R]
 #include <chrono>
 #include <cstdio>
@@ -89,6 +91,17 @@ int main(int argc, char** argv) {
         const double ours = best_ms(reps, [&] { b = sample_tokens(logits, o, u); });
         std::printf("%-8s %-14s %5lld %14.2f %14.2f %7.1fx %6lld/%lld\n", shape, f.name, static_cast<long long>(B), ref,
                     ours, ref / ours, static_cast<long long>(a.eq(b).sum().item<int64_t>()), static_cast<long long>(B));
+      }
+      for (auto dt : {torch::kFloat32, torch::kBFloat16}) {
+        const torch::Tensor x = logits.to(dt);
+        SampleOptions o;
+        o.temperature = 0.0;
+        torch::Tensor a, b;
+        const double ref = best_ms(reps, [&] { a = x.to(torch::kFloat32).argmax(-1); });
+        const double ours = best_ms(reps, [&] { b = sample_tokens(x, o, u); });
+        std::printf("%-8s %-14s %5lld %14.2f %14.2f %7.1fx %6lld/%lld\n", shape,
+                    dt == torch::kFloat32 ? "greedy" : "greedy bf16", static_cast<long long>(B), ref, ours, ref / ours,
+                    static_cast<long long>(a.eq(b).sum().item<int64_t>()), static_cast<long long>(B));
       }
     }
   }

@@ -12,6 +12,9 @@
 // Without top-k/top-p on the CPU, the draw over the whole vocabulary walks each row once instead
 // of materialising its cumulative sum (a (B, V) tensor) and searching it: the same sums in the same
 // order, so the same picks (draw_whole_vocabulary).
+//
+// Greedy (temperature 0) on the CPU with AVX-512: each row's first largest value found in place, in
+// float32 or bf16, without torch's copy to float32 and its argmax loop (greedy_rows; same picks).
 #include <ATen/Parallel.h>
 
 #include <algorithm>
@@ -20,6 +23,7 @@
 #include <vector>
 
 #include "emlab/generator.h"
+#include "model/avx512.h"
 
 namespace emlab {
 
@@ -92,6 +96,60 @@ torch::Tensor draw_whole_vocabulary(const torch::Tensor& probs, const torch::Ten
   return out;
 }
 
+#if defined(__x86_64__)
+// The first index of the largest of a row's n values (float32, or bf16 as their bits), a NaN
+// counting as the largest (as torch's argmax): one pass for the largest value and whether there is
+// a NaN, one (from cache) for its first position.
+template <bool BF16>
+EMLAB_AVX512 int64_t greedy_row(const void* row, int64_t n) {
+  using model_detail::lanes16;
+  using model_detail::load16_as_f32;
+  __m512 mx = _mm512_set1_ps(-INFINITY);
+  __mmask16 nan = 0;
+  for (int64_t i = 0; i < n; i += 16) {
+    const __mmask16 m = lanes16(n - i);
+    const __m512 v = load16_as_f32<BF16>(row, i, m);
+    nan |= _mm512_mask_cmp_ps_mask(m, v, v, _CMP_UNORD_Q);
+    mx = _mm512_mask_max_ps(mx, m, mx, v);
+  }
+  const __m512 best = _mm512_set1_ps(_mm512_reduce_max_ps(mx));
+  for (int64_t i = 0; i < n; i += 16) {
+    const __mmask16 m = lanes16(n - i);
+    const __m512 v = load16_as_f32<BF16>(row, i, m);
+    const __mmask16 hit = nan ? _mm512_mask_cmp_ps_mask(m, v, v, _CMP_UNORD_Q)
+                              : _mm512_mask_cmp_ps_mask(m, v, best, _CMP_EQ_OQ);
+    if (hit) return i + __builtin_ctz(hit);
+  }
+  return 0;  // not reached: the largest value is in the row
+}
+#endif
+
+// argmax(-1) of x (B, V) float32 or bf16, contiguous on a CPU with AVX-512: rows in parallel.
+// Undefined otherwise (the caller keeps torch's ops).
+torch::Tensor greedy_rows(const torch::Tensor& x) {
+#if defined(__x86_64__)
+  const auto dt = x.scalar_type();
+  if (!x.device().is_cpu() || x.dim() != 2 || !x.is_contiguous() || x.size(1) == 0 ||
+      (dt != torch::kFloat32 && dt != torch::kBFloat16) || !model_detail::cpu_has_avx512())
+    return {};
+  const int64_t B = x.size(0), V = x.size(1);
+  const bool bf16 = dt == torch::kBFloat16;
+  const auto* base = static_cast<const char*>(x.data_ptr());
+  torch::Tensor out = torch::empty({B}, torch::kLong);
+  int64_t* op = out.data_ptr<int64_t>();
+  at::parallel_for(0, B, 1, [&](int64_t b0, int64_t b1) {
+    for (int64_t b = b0; b < b1; ++b) {
+      const void* row = base + b * V * x.element_size();
+      op[b] = bf16 ? greedy_row<true>(row, V) : greedy_row<false>(row, V);
+    }
+  });
+  return out;
+#else
+  (void)x;
+  return {};
+#endif
+}
+
 // Nucleus filter on descending probabilities (B, K): zero every candidate with mass >= p before it
 // (the first always stays: p = 0 is greedy).
 torch::Tensor nucleus(const torch::Tensor& probs, double top_p) {
@@ -105,8 +163,11 @@ torch::Tensor nucleus(const torch::Tensor& probs, double top_p) {
 
 torch::Tensor sample_tokens(const torch::Tensor& logits, const SampleOptions& options, const torch::Tensor& uniform) {
   torch::NoGradGuard no_grad;
+  if (options.temperature <= 0.0) {
+    if (torch::Tensor t = greedy_rows(logits); t.defined()) return t;
+    return logits.to(torch::kFloat32).argmax(-1);
+  }
   torch::Tensor x = logits.to(torch::kFloat32);  // (B, V)
-  if (options.temperature <= 0.0) return x.argmax(-1);
   if (options.temperature != 1.0) x = x / options.temperature;  // x / 1 is x
   const int64_t V = x.size(-1);
   const bool use_top_k = options.top_k > 0 && options.top_k < V;

@@ -1,7 +1,8 @@
 // What the AVX-512 kernels of src/model share (matvec.cpp, causal_attention.cpp, swiglu.cpp,
-// rms_norm.cpp, rope.cpp; and src/train's adamw_update.cpp): the run-time checks that the CPU has
-// the instructions, and on x86-64 the target attributes the kernels are compiled with, the lane mask
-// of a 16-wide step, exp, and bf16 loads, rounding and stores. Private to those files.
+// rms_norm.cpp, rope.cpp; src/train's adamw_update.cpp and src/generate's sampler.cpp): the run-time
+// checks that the CPU has the instructions, and on x86-64 the target attributes the kernels are
+// compiled with, the lane mask of a 16-wide step, exp, and bf16 loads, rounding and stores. Private
+// to those files.
 #pragma once
 
 namespace emlab::model_detail {

@@ -211,6 +211,39 @@ TEST(Sampler, TopKOneAndTinyTopPAreGreedy) {
   EXPECT_TRUE(torch::equal(sample_tokens(logits, o, u), logits.argmax(-1)));
 }
 
+// Greedy picks (temperature 0) are torch's argmax of the float32 logits: the first of equal
+// largest values, a NaN counting as the largest, -inf rows; float32 and bf16 logits, widths around
+// the 16-wide steps, one row and many.
+TEST(Sampler, GreedyIsTorchsArgmaxOnFloat32AndBf16) {
+  torch::manual_seed(11);
+  const float inf = std::numeric_limits<float>::infinity(), nan = std::numeric_limits<float>::quiet_NaN();
+  SampleOptions o;
+  o.temperature = 0.0;
+  for (int64_t V : {1, 15, 16, 17, 33, 5003}) {
+    for (int64_t B : {1, 9}) {
+      torch::Tensor logits = torch::randn({B, V}) * 4.0;
+      if (B > 1 && V > 3) {
+        logits[1].fill_(-inf);                        // every value -inf: the first
+        logits[2][V - 1] = 100.0;                     // the largest in the last lane of the tail
+        logits[3][V / 2] = 50.0, logits[3][V - 2] = 50.0;  // equal largest: the first
+        logits[4][V / 3] = nan, logits[4][V - 1] = nan;    // NaNs: the first NaN
+        logits[4][0] = inf;
+        logits[5].fill_(2.0);                         // all equal
+        logits[6][V - 1] = inf;
+        logits[7].narrow(0, 0, V / 2).fill_(-0.0);    // zeros of both signs largest: the first
+        logits[7].narrow(0, V / 2, V - V / 2).fill_(0.0);
+        logits[7][0] = -1.0;
+      }
+      for (auto dt : {torch::kFloat32, torch::kBFloat16}) {
+        const torch::Tensor x = logits.to(dt);
+        const torch::Tensor want = x.to(torch::kFloat32).argmax(-1);
+        const torch::Tensor got = sample_tokens(x, o, torch::Tensor());
+        EXPECT_TRUE(torch::equal(got, want)) << "V " << V << " B " << B << " " << dt << ": " << got << " vs " << want;
+      }
+    }
+  }
+}
+
 // The sampler's top-k/top-p without a full sort picks exactly what the textbook version picks:
 // sort the whole vocabulary, keep the first k (renormalised), drop every candidate with mass >= p
 // before it, draw by inverse CDF with the same uniforms.
