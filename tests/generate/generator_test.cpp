@@ -223,14 +223,16 @@ TEST(Sampler, GreedyIsTorchsArgmaxOnFloat32AndBf16) {
     for (int64_t B : {1, 9}) {
       torch::Tensor logits = torch::randn({B, V}) * 4.0;
       if (B > 1 && V > 3) {
-        logits[1].fill_(-inf);                        // every value -inf: the first
-        logits[2][V - 1] = 100.0;                     // the largest in the last lane of the tail
-        logits[3][V / 2] = 50.0, logits[3][V - 2] = 50.0;  // equal largest: the first
-        logits[4][V / 3] = nan, logits[4][V - 1] = nan;    // NaNs: the first NaN
+        logits[1].fill_(-inf);     // every value -inf: the first
+        logits[2][V - 1] = 100.0;  // the largest in the last lane of the tail
+        logits[3][V / 2] = 50.0;   // equal largest: the first
+        logits[3][V - 2] = 50.0;
+        logits[4][V / 3] = nan;  // NaNs (and an inf before them): the first NaN
+        logits[4][V - 1] = nan;
         logits[4][0] = inf;
-        logits[5].fill_(2.0);                         // all equal
-        logits[6][V - 1] = inf;
-        logits[7].narrow(0, 0, V / 2).fill_(-0.0);    // zeros of both signs largest: the first
+        logits[5].fill_(2.0);      // all equal: the first
+        logits[6][V - 1] = inf;    // an inf last
+        logits[7].narrow(0, 0, V / 2).fill_(-0.0);  // zeros of both signs the largest: the first
         logits[7].narrow(0, V / 2, V - V / 2).fill_(0.0);
         logits[7][0] = -1.0;
       }
