@@ -3,6 +3,7 @@
 // with the same kernels, attention's two products over a KV cache at decode.
 #include "model/matvec.h"
 
+#include "emlab/runtime.h"
 #include "model/avx512.h"
 
 #include <algorithm>
@@ -310,7 +311,9 @@ SmallRowsPath small_rows_path(int64_t rows, torch::ScalarType dtype) {
   if (dtype == torch::kFloat32) return rows <= kRowsKernelMax ? SmallRowsPath::kRows : SmallRowsPath::kTiles;
   if (dtype == torch::kBFloat16) {
     if (rows == 1) return SmallRowsPath::kRows;
-    if (rows <= kBf16DotRowsMax && cpu_has_avx512_bf16()) return SmallRowsPath::kTilesBf16Dot;
+    static const bool amx = cpu_bf16_support() == CpuBf16::Amx;
+    if (rows <= (amx ? kBf16DotRowsMaxAmx : kBf16DotRowsMax) && cpu_has_avx512_bf16())
+      return SmallRowsPath::kTilesBf16Dot;
     if (rows <= kRowsKernelMax) return SmallRowsPath::kRows;
   }
   return SmallRowsPath::kNone;

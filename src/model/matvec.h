@@ -11,6 +11,7 @@ namespace emlab::model_detail {
 constexpr int64_t kSmallRowsMax = 64;  // rows of x up to which small_rows_linear may take the product
 constexpr int64_t kRowsKernelMax = 4;  // rows up to which the one-weight-row-at-a-time kernels exist
 constexpr int64_t kBf16DotRowsMax = 64;  // bf16 rows up to which the AVX512-BF16 tiles take the product
+constexpr int64_t kBf16DotRowsMaxAmx = 32;  // the same where the CPU also has AMX (oneDNN's AMX beyond)
 
 // Which kernel small_rows_linear uses (kNone: the caller uses torch's product).
 enum class SmallRowsPath {
@@ -31,8 +32,10 @@ enum class SmallRowsPath {
 //   widening: 1.3-1.6x the widening kernel from cache, bench/RESULTS.md "Decode at batch 1 as one
 //   fused step"); 2-64 rows on a CPU with AVX512-BF16: kTilesBf16Dot (1.1-3.9x oneDNN, cold or
 //   cached; at 2-4 rows 0.9-3.9x the widening row kernels and at 48-64 rows 1.0-1.6x oneDNN,
-//   bench/RESULTS.md "Small-row tiles prefetching"); elsewhere 2-4 rows: kRows, 5-64 rows left to
-//   oneDNN (widening bf16 to float32 in the float32 tiles was 0.9-1.5x oneDNN at 2-8 rows);
+//   bench/RESULTS.md "Small-row tiles prefetching"; on a CPU with AMX only 2-32 rows, as before
+//   that measurement: oneDNN's AMX products were not measured against the tiles); elsewhere 2-4
+//   rows: kRows, 5-64 rows left to oneDNN (widening bf16 to float32 in the float32 tiles was
+//   0.9-1.5x oneDNN at 2-8 rows);
 // - anything else: kNone.
 SmallRowsPath small_rows_path(int64_t rows, torch::ScalarType dtype);
 

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include "emlab/lora.h"
+#include "emlab/runtime.h"
 #include "model/avx512.h"
 #include "model/matvec.h"
 
@@ -43,15 +44,17 @@ TEST(SmallRowsLinear, PathFollowsTheMeasuredRule) {
   for (int64_t R = kRowsKernelMax + 1; R <= kSmallRowsMax; ++R)
     EXPECT_EQ(small_rows_path(R, torch::kFloat32), SmallRowsPath::kTiles);
   EXPECT_EQ(small_rows_path(kSmallRowsMax + 1, torch::kFloat32), SmallRowsPath::kNone);
-  // bf16: one row by the row kernel; 2-64 rows by the AVX512-BF16 tiles where the CPU has them,
-  // else the row kernels up to 4 rows and torch beyond.
+  // bf16: one row by the row kernel; 2-64 rows by the AVX512-BF16 tiles where the CPU has them
+  // (2-32 where it also has AMX), else the row kernels up to 4 rows and torch beyond.
   EXPECT_EQ(small_rows_path(1, torch::kBFloat16), SmallRowsPath::kRows);
   const bool dot = cpu_has_avx512_bf16();
+  const int64_t dot_max = cpu_bf16_support() == CpuBf16::Amx ? kBf16DotRowsMaxAmx : kBf16DotRowsMax;
   for (int64_t R = 2; R <= kRowsKernelMax; ++R)
     EXPECT_EQ(small_rows_path(R, torch::kBFloat16), dot ? SmallRowsPath::kTilesBf16Dot : SmallRowsPath::kRows);
-  for (int64_t R = kRowsKernelMax + 1; R <= kBf16DotRowsMax; ++R)
-    EXPECT_EQ(small_rows_path(R, torch::kBFloat16), dot ? SmallRowsPath::kTilesBf16Dot : SmallRowsPath::kNone);
-  EXPECT_EQ(small_rows_path(kBf16DotRowsMax + 1, torch::kBFloat16), SmallRowsPath::kNone);
+  for (int64_t R = kRowsKernelMax + 1; R <= kSmallRowsMax + 1; ++R)
+    EXPECT_EQ(small_rows_path(R, torch::kBFloat16),
+              dot && R <= dot_max ? SmallRowsPath::kTilesBf16Dot : SmallRowsPath::kNone)
+        << R << " rows";
   EXPECT_EQ(small_rows_path(2, torch::kFloat64), SmallRowsPath::kNone);
   EXPECT_EQ(small_rows_path(0, torch::kFloat32), SmallRowsPath::kNone);
 }
