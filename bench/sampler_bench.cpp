@@ -76,6 +76,14 @@ int main(int argc, char** argv) {
       else if (sh == "flat") logits = torch::randn({B, V}) * 0.5;
       else logits = torch::cat({zipf(2.0).narrow(0, 0, (B + 1) / 2), torch::randn({B / 2, V}) * 0.5});
       torch::Tensor u = torch::rand({B});
+      // One row: the reference pipeline against sample_tokens(x, o, u), timed and compared.
+      auto measure = [&](const char* name, const torch::Tensor& x, const SampleOptions& o, const auto& reference) {
+        torch::Tensor a, b;
+        const double ref = best_ms(reps, [&] { a = reference(); });
+        const double ours = best_ms(reps, [&] { b = sample_tokens(x, o, u); });
+        std::printf("%-8s %-14s %5lld %14.2f %14.2f %7.1fx %6lld/%lld\n", shape, name, static_cast<long long>(B), ref,
+                    ours, ref / ours, static_cast<long long>(a.eq(b).sum().item<int64_t>()), static_cast<long long>(B));
+      };
       struct Filter {
         const char* name;
         double top_p;
@@ -86,22 +94,14 @@ int main(int argc, char** argv) {
         SampleOptions o;
         o.top_p = f.top_p;
         o.top_k = f.top_k;
-        torch::Tensor a, b;
-        const double ref = best_ms(reps, [&] { a = full_sort_sample(logits, f.top_p, f.top_k, u); });
-        const double ours = best_ms(reps, [&] { b = sample_tokens(logits, o, u); });
-        std::printf("%-8s %-14s %5lld %14.2f %14.2f %7.1fx %6lld/%lld\n", shape, f.name, static_cast<long long>(B), ref,
-                    ours, ref / ours, static_cast<long long>(a.eq(b).sum().item<int64_t>()), static_cast<long long>(B));
+        measure(f.name, logits, o, [&] { return full_sort_sample(logits, f.top_p, f.top_k, u); });
       }
       for (auto dt : {torch::kFloat32, torch::kBFloat16}) {
         const torch::Tensor x = logits.to(dt);
         SampleOptions o;
         o.temperature = 0.0;
-        torch::Tensor a, b;
-        const double ref = best_ms(reps, [&] { a = x.to(torch::kFloat32).argmax(-1); });
-        const double ours = best_ms(reps, [&] { b = sample_tokens(x, o, u); });
-        std::printf("%-8s %-14s %5lld %14.2f %14.2f %7.1fx %6lld/%lld\n", shape,
-                    dt == torch::kFloat32 ? "greedy" : "greedy bf16", static_cast<long long>(B), ref, ours, ref / ours,
-                    static_cast<long long>(a.eq(b).sum().item<int64_t>()), static_cast<long long>(B));
+        measure(dt == torch::kFloat32 ? "greedy" : "greedy bf16", x, o,
+                [&] { return x.to(torch::kFloat32).argmax(-1); });
       }
     }
   }
