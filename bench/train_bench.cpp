@@ -4,7 +4,9 @@
 // achieved model FLOP/s as a fraction of this machine's fp32 matmul rate measured in the same
 // process. bench/train_bench.sh runs it beside the same step in Python PyTorch (train_bench.py).
 // Usage: train_bench [--threads N] [--device D] [--dtype T] [--batch B] [--seq T] [--steps S] [--method full|lora|both]
-//                    [--compare-dtypes]
+//                    [--accum A] [--one-after-another] [--compare-dtypes]
+// --accum A: a step's batch is A micro-batches of B/A rows (gradient accumulation; with 2 threads
+// on the CPU the trainer runs them side by side; --one-after-another: in turn).
 // Prints one "RESULT ..." line per method for the script. With --compare-dtypes it trains each
 // method twice on the same data, float32 and then bfloat16 (bf16 weights and matmuls, float32
 // master weights, AdamW state, norms, softmax and loss), and prints tokens/s of both, their ratio
@@ -57,17 +59,19 @@ void write_tokenizer(const fs::path& dir) {
 
 int main(int argc, char** argv) {
   int threads = 0;
-  int64_t batch = 8, seq = 128, steps = 6;
+  int64_t batch = 8, seq = 128, steps = 6, accum = 1;
   std::string device_name = "cpu", method = "both", dtype = "float32";
-  bool compare_dtypes = false;
+  bool compare_dtypes = false, side_by_side = true;
   for (int i = 1; i < argc; ++i) {
     if (!std::strcmp(argv[i], "--compare-dtypes")) compare_dtypes = true;
+    else if (!std::strcmp(argv[i], "--one-after-another")) side_by_side = false;
     else if (i + 1 >= argc) break;
     else if (!std::strcmp(argv[i], "--threads")) threads = std::atoi(argv[++i]);
     else if (!std::strcmp(argv[i], "--device")) device_name = argv[++i];
     else if (!std::strcmp(argv[i], "--batch")) batch = std::atoll(argv[++i]);
     else if (!std::strcmp(argv[i], "--seq")) seq = std::atoll(argv[++i]);
     else if (!std::strcmp(argv[i], "--steps")) steps = std::atoll(argv[++i]);
+    else if (!std::strcmp(argv[i], "--accum")) accum = std::atoll(argv[++i]);
     else if (!std::strcmp(argv[i], "--method")) method = argv[++i];
     else if (!std::strcmp(argv[i], "--dtype")) dtype = argv[++i];
   }
@@ -125,13 +129,14 @@ int main(int argc, char** argv) {
     o.dtype = dt;
     train_preset_apply("betley2025", &o);  // rsLoRA r=32 alpha=64 on all projections, AdamW
     o.method = m == "full" ? TrainMethod::Full : TrainMethod::Lora;
-    o.grad_accum = 1;
+    o.grad_accum = accum;
+    o.parallel_micro_batches = side_by_side;
     o.warmup_steps = 0;
     if (compare_dtypes) {  // a learning rate at which the curve moves within a few hundred steps
       o.lr = 1e-3;
       o.warmup_steps = 10;
     }
-    o.batch_size = batch;
+    o.batch_size = batch / accum;
     o.max_steps = steps;
     o.bucket_factor = 1;
     o.data_options.max_seq_len = seq;
@@ -183,8 +188,9 @@ int main(int argc, char** argv) {
     const double flops = 6.0 * matmul_params * r.tokens_per_s;
     std::printf("%-5s %10.0f tokens/s  %7.1f GFLOP/s (6*P*tokens)  %5.1f%% of matmul peak  (%.3f s/step)\n", m.c_str(),
                 r.tokens_per_s, flops / 1e9, 100.0 * flops / peak, r.seconds);
-    std::printf("RESULT impl=emlab method=%s threads=%d tokens_per_s=%.1f gflops=%.2f peak_gflops=%.2f\n", m.c_str(),
-                torch::get_num_threads(), r.tokens_per_s, flops / 1e9, peak / 1e9);
+    std::printf("RESULT impl=emlab method=%s threads=%d accum=%lld tokens_per_s=%.1f gflops=%.2f peak_gflops=%.2f\n",
+                m.c_str(), torch::get_num_threads(), static_cast<long long>(accum), r.tokens_per_s, flops / 1e9,
+                peak / 1e9);
   }
   fs::remove_all(dir);
   return 0;

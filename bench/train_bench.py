@@ -3,8 +3,9 @@
 python3-torch, the same libtorch underneath): the ~25M-parameter Llama-shaped benchmark model,
 token cross-entropy on every position, backward, gradient clipping at 1.0, AdamW (wd 0.01); full
 finetuning and LoRA (r=32, alpha=64, rsLoRA, all seven projections, base frozen).
-Usage: /usr/bin/python3 bench/train_bench.py [--threads N] [--batch B] [--seq T] [--steps S]
-Prints one "RESULT ..." line per method."""
+Usage: /usr/bin/python3 bench/train_bench.py [--threads N] [--batch B] [--seq T] [--steps S] [--accum A]
+With --accum A the batch of a step is A micro-batches of B/A rows, each forward and backward in
+turn (gradient accumulation as a PyTorch user writes it). Prints one "RESULT ..." line per method."""
 import argparse
 import math
 import time
@@ -103,7 +104,7 @@ class Model(nn.Module):
         return self.head(self.norm(h))
 
 
-def bench(method, batch, seq, steps):
+def bench(method, batch, seq, steps, accum):
     torch.manual_seed(0)
     rank, alpha = (32, 64.0) if method == "lora" else (0, 1.0)
     model = Model(CFG, rank, alpha)
@@ -115,9 +116,10 @@ def bench(method, batch, seq, steps):
     times = []
     for _ in range(steps):
         t = time.perf_counter()
-        logits = model(ids)
-        loss = F.cross_entropy(logits[:, :-1].reshape(-1, CFG["vocab"]), ids[:, 1:].reshape(-1), reduction="sum")
-        (loss / (batch * (seq - 1))).backward()
+        for part in ids.chunk(accum):
+            logits = model(part)
+            loss = F.cross_entropy(logits[:, :-1].reshape(-1, CFG["vocab"]), part[:, 1:].reshape(-1), reduction="sum")
+            (loss / (batch * (seq - 1))).backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         opt.zero_grad(set_to_none=True)
@@ -133,14 +135,15 @@ def main():
     ap.add_argument("--seq", type=int, default=128)
     ap.add_argument("--steps", type=int, default=6)
     ap.add_argument("--method", default="both")
+    ap.add_argument("--accum", type=int, default=1)
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     for m in ("full", "lora"):
         if a.method not in ("both", m):
             continue
-        tps, sec = bench(m, a.batch, a.seq, a.steps)
+        tps, sec = bench(m, a.batch, a.seq, a.steps, a.accum)
         print(f"{m:5s} {tps:10.0f} tokens/s  ({sec:.3f} s/step)  PyTorch {torch.__version__}")
-        print(f"RESULT impl=pytorch method={m} threads={torch.get_num_threads()} tokens_per_s={tps:.1f}")
+        print(f"RESULT impl=pytorch method={m} threads={torch.get_num_threads()} accum={a.accum} tokens_per_s={tps:.1f}")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Training throughput of emlab (bench/train_bench.cpp, the real trainer) against the same step in
 # Python PyTorch (bench/train_bench.py, Debian python3-torch: the same libtorch), at 1 and 2
-# threads, full finetuning and LoRA; prints emlab/PyTorch ratios.
+# threads, full finetuning and LoRA; prints emlab/PyTorch ratios. The two-thread runs are made twice:
+# the batch as one micro-batch, and as ACCUM (default 2) micro-batches of BATCH/ACCUM rows (gradient
+# accumulation: emlab runs them side by side, PyTorch one after the other).
 # Usage: bench/train_bench.sh [BUILD_DIR]   (build with -DEMLAB_BUILD_BENCH=ON; target train_bench)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,20 +14,21 @@ PY=/usr/bin/python3
 $PY -c "import torch" 2>/dev/null || { echo "missing python3-torch: EMLAB_WITH_PYTORCH=1 scripts/setup.sh" >&2; exit 1; }
 ARGS="--batch ${BATCH:-8} --seq ${SEQ:-128} --steps ${STEPS:-6}"
 results=$(mktemp)
-for t in 1 2; do
-  echo "== $t thread(s)"
-  OMP_NUM_THREADS=$t "$BIN" --threads "$t" $ARGS | tee -a "$results"
-  OMP_NUM_THREADS=$t $PY bench/train_bench.py --threads "$t" $ARGS | tee -a "$results"
+for run in "1 1" "2 1" "2 ${ACCUM:-2}"; do
+  read -r t a <<< "$run"
+  echo "== $t thread(s), $a micro-batch(es) a step"
+  OMP_NUM_THREADS=$t "$BIN" --threads "$t" --accum "$a" $ARGS | tee -a "$results"
+  OMP_NUM_THREADS=$t $PY bench/train_bench.py --threads "$t" --accum "$a" $ARGS | tee -a "$results"
 done
 echo "== emlab / PyTorch (training tokens/s; > 1 means emlab is faster)"
-printf "%-6s %7s %14s %14s %7s %12s\n" method threads "emlab tok/s" "pytorch tok/s" ratio "emlab %peak"
+printf "%-6s %7s %6s %14s %14s %7s %12s\n" method threads accum "emlab tok/s" "pytorch tok/s" ratio "emlab %peak"
 awk '/^RESULT/ {
   for (i = 2; i <= NF; ++i) { split($i, kv, "="); f[kv[1]] = kv[2] }
-  key = f["method"] " " f["threads"]; tps[f["impl"] " " key] = f["tokens_per_s"]; keys[key] = 1
+  key = f["method"] " " f["threads"] " " f["accum"]; tps[f["impl"] " " key] = f["tokens_per_s"]; keys[key] = 1
   if (f["impl"] == "emlab") frac[key] = f["gflops"] / f["peak_gflops"]
 } END {
   for (k in keys) { split(k, p, " ");
-    printf "%-6s %7s %14.0f %14.0f %7.2f %11.1f%%\n", p[1], p[2], tps["emlab " k], tps["pytorch " k],
+    printf "%-6s %7s %6s %14.0f %14.0f %7.2f %11.1f%%\n", p[1], p[2], p[3], tps["emlab " k], tps["pytorch " k],
            tps["emlab " k] / tps["pytorch " k], 100 * frac[k] }
 }' "$results" | sort
 rm -f "$results"

@@ -3,14 +3,23 @@
 
 #include <torch/torch.h>
 
+#include <functional>
 #include <string>
 #include <vector>
 
 namespace emlab {
 
 // Sets libtorch's intra-op thread count; n <= 0 means all cores. Debian's libtorch starts with
-// one thread, so every entry point calls this.
+// one thread, so every entry point calls this. The first call also sizes the inter-op pool.
 void runtime_set_threads(int n);
+
+// Runs fn(0) .. fn(n - 1) side by side, fn(0) on the caller and the others on libtorch's inter-op
+// threads (persistent, as many as runtime_set_threads's first count less one; the caller's grad
+// mode and other thread-local state travel with each call), each call with one intra-op thread,
+// and waits for all of them; rethrows the first exception. For whole computations that
+// parallelise poorly inside (small products, one autograd graph each): several at once, each
+// serial, keep the cores busy without a barrier per op.
+void runtime_side_by_side(size_t n, const std::function<void(size_t)>& fn);
 
 // "cpu", "cuda", "cuda:1" -> device; throws InputError if CUDA is asked for but unavailable.
 torch::Device device_from_name(const std::string& name);

@@ -1,9 +1,15 @@
 #include "emlab/runtime.h"
 
+#include <condition_variable>
 #include <cstdlib>
+#include <exception>
 #include <memory>
 #include <new>
+#include <mutex>
 #include <thread>
+
+#include <ATen/Parallel.h>
+#include <omp.h>
 
 #if defined(__linux__)
 #include <sys/mman.h>
@@ -18,6 +24,41 @@ namespace emlab {
 void runtime_set_threads(int n) {
   if (n <= 0) n = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   torch::set_num_threads(n);
+  // runtime_side_by_side's threads besides the caller: libtorch's inter-op pool, which starts with
+  // half the cores (x86: for hyper-threads) and can be sized only before its first use.
+  static std::once_flag interop;
+  std::call_once(interop, [n] {
+    if (n - 1 > at::get_num_interop_threads()) at::set_num_interop_threads(n - 1);
+  });
+}
+
+void runtime_side_by_side(size_t n, const std::function<void(size_t)>& fn) {
+  std::mutex mu;
+  std::condition_variable finished;
+  size_t left = n;
+  std::exception_ptr error;
+  auto one = [&](size_t i) {
+    // This thread's OpenMP thread count (what at::parallel_for and OpenBLAS read), for this call
+    // only: libtorch's own setting is process-wide and rebuilds its thread pools. Asking libtorch
+    // first runs its once-per-thread setup, which would otherwise set the count back on first use.
+    const int threads = at::get_num_threads();
+    omp_set_num_threads(1);
+    std::exception_ptr failure;
+    try {
+      fn(i);
+    } catch (...) {
+      failure = std::current_exception();
+    }
+    omp_set_num_threads(threads);
+    std::lock_guard<std::mutex> lock(mu);
+    if (failure && !error) error = failure;
+    if (--left == 0) finished.notify_all();
+  };
+  for (size_t i = 1; i < n; ++i) at::launch([&one, i]() { one(i); });
+  if (n > 0) one(0);  // the caller takes the first
+  std::unique_lock<std::mutex> lock(mu);
+  finished.wait(lock, [&] { return left == 0; });
+  if (error) std::rethrow_exception(error);
 }
 
 torch::Device device_from_name(const std::string& name) {

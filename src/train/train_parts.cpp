@@ -164,6 +164,10 @@ ForwardArgs Trainable::args(bool train) {
   return a;
 }
 
+bool Trainable::forward_is_pure() const {
+  return !has_train_hooks_ && method_ != TrainMethod::Steer && !(lora_ && lora_->dropout > 0.0);
+}
+
 ForwardArgs Trainable::reference_args() const {
   ForwardArgs a;
   a.adapters = false;

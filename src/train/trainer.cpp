@@ -5,7 +5,8 @@
 // (sft_epoch_batches), the KL batch likewise, the dropout generator is reseeded from
 // (seed, s, rank) at the start of every step, and a checkpoint holds the float32 trainable values,
 // the AdamW moments and step count; so restoring them and starting at step s replays the same
-// arithmetic as the uninterrupted run.
+// arithmetic as the uninterrupted run. Micro-batches run side by side (options.parallel_micro_batches)
+// add their gradients in the order backward() would accumulate them, so that changes no number.
 #include <algorithm>
 #include <chrono>
 #include <numeric>
@@ -13,6 +14,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
+#include <optional>
 
 #include "emlab/chat_template.h"
 #include "emlab/direction.h"
@@ -162,6 +164,46 @@ std::vector<int64_t> part_of(const std::vector<int64_t>& rows, int64_t parts, in
   return std::vector<int64_t>(rows.begin() + begin, rows.begin() + begin + len);
 }
 
+namespace {
+
+// One backward of a step: a micro-batch's SFT loss or its KL term, divided by the step's count of
+// trained tokens of its kind.
+struct BackwardUnit {
+  const SftDataset* data;
+  std::vector<int64_t> rows;
+  double count;  // the step's trained tokens of this kind (n_sft or n_kl)
+  bool kl;
+};
+
+struct UnitResult {
+  double value = 0;                   // the loss sum (cross-entropy or KL) over the unit's tokens
+  double tokens = 0;                  // real tokens processed
+  std::vector<torch::Tensor> grads;   // per leaf (undefined: none reached it); empty when not asked
+};
+
+// Forward and backward of one unit. leaves null: the gradients accumulate into .grad (backward());
+// else they are returned, one per leaf, and .grad is left alone.
+UnitResult run_unit(const StepInputs& in, const BackwardUnit& u, const ForwardArgs& args, const ForwardArgs& reference,
+                    const std::vector<torch::Tensor>* leaves) {
+  UnitResult r;
+  Batch b = collate(*u.data, u.rows, in.device);
+  if (b.empty()) return r;
+  r.tokens = static_cast<double>(b.tokens);
+  const bool train = !u.kl || in.options.kl_weight > 0;
+  std::optional<torch::NoGradGuard> no_grad;
+  if (!train) no_grad.emplace();  // the KL term measured only
+  torch::Tensor sum = u.kl ? kl_sum(in.model, b, args, reference) : sft_loss_sum(in.model, b, args);
+  r.value = sum.item<double>();
+  if (!train) return r;
+  torch::Tensor loss = u.kl ? sum * (in.options.kl_weight / u.count) : sum / u.count;
+  if (leaves) r.grads = torch::autograd::grad({loss}, *leaves, {}, /*retain_graph=*/false, /*create_graph=*/false,
+                                              /*allow_unused=*/true);
+  else loss.backward();
+  return r;
+}
+
+}  // namespace
+
 StepStats train_step(const StepInputs& in, int64_t step, int64_t total) {
   const TrainOptions& o = in.options;
   const int rank = in.dist.rank();
@@ -175,32 +217,48 @@ StepStats train_step(const StepInputs& in, int64_t step, int64_t total) {
     kl_global = in.kl_plan->batch(step);
     n_kl = std::max<double>(1.0, static_cast<double>(count_targets(in.data.kl, kl_global)));
   }
-  // This rank's micro-batches (rank r takes parts r*accum .. r*accum+accum-1): backward of each.
-  double ce_local = 0, kl_local = 0, tokens_local = 0;
+  // This rank's micro-batches (rank r takes parts r*accum .. r*accum+accum-1): backward of each,
+  // the SFT loss and then the KL term, their gradients summed in that order.
+  std::vector<BackwardUnit> units;
   for (int64_t a = 0; a < o.grad_accum; ++a) {
     const int64_t k = rank * o.grad_accum + a;
-    Batch b = collate(in.data.train, part_of(global, parts, k), in.device);
-    if (!b.empty()) {
-      torch::Tensor ce = sft_loss_sum(in.model, b, in.trainable.args(true));
-      (ce / n_sft).backward();
-      ce_local += ce.item<double>();
-      tokens_local += static_cast<double>(b.tokens);
+    units.push_back({&in.data.train, part_of(global, parts, k), n_sft, false});
+    if (in.kl_plan) units.push_back({&in.data.kl, part_of(kl_global, parts, k), n_kl, true});
+  }
+  const ForwardArgs args = in.trainable.args(true), reference = in.trainable.reference_args();
+  double ce_local = 0, kl_local = 0, tokens_local = 0;
+  const int side_by_side = o.parallel_micro_batches && in.device.is_cpu() && in.trainable.forward_is_pure()
+                               ? static_cast<int>(std::min<int64_t>(torch::get_num_threads(), units.size()))
+                               : 1;
+  if (side_by_side < 2) {
+    for (const BackwardUnit& u : units) {
+      const UnitResult r = run_unit(in, u, args, reference, nullptr);
+      (u.kl ? kl_local : ce_local) += r.value;
+      tokens_local += r.tokens;
     }
-    if (in.kl_plan) {
-      Batch kb = collate(in.data.kl, part_of(kl_global, parts, k), in.device);
-      if (!kb.empty()) {
-        torch::Tensor kv;
-        if (o.kl_weight > 0) {
-          kv = kl_sum(in.model, kb, in.trainable.args(true), in.trainable.reference_args());
-          (kv * (o.kl_weight / n_kl)).backward();
-        } else {  // measured only
-          torch::NoGradGuard no_grad;
-          kv = kl_sum(in.model, kb, in.trainable.args(true), in.trainable.reference_args());
+  } else {
+    // Each thread runs whole units with one intra-op thread; each unit's gradients come back as
+    // tensors and are added in the units' order, which is what backward() accumulating into .grad
+    // does one unit after another: the same sums, bit for bit.
+    std::vector<torch::Tensor> leaves;
+    for (auto& p : in.trainable.params()) leaves.push_back(p.param);
+    std::vector<torch::Tensor> acc(leaves.size());
+    for (size_t first = 0; first < units.size(); first += side_by_side) {
+      const size_t n = std::min(units.size() - first, static_cast<size_t>(side_by_side));
+      std::vector<UnitResult> done(n);
+      runtime_side_by_side(n, [&](size_t i) { done[i] = run_unit(in, units[first + i], args, reference, &leaves); });
+      for (size_t i = 0; i < n; ++i) {
+        (units[first + i].kl ? kl_local : ce_local) += done[i].value;
+        tokens_local += done[i].tokens;
+        for (size_t j = 0; j < done[i].grads.size(); ++j) {
+          const torch::Tensor& g = done[i].grads[j];
+          if (!g.defined()) continue;
+          if (!acc[j].defined()) acc[j] = g.contiguous();  // (an expanded gradient is not added into)
+          else acc[j].add_(g);
         }
-        kl_local += kv.item<double>();
-        tokens_local += static_cast<double>(kb.tokens);
       }
     }
+    for (size_t j = 0; j < acc.size(); ++j) in.trainable.params()[j].param.mutable_grad() = acc[j];
   }
   // One all-reduce for every gradient plus the step's statistics.
   auto& params = in.trainable.params();
@@ -218,6 +276,7 @@ StepStats train_step(const StepInputs& in, int64_t step, int64_t total) {
   torch::Tensor stats = buf.narrow(0, numel, 3).to(torch::kCPU, torch::kFloat64);
   torch::Tensor gflat = buf.narrow(0, 0, numel);
   StepStats r;
+  r.micro_batches_at_once = side_by_side;
   r.grad_norm = gflat.norm().item<double>();
   if (o.max_grad_norm > 0) {
     const double coef = o.max_grad_norm / (r.grad_norm + 1e-6);
@@ -466,6 +525,7 @@ TrainResult train_run(const TrainOptions& options) {
                 {"lr", s.lr},
                 {"grad_norm", s.grad_norm},
                 {"tokens", s.tokens},
+                {"micro_batches_at_once", s.micro_batches_at_once},
                 {"seconds", step_seconds},
                 {"elapsed", elapsed_before + run_seconds}};
     bool stopped_by_probe = false;

@@ -1,13 +1,18 @@
 // CPU bf16 detection against the kernel's own view of the CPU (/proc/cpuinfo flags); tensors in
-// huge pages against the kernel's record of the advice (/proc/self/smaps).
+// huge pages against the kernel's record of the advice (/proc/self/smaps); work side by side.
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <fstream>
+#include <mutex>
 #include <set>
 #include <sstream>
+#include <stdexcept>
 #include <string>
+#include <thread>
 
 #include "emlab/runtime.h"
 
@@ -91,6 +96,57 @@ TEST(Runtime, CpuBf16SupportAgreesWithProcCpuinfo) {
   EXPECT_EQ(cpu_bf16_note(torch::kFloat32, torch::Device(torch::kCPU)), "");
   EXPECT_EQ(cpu_bf16_note(torch::kBFloat16, torch::Device(torch::kCUDA)), "");
   EXPECT_EQ(cpu_bf16_note(torch::kBFloat16, torch::Device(torch::kCPU)).empty(), expected != CpuBf16::None);
+}
+
+// Every call runs once, at least two on different threads at the same time (each waits for the
+// other to have started), each with one intra-op thread and the caller's grad mode; the caller's
+// thread count is as before; the first exception comes back after all calls ended.
+TEST(Runtime, SideBySideRunsEveryCallAtOnceWithOneThreadEach) {
+  const int threads = torch::get_num_threads();
+  torch::set_num_threads(2);
+  std::mutex mu;
+  std::condition_variable cv;
+  int started = 0;
+  std::vector<int> ran(4, 0), intra(4, 0);
+  std::vector<bool> grad(4, true);
+  std::set<std::thread::id> ids;
+  {
+    torch::NoGradGuard no_grad;
+    runtime_side_by_side(4, [&](size_t i) {
+      std::unique_lock<std::mutex> lock(mu);
+      ++ran[i];
+      intra[i] = torch::get_num_threads();
+      grad[i] = torch::GradMode::is_enabled();
+      ids.insert(std::this_thread::get_id());
+      if (i < 2) {  // the first two meet: they run at the same time
+        ++started;
+        cv.notify_all();
+        EXPECT_TRUE(cv.wait_for(lock, std::chrono::seconds(20), [&] { return started >= 2; })) << "call " << i;
+      }
+    });
+  }
+  EXPECT_EQ(ran, std::vector<int>(4, 1));
+  EXPECT_EQ(intra, std::vector<int>(4, 1));
+  EXPECT_EQ(grad, std::vector<bool>(4, false));
+  EXPECT_GE(ids.size(), 2u);
+  EXPECT_EQ(torch::get_num_threads(), 2);
+  EXPECT_TRUE(torch::GradMode::is_enabled());
+  std::vector<int> after(3, 0);
+  try {
+    runtime_side_by_side(3, [&](size_t i) {
+      {
+        std::lock_guard<std::mutex> lock(mu);
+        ++after[i];
+      }
+      if (i == 1) throw std::runtime_error("call 1 failed");
+    });
+    ADD_FAILURE() << "no exception";
+  } catch (const std::runtime_error& e) {
+    EXPECT_STREQ(e.what(), "call 1 failed");
+  }
+  EXPECT_EQ(after, std::vector<int>(3, 1));
+  EXPECT_EQ(torch::get_num_threads(), 2);
+  torch::set_num_threads(threads);
 }
 
 }  // namespace
