@@ -75,6 +75,11 @@ int main(int argc, char** argv) {
     else if (!std::strcmp(argv[i], "--method")) method = argv[++i];
     else if (!std::strcmp(argv[i], "--dtype")) dtype = argv[++i];
   }
+  if (accum < 1 || batch % accum != 0) {
+    std::fprintf(stderr, "--accum %lld: expected a divisor of --batch %lld\n", static_cast<long long>(accum),
+                 static_cast<long long>(batch));
+    return 2;
+  }
   runtime_set_threads(threads);
   Progress::set_enabled(false);
   const fs::path dir = fs::temp_directory_path() / ("emlab-train-bench-" + std::to_string(getpid()));
