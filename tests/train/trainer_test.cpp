@@ -207,18 +207,22 @@ TEST_F(TrainerTest, ResumeEqualsUninterruptedSteeringVectorAtTheMlpOutput) {
 // With two threads a step's micro-batches (and KL batches) run side by side, each with its
 // gradients returned and added in order: the run equals the one that runs them one after another,
 // bit for bit, for full finetuning (three micro-batches: a round of two, then one) and LoRA with a
-// KL term (six units, SFT and KL interleaved). LoRA dropout draws from the shared generator, so
-// with it they stay one after another.
+// KL term (six units, SFT and KL interleaved) in float32 and bf16 (bf16 gradients added in bf16, as
+// .grad accumulates them). LoRA dropout draws from the shared generator, so with it they stay one
+// after another.
 TEST_F(TrainerTest, MicroBatchesSideBySideEqualOneAfterAnother) {
   struct Restore {
     int threads = torch::get_num_threads();
     ~Restore() { torch::set_num_threads(threads); }
   } restore;
   torch::set_num_threads(2);
-  for (const TrainMethod method : {TrainMethod::Full, TrainMethod::Lora}) {
-    const std::string name = train_method_name(method);
+  const std::vector<std::pair<TrainMethod, std::string>> runs = {
+      {TrainMethod::Full, "float32"}, {TrainMethod::Lora, "float32"}, {TrainMethod::Lora, "bfloat16"}};
+  for (const auto& [method, dtype] : runs) {
+    const std::string name = train_method_name(method) + "-" + dtype;
     TrainOptions o = options("sidebyside" + name);
     o.method = method;
+    o.dtype = dtype;
     o.lr = method == TrainMethod::Full ? 1e-3 : 1e-2;
     o.max_steps = 4;
     o.batch_size = 2;
