@@ -74,7 +74,7 @@ struct TrainOptions {
   int64_t grad_accum = 1;           // micro-batches per optimizer step
   bool parallel_micro_batches = true;  // CPU, >= 2 threads: a step's micro-batches side by side, one
                                        // thread each, same numbers, a gradient set per thread more in
-                                       // memory (not with LoRA dropout or steering hooks)
+                                       // memory (not with LoRA dropout)
   int64_t warmup_steps = 0;         // linear warmup from 0
   LrSchedule schedule = LrSchedule::Linear;  // decay after warmup: linear to 0, cosine to 0, constant
   double weight_decay = 0.0;        // AdamW decoupled weight decay (not on norms/biases in full finetuning)

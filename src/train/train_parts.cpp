@@ -165,7 +165,7 @@ ForwardArgs Trainable::args(bool train) {
 }
 
 bool Trainable::forward_is_pure() const {
-  return !has_train_hooks_ && method_ != TrainMethod::Steer && !(lora_ && lora_->dropout > 0.0);
+  return !(lora_ && lora_->dropout > 0.0);
 }
 
 ForwardArgs Trainable::reference_args() const {

@@ -54,8 +54,8 @@ class Trainable {
   // the train-time steering/ablation applied (they are not part of what is saved or evaluated).
   ForwardArgs args(bool train);
   ForwardArgs reference_args() const;
-  // Whether args(true)'s forward draws no random numbers and runs no hooks (no LoRA dropout, no
-  // steering vector, no train-time steering or ablation): then forwards may run side by side.
+  // Whether args(true)'s forward draws no random numbers (no LoRA dropout) and so may run side by
+  // side with another: its hooks (a steering vector, train-time steering or ablation) only read.
   bool forward_is_pure() const;
   // Writes what the method produces (a loadable adapter / steering vector / model dir) into dir.
   void save(const std::string& dir, const TrainOptions& options) const;

@@ -204,59 +204,6 @@ TEST_F(TrainerTest, ResumeEqualsUninterruptedSteeringVectorAtTheMlpOutput) {
   EXPECT_GT(sv.vector.norm().item<float>(), 0.0f);
 }
 
-// With two threads a step's micro-batches (and KL batches) run side by side, each with its
-// gradients returned and added in order: the run equals the one that runs them one after another,
-// bit for bit, for full finetuning (three micro-batches: a round of two, then one) and LoRA with a
-// KL term (six units, SFT and KL interleaved) in float32 and bf16 (bf16 gradients added in bf16, as
-// .grad accumulates them). LoRA dropout draws from the shared generator, so with it they stay one
-// after another.
-TEST_F(TrainerTest, MicroBatchesSideBySideEqualOneAfterAnother) {
-  struct Restore {
-    int threads = torch::get_num_threads();
-    ~Restore() { torch::set_num_threads(threads); }
-  } restore;
-  torch::set_num_threads(2);
-  const std::vector<std::pair<TrainMethod, std::string>> runs = {
-      {TrainMethod::Full, "float32"}, {TrainMethod::Lora, "float32"}, {TrainMethod::Lora, "bfloat16"}};
-  for (const auto& [method, dtype] : runs) {
-    const std::string name = train_method_name(method) + "-" + dtype;
-    TrainOptions o = options("sidebyside" + name);
-    o.method = method;
-    o.dtype = dtype;
-    o.lr = method == TrainMethod::Full ? 1e-3 : 1e-2;
-    o.max_steps = 4;
-    o.batch_size = 2;
-    o.grad_accum = 3;
-    o.weight_decay = 0.01;
-    if (method == TrainMethod::Lora) {
-      o.kl_data = kl_data->string();
-      o.kl_weight = 0.5;
-    }
-    TrainOptions turn = o;
-    turn.out = test::temp_dir("inturn" + name).string();
-    turn.parallel_micro_batches = false;
-    train_run(o);
-    train_run(turn);
-    EXPECT_EQ(torch::get_num_threads(), 2) << "the thread count is restored";
-    const auto ra = log_rows(o.out), rb = log_rows(turn.out);
-    ASSERT_EQ(ra.size(), 4u);
-    ASSERT_EQ(rb.size(), 4u);
-    for (size_t i = 0; i < 4; ++i) {
-      EXPECT_EQ(ra[i]["micro_batches_at_once"], 2) << name << " step " << i + 1;
-      EXPECT_EQ(rb[i]["micro_batches_at_once"], 1) << name << " step " << i + 1;
-      for (const char* k : {"loss", "kl", "grad_norm", "tokens"}) EXPECT_EQ(ra[i][k], rb[i][k]) << name << " " << k;
-    }
-    const char* file = method == TrainMethod::Full ? "model.safetensors" : "adapter_model.safetensors";
-    expect_same_tensors(load(fs::path(o.out) / file), load(fs::path(turn.out) / file));
-  }
-  TrainOptions drop = options("sidebysidedropout");
-  drop.max_steps = 1;
-  drop.grad_accum = 2;
-  drop.lora.dropout = 0.1;
-  train_run(drop);
-  EXPECT_EQ(log_rows(drop.out).at(0)["micro_batches_at_once"], 1);
-}
-
 TEST_F(TrainerTest, CheckpointsEveryNStepsAreLoadableAdapters) {
   TrainOptions o = options("ckpt");
   o.max_steps = 5;
@@ -423,6 +370,73 @@ TEST_F(TrainerTest, TrainTimeSteeringAndAblationAreNotSaved) {
   train_run(sv);
   SteeringVector saved = steering_load(sv.out, 32);
   EXPECT_EQ(saved.layer, 1);
+}
+
+// With two threads a step's micro-batches (and KL batches) run side by side, each with its
+// gradients returned and added in order: the run equals the one that runs them one after another,
+// bit for bit (every logged number and saved tensor), for full finetuning (three micro-batches: a
+// round of two, then one), LoRA with a KL term (six units, SFT and KL interleaved) in float32 and
+// bf16 (bf16 gradients added in bf16, as .grad accumulates them), a steering vector, and LoRA with
+// train-time steering and ablation. LoRA dropout draws from the shared generator, so with it they
+// stay one after another.
+TEST_F(TrainerTest, MicroBatchesSideBySideEqualOneAfterAnother) {
+  struct Restore {
+    int threads = torch::get_num_threads();
+    ~Restore() { torch::set_num_threads(threads); }
+  } restore;
+  torch::set_num_threads(2);
+  const std::string dir = tiny_direction("sidebysidedir", 4);
+  for (const std::string name : {"full", "lora", "lora-bf16", "steer", "lora-steered"}) {
+    TrainOptions o = options("sidebyside" + name);
+    o.max_steps = 4;
+    o.batch_size = 2;
+    o.grad_accum = 3;
+    o.weight_decay = 0.01;
+    if (name == "full") {
+      o.method = TrainMethod::Full;
+      o.lr = 1e-3;
+    } else if (name == "steer") {
+      o.method = TrainMethod::Steer;
+      o.steer_layer = 1;
+      o.steer_scale = 8;
+      o.lr = 5e-2;
+    } else {
+      o.kl_data = kl_data->string();
+      o.kl_weight = 0.5;
+      if (name == "lora-bf16") o.dtype = "bfloat16";
+      if (name == "lora-steered") {
+        o.steer = {dir + ":layer=0:scale=4"};
+        o.ablate = {dir + ":layer=1"};
+      }
+    }
+    TrainOptions turn = o;
+    turn.out = test::temp_dir("inturn" + name).string();
+    turn.parallel_micro_batches = false;
+    train_run(o);
+    train_run(turn);
+    EXPECT_EQ(torch::get_num_threads(), 2) << "the thread count is restored";
+    const auto ra = log_rows(o.out), rb = log_rows(turn.out);
+    ASSERT_EQ(ra.size(), 4u);
+    ASSERT_EQ(rb.size(), 4u);
+    for (size_t i = 0; i < 4; ++i) {
+      EXPECT_EQ(ra[i]["micro_batches_at_once"], 2) << name << " step " << i + 1;
+      EXPECT_EQ(rb[i]["micro_batches_at_once"], 1) << name << " step " << i + 1;
+      for (const char* k : {"loss", "kl", "grad_norm", "tokens"}) EXPECT_EQ(ra[i][k], rb[i][k]) << name << " " << k;
+    }
+    int files = 0;
+    for (const auto& e : fs::directory_iterator(o.out)) {
+      if (e.path().extension() != ".safetensors") continue;
+      ++files;
+      expect_same_tensors(load(e.path()), load(fs::path(turn.out) / e.path().filename()));
+    }
+    EXPECT_EQ(files, 1) << name;
+  }
+  TrainOptions drop = options("sidebysidedropout");
+  drop.max_steps = 1;
+  drop.grad_accum = 2;
+  drop.lora.dropout = 0.1;
+  train_run(drop);
+  EXPECT_EQ(log_rows(drop.out).at(0)["micro_batches_at_once"], 1);
 }
 
 TEST(TrainOptionsTest, PresetsAndValidation) {
