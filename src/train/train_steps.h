@@ -72,7 +72,7 @@ struct StepStats {
   double lr = 0;         // learning rate of the step
   double grad_norm = 0;  // global gradient norm before clipping
   int64_t tokens = 0;    // real tokens processed (training and KL batches)
-  int micro_batches_at_once = 1;  // run side by side (options.parallel_micro_batches)
+  int micro_batches_at_once = 1;  // micro-batches run side by side (1: one after another)
 };
 
 // Optimizer step `step` of `total` (0-based): the dropout generator reseeded from (seed, step,
