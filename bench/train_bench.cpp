@@ -116,15 +116,24 @@ int main(int argc, char** argv) {
   const double matmul_params = static_cast<double>(params - V * C - (2 * L + 1) * C);
   // The weights' products a training token costs, attention's own products (QKᵀ, PV) not counted:
   // - full: forward, input gradient and weight gradient of every weight, 6 x P;
-  // - LoRA (the betley2025 preset: rank 32 on all seven projections): the frozen weights' forward and input gradient, 4 x P,
-  //   less layer 0's q/k/v input gradient (their input, the embedding, is frozen), plus the adapters'
-  //   6 x r x (in + out) each, less the same input gradient of layer 0's q/k/v adapters.
+  // - LoRA (the betley2025 preset: rank r on all seven projections): the frozen weights' forward and
+  //   input gradient, 4 x P, less layer 0's q/k/v input gradient (their input, the embedding, is
+  //   frozen), plus the adapters' 6 x r x (in + out) each, less the same input gradient of layer 0's
+  //   q/k/v adapters.
   // Leaving attention's products out undercounts the work alike for emlab and PyTorch, so the bound
   // train_bench.sh derives from it (peak / PyTorch's rate) errs high.
   const double flops_per_token_full = 6.0 * matmul_params;
   double flops_per_token_lora = 0;
   {
-    const double r = 32, I = static_cast<double>(config.intermediate_size), c = static_cast<double>(C);
+    TrainOptions preset;
+    train_preset_apply("betley2025", &preset);
+    if (preset.lora.targets.size() != 7) {
+      std::fprintf(stderr, "train_bench: the LoRA FLOP count assumes the preset's 7 targets, it has %zu\n",
+                   preset.lora.targets.size());
+      return 1;
+    }
+    const double r = static_cast<double>(preset.lora.rank), I = static_cast<double>(config.intermediate_size),
+                 c = static_cast<double>(C);
     const double q = static_cast<double>(config.num_attention_heads * config.head_dim),
                  kv = static_cast<double>(config.num_key_value_heads * config.head_dim);
     const double lora_per_layer = r * ((c + q) + 2 * (c + kv) + (q + c) + 2 * (c + I) + (I + c));

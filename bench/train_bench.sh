@@ -20,9 +20,9 @@ for ((round = 1; round <= ${ROUNDS:-1}; ++round)); do
   for run in "1 1" "2 1" "2 ${ACCUM:-2}"; do
     read -r t a <<< "$run"
     echo "== round $round: $t thread(s), $a micro-batch(es) a step"
-    OMP_NUM_THREADS=$t "$BIN" --threads "$t" --accum "$a" $ARGS | sed "s/^RESULT /RESULT round=$round /" | tee -a "$results"
-    OMP_NUM_THREADS=$t $PY bench/train_bench.py --threads "$t" --accum "$a" $ARGS | sed "s/^RESULT /RESULT round=$round /" |
-      tee -a "$results"
+    tag="s/^RESULT /RESULT round=$round /"
+    OMP_NUM_THREADS=$t "$BIN" --threads "$t" --accum "$a" $ARGS | sed "$tag" | tee -a "$results"
+    OMP_NUM_THREADS=$t $PY bench/train_bench.py --threads "$t" --accum "$a" $ARGS | sed "$tag" | tee -a "$results"
   done
 done
 echo "== emlab / PyTorch (training tokens/s; > 1 means emlab is faster)"
@@ -33,7 +33,8 @@ printf "%-6s %7s %6s %5s %14s %14s %7s %12s %14s %8s\n" method threads accum rou
   "emlab %peak" "pytorch %peak" "at peak"
 awk '/^RESULT/ {
   for (i = 2; i <= NF; ++i) { split($i, kv, "="); f[kv[1]] = kv[2] }
-  key = f["method"] " " f["threads"] " " f["accum"] " " f["round"]; tps[f["impl"] " " key] = f["tokens_per_s"]; keys[key] = 1
+  key = f["method"] " " f["threads"] " " f["accum"] " " f["round"]
+  tps[f["impl"] " " key] = f["tokens_per_s"]; keys[key] = 1
   if (f["impl"] == "emlab") frac[key] = f["gflops"] / f["peak_gflops"]
 } END {
   for (k in keys) { split(k, p, " ");
