@@ -122,11 +122,11 @@ int main(int argc, char** argv) {
   //   q/k/v adapters.
   // Leaving attention's products out undercounts the work alike for emlab and PyTorch, so the bound
   // train_bench.sh derives from it (peak / PyTorch's rate) errs high.
+  TrainOptions preset;  // every run's starting options
+  train_preset_apply("betley2025", &preset);  // rsLoRA r=32 alpha=64 on all projections, AdamW
   const double flops_per_token_full = 6.0 * matmul_params;
   double flops_per_token_lora = 0;
   {
-    TrainOptions preset;
-    train_preset_apply("betley2025", &preset);
     if (preset.lora.targets.size() != 7) {
       std::fprintf(stderr, "train_bench: the LoRA FLOP count assumes the preset's 7 targets, it has %zu\n",
                    preset.lora.targets.size());
@@ -157,13 +157,12 @@ int main(int argc, char** argv) {
     std::vector<double> losses;  // per step
   };
   auto run = [&](const std::string& m, const std::string& dt) {
-    TrainOptions o;
+    TrainOptions o = preset;
     o.model = (dir / "model").string();
     o.data = (dir / "data.jsonl").string();
     o.out = (dir / ("out-" + m + "-" + dt)).string();
     o.device = device_name;
     o.dtype = dt;
-    train_preset_apply("betley2025", &o);  // rsLoRA r=32 alpha=64 on all projections, AdamW
     o.method = m == "full" ? TrainMethod::Full : TrainMethod::Lora;
     o.grad_accum = accum;
     o.parallel_micro_batches = side_by_side;
